@@ -1,0 +1,3 @@
+from ebm_cli.cli import main
+
+main()

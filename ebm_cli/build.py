@@ -1,0 +1,64 @@
+"""The one place that turns config nodes into objects (data, energies, inference, losses)."""
+
+from typing import Any, Dict
+
+import torch
+
+from ebm_cli.data.curves import CurvesData, load_curves
+from ebm_cli.energies.base import BoxSpace
+from ebm_cli.energies.mlp import MLPEnergy, RegressorEnergy
+from ebm_cli.errors import UserError
+from ebm_cli.inference.gradient import GradientInference
+from ebm_cli.inference.grid import GridInference
+from ebm_cli.losses import GibbsNLL, Hinge
+
+
+def resolve_device(name: str) -> torch.device:
+    """auto = cuda when available; asking for cuda without one is a UserError."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise UserError(f"trainer.device={name}: no CUDA device is available on this machine (use cpu or auto)")
+        index = torch.device(name).index
+        if index is not None and index >= torch.cuda.device_count():
+            raise UserError(f"trainer.device={name}: only {torch.cuda.device_count()} CUDA device(s) here")
+    return torch.device(name)
+
+
+def build_data(cfg) -> CurvesData:
+    return load_curves(cfg.dataset, cfg.seed)
+
+
+def data_meta(data: CurvesData) -> Dict[str, Any]:
+    """What an energy needs to be rebuilt without the data (stored in checkpoints)."""
+    return {
+        "x_dim": int(data.x_train.shape[1]),
+        "x_low": data.x_low,
+        "x_high": data.x_high,
+        "y_low": data.y_low,
+        "y_high": data.y_high,
+        "y_shape": list(data.y_train.shape[1:]),
+    }
+
+
+def build_energy(cfg, meta: Dict[str, Any]) -> torch.nn.Module:
+    space = BoxSpace(meta["y_low"], meta["y_high"], tuple(meta["y_shape"]))
+    cls = {"mlp": MLPEnergy, "regressor": RegressorEnergy}[cfg.name]
+    return cls(meta["x_dim"], meta["x_low"], meta["x_high"], space, cfg.hidden, cfg.depth, cfg.activation)
+
+
+def build_inference(cfg, seed: int = 0):
+    if cfg.name == "grid":
+        return GridInference(cfg.k, cfg.points, cfg.dedup)
+    if cfg.name == "gradient":
+        return GradientInference(cfg.k, cfg.starts, cfg.steps, cfg.lr, cfg.lr_min, cfg.optimizer, cfg.tol, cfg.dedup, seed)
+    raise UserError(f"unknown inference method {cfg.name!r}")
+
+
+def build_loss(cfg, inference):
+    if cfg.name == "nll":
+        return GibbsNLL(cfg.grid_points)
+    if cfg.name == "hinge":
+        return Hinge(cfg.margin, cfg.exclude, inference)
+    raise UserError(f"unknown loss {cfg.name!r}")

@@ -1,0 +1,19 @@
+"""Hydra callbacks: refuse a bad config before Hydra creates or overwrites any run folder."""
+
+from pathlib import Path
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+from ebm_cli.build import resolve_device
+from ebm_cli.errors import UserError
+from ebm_cli.validate import validate
+
+
+class ValidateConfig(Callback):
+    def on_run_start(self, config: DictConfig, **kwargs) -> None:
+        validate(config)
+        resolve_device(config.trainer.device)
+        run_dir = Path(str(config.hydra.run.dir))
+        if config.task.name == "train" and (run_dir / "metrics.json").exists():
+            raise UserError(f"hydra.run.dir={run_dir} already holds a run; choose another folder so nothing is overwritten")

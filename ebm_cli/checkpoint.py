@@ -1,0 +1,82 @@
+"""Checkpoints: atomic save (temp file, fsync, rename) keeping the previous one; safe load."""
+
+import os
+import random
+from pathlib import Path
+from typing import Any, Dict, Optional
+
+import torch
+
+from ebm_cli.errors import UserError
+
+LAST, PREVIOUS = "last.pt", "previous.pt"
+
+
+def rng_state() -> Dict[str, Any]:
+    state = {"python": random.getstate(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: Dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(folder: Path, state: Dict[str, Any]) -> Path:
+    """Write folder/last.pt atomically; the checkpoint it replaces becomes previous.pt.
+
+    A crash at any point leaves last.pt (or previous.pt) complete: the new file is written
+    under a temporary name, flushed to disk, and only then renamed over the old one.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    last, tmp = folder / LAST, folder / f".{LAST}.tmp"
+    with open(tmp, "wb") as fh:
+        torch.save(state, fh)
+        fh.flush()
+        os.fsync(fh.fileno())
+    if last.exists():
+        os.replace(last, folder / PREVIOUS)
+    os.replace(tmp, last)
+    _fsync_dir(folder)
+    return last
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # some filesystems do not allow opening a directory
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def load_checkpoint(path: Path, map_location: Optional[str] = "cpu") -> Dict[str, Any]:
+    """Load a checkpoint with weights_only=True; a broken file is one clear UserError."""
+    if not path.is_file():
+        raise UserError(f"no checkpoint at {path}")
+    if path.stat().st_size == 0:
+        raise UserError(f"checkpoint {path} is empty (0 bytes)")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # truncated zip, random bytes, foreign pickles all land here
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"checkpoint {path} cannot be read ({first[:200]})") from None
+    if not isinstance(state, dict) or not {"model", "config", "meta", "step"} <= set(state):
+        raise UserError(f"checkpoint {path} is not an ebm-run checkpoint (missing model/config/meta/step)")
+    return state
+
+
+def find_checkpoint(run_dir: Path) -> Path:
+    """The run's last checkpoint, for task=infer / task=landscape."""
+    if not run_dir.is_dir():
+        raise UserError(f"run_dir: no such folder: {run_dir}")
+    path = run_dir / "checkpoints" / LAST
+    if not path.is_file():
+        raise UserError(f"run_dir: {run_dir} has no checkpoints/{LAST} (is it a finished ebm-run training run?)")
+    return path

@@ -1,0 +1,43 @@
+"""MLP energy F(x, y) and the explicit regressor baseline E(x, y) = ||y - f(x)||^2."""
+
+import torch
+
+from ebm_cli.energies.base import BoxSpace, Energy, Normalizer, mlp
+
+
+class MLPEnergy(Energy):
+    """F(x, y) = MLP([x, y]) for flat x (B, Dx) and y (B, Dy); returns (B,)."""
+
+    def __init__(self, x_dim: int, x_low: float, x_high: float, y_space: BoxSpace, hidden: int, depth: int, activation: str):
+        super().__init__()
+        self.y_space = y_space
+        self.x_norm = Normalizer(x_low, x_high)
+        self.y_norm = Normalizer(y_space.low, y_space.high)
+        self.net = mlp(x_dim + y_space.size, hidden, depth, 1, activation)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        h = torch.cat([self.x_norm(x.flatten(1)), self.y_norm(y.flatten(1))], dim=1)
+        return self.net(h)[:, 0]
+
+
+class RegressorEnergy(Energy):
+    """E(x, y) = ||y - f(x)||^2 for a feed-forward f: one output per x, whatever the data.
+
+    Trained by the Gibbs NLL this is exactly MSE regression (log Z does not depend on f), so
+    it predicts the mean of the valid y: the baseline the lecture argues against.
+    """
+
+    def __init__(self, x_dim: int, x_low: float, x_high: float, y_space: BoxSpace, hidden: int, depth: int, activation: str):
+        super().__init__()
+        self.y_space = y_space
+        self.x_norm = Normalizer(x_low, x_high)
+        self.y_norm = Normalizer(y_space.low, y_space.high)
+        self.net = mlp(x_dim, hidden, depth, y_space.size, activation)
+
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        """f(x): (B, *y_shape), in y units."""
+        out = self.net(self.x_norm(x.flatten(1))) * self.y_norm.half_width + self.y_norm.center
+        return out.view(x.shape[0], *self.y_space.shape)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return (y - self.predict(x)).flatten(1).pow(2).sum(1)

@@ -1,0 +1,14 @@
+"""Errors a user can fix: they are reported as one line and a non-zero exit, never a traceback."""
+
+
+class UserError(Exception):
+    """A problem with the user's input (config value, data file, run folder, device).
+
+    The message is the one line the user sees; ``exit_code`` is the process exit status.
+    """
+
+    exit_code = 1
+
+    def __init__(self, message: str, exit_code: int = 1):
+        super().__init__(message)
+        self.exit_code = exit_code

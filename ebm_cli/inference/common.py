@@ -1,0 +1,56 @@
+"""What every inference method shares: its result type, batched energy calls, distinct minima."""
+
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+
+
+@dataclass
+class Candidates:
+    """k candidates per input, best (lowest energy) first.
+
+    y: (B, k, *y_shape); energy: (B, k); mask: (B, k), False where fewer than k distinct minima
+    were found (those slots repeat the best candidate and must be ignored); z: latent or None.
+    evaluations: how many single (x, y) energy evaluations the search used.
+    """
+
+    y: torch.Tensor
+    energy: torch.Tensor
+    mask: torch.Tensor
+    z: Optional[torch.Tensor] = None
+    evaluations: int = 0
+
+
+def pairwise_energy(energy, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """F(x_b, y_bs) for x: (B, *x_shape) and y: (B, S, *y_shape) -> (B, S)."""
+    b, s = y.shape[:2]
+    x_rep = x.unsqueeze(1).expand(b, s, *x.shape[1:]).reshape(b * s, *x.shape[1:])
+    return energy(x_rep, y.reshape(b * s, *y.shape[2:])).view(b, s)
+
+
+def select_distinct(y: torch.Tensor, e: torch.Tensor, k: int, tol: float) -> Candidates:
+    """The k lowest-energy points that are pairwise more than `tol` apart (greedy, best first).
+
+    y: (B, S, *y_shape), e: (B, S) with +inf marking points that are not candidates at all.
+    """
+    b, s = e.shape
+    order = torch.argsort(e, dim=1)
+    e = e.gather(1, order)
+    y = y.gather(1, order.view(b, s, *([1] * (y.dim() - 2))).expand_as(y))
+    flat = y.reshape(b, s, -1)
+    close = torch.cdist(flat, flat) <= tol  # (B, S, S)
+    keep = torch.zeros(b, s, dtype=torch.bool, device=e.device)
+    finite = torch.isfinite(e)
+    # Greedy non-maximum suppression over the sorted list; S is small (tens to hundreds).
+    for i in range(s):
+        shadowed = (keep[:, :i] & close[:, :i, i]).any(dim=1)
+        keep[:, i] = finite[:, i] & ~shadowed
+    # Stable sort puts kept points first, still in energy order.
+    rank = torch.argsort((~keep).to(torch.int8), dim=1, stable=True)[:, :k]
+    if rank.shape[1] < k:  # fewer points than k: pad with the best one
+        rank = torch.cat([rank, rank[:, :1].expand(b, k - rank.shape[1])], dim=1)
+    mask = keep.gather(1, rank)
+    rank = torch.where(mask, rank, rank[:, :1])
+    y_k = y.gather(1, rank.view(b, k, *([1] * (y.dim() - 2))).expand(b, k, *y.shape[2:]))
+    return Candidates(y=y_k, energy=e.gather(1, rank), mask=mask)

@@ -1,0 +1,170 @@
+"""Structured-config schemas, registered in Hydra's ConfigStore.
+
+Every YAML option of a config group extends one of these dataclasses (its defaults list names
+``/schema/<group>/<name>@_here_``), so a misspelled key or a value of the wrong type fails at
+composition time, before Hydra creates any output folder.
+"""
+
+from dataclasses import dataclass, field
+from typing import Any, List, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+DEFAULT_BRANCHES = [
+    "0.6 + 0.3 * sin(pi * x)",
+    "0.4 * x",
+    "-0.6 + 0.3 * cos(pi * x)",
+]
+
+
+@dataclass
+class TaskConfig:
+    name: str = "train"  # train | infer | landscape
+
+
+@dataclass
+class CurvesConfig:
+    """Multi-branch curves: each x has several valid y (one per branch)."""
+
+    name: str = "curves"
+    path: Optional[str] = None  # CSV with header x,y; None = generate from `branches`
+    branches: List[str] = field(default_factory=lambda: list(DEFAULT_BRANCHES))
+    x_min: float = -1.0
+    x_max: float = 1.0
+    noise: float = 0.02  # std of Gaussian noise added to generated training y
+    train_size: int = 4096
+    test_size: int = 101  # generated: held-out x-grid points
+    test_fraction: float = 0.2  # CSV: share of the distinct x values held out for testing
+    y_min: Optional[float] = None  # y-domain; None = data range plus a margin
+    y_max: Optional[float] = None
+    eps: float = 0.05  # distance tolerance of coverage@eps and precision@eps
+    seed: Optional[int] = None  # None = the run's seed
+
+
+@dataclass
+class MLPConfig:
+    """An MLP energy F(x, y), or the explicit regressor y = f(x) (name=regressor)."""
+
+    name: str = "mlp"
+    hidden: int = 64
+    depth: int = 2  # number of hidden layers
+    activation: str = "silu"  # relu | silu | gelu | tanh | softplus | elu
+
+
+@dataclass
+class GradientInferenceConfig:
+    name: str = "gradient"
+    k: int = 3  # candidates returned per x
+    starts: int = 32  # starting points, spread evenly over the y-domain
+    steps: int = 150
+    lr: float = 0.03
+    lr_min: float = 0.001  # cosine step-size decay from lr to lr_min
+    optimizer: str = "adam"  # adam | sgd
+    tol: float = 1e-5  # stop when no y moved more than this in one step (checked every 10 steps)
+    dedup: float = 0.02  # minima closer than this are one candidate
+
+
+@dataclass
+class GridInferenceConfig:
+    name: str = "grid"
+    k: int = 3
+    points: int = 512  # grid points per y dimension
+    dedup: float = 0.02
+
+
+@dataclass
+class ConstantBetaConfig:
+    name: str = "constant"
+    value: float = 1.0
+
+
+@dataclass
+class AnnealedBetaConfig:
+    """linear | exponential | cosine interpolation from `start` to `end` over `steps`."""
+
+    name: str = "linear"
+    start: float = 0.1
+    end: float = 1.0
+    steps: int = MISSING  # usually ${trainer.steps}
+
+
+@dataclass
+class StepBetaConfig:
+    name: str = "step"
+    values: List[float] = field(default_factory=lambda: [0.3, 1.0, 3.0])
+    milestones: List[int] = field(default_factory=lambda: [500, 1000])  # len(values) - 1 steps
+
+
+@dataclass
+class NLLLossConfig:
+    """Gibbs negative log-likelihood, log Z over a y-grid (exact in the limit for 1-D y)."""
+
+    name: str = "nll"
+    grid_points: int = 128  # cells per y dimension; one random point in each per step
+
+
+@dataclass
+class HingeLossConfig:
+    """Margin loss against the most offending incorrect y found by the inference method."""
+
+    name: str = "hinge"
+    margin: float = 1.0
+    exclude: float = 0.1  # a y farther than this from the data y counts as incorrect
+
+
+@dataclass
+class TrainerConfig:
+    steps: int = 2000
+    batch_size: int = 128
+    lr: float = 1e-2
+    weight_decay: float = 0.0
+    grad_clip: Optional[float] = 10.0  # max gradient norm; null = no clipping
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    log_every: int = 50
+    ckpt_every: int = 500
+
+
+@dataclass
+class LoggerConfig:
+    tensorboard: bool = True
+    landscape_every: int = 500  # steps between landscape images; 0 = only at the end
+    resolution: int = 128  # landscape grid points per axis
+    slice_x: List[float] = field(default_factory=lambda: [-0.5, 0.0, 0.5])
+    slice_betas: List[float] = field(default_factory=lambda: [0.3, 1.0, 3.0])
+    progress: bool = True  # rich progress bar when stdout is a terminal
+
+
+@dataclass
+class Config:
+    task: TaskConfig = MISSING
+    dataset: Any = MISSING
+    energy: Any = MISSING
+    inference: Any = MISSING
+    beta: Any = MISSING
+    loss: Any = MISSING
+    trainer: TrainerConfig = MISSING
+    logger: LoggerConfig = MISSING
+    seed: int = 0
+    run_dir: Optional[str] = None  # infer / landscape: the finished run to load
+    x: Optional[List[float]] = None  # infer: the inputs to predict for
+
+
+def register_configs() -> None:
+    cs = ConfigStore.instance()
+    cs.store(name="schema", node=Config)
+    for group, name, node in [
+        ("task", "task", TaskConfig),
+        ("dataset", "curves", CurvesConfig),
+        ("energy", "mlp", MLPConfig),
+        ("inference", "gradient", GradientInferenceConfig),
+        ("inference", "grid", GridInferenceConfig),
+        ("beta", "constant", ConstantBetaConfig),
+        ("beta", "annealed", AnnealedBetaConfig),
+        ("beta", "step", StepBetaConfig),
+        ("loss", "nll", NLLLossConfig),
+        ("loss", "hinge", HingeLossConfig),
+        ("trainer", "trainer", TrainerConfig),
+        ("logger", "logger", LoggerConfig),
+    ]:
+        cs.store(group=f"schema/{group}", name=name, node=node)
