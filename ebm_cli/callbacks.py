@@ -6,14 +6,19 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from ebm_cli.build import resolve_device
-from ebm_cli.errors import UserError
+from ebm_cli.errors import Rejected, UserError
 from ebm_cli.validate import validate
 
 
 class ValidateConfig(Callback):
+    """on_run_start runs after composition and before run_job creates the run folder."""
+
     def on_run_start(self, config: DictConfig, **kwargs) -> None:
-        validate(config)
-        resolve_device(config.trainer.device)
-        run_dir = Path(str(config.hydra.run.dir))
-        if config.task.name == "train" and (run_dir / "metrics.json").exists():
-            raise UserError(f"hydra.run.dir={run_dir} already holds a run; choose another folder so nothing is overwritten")
+        try:
+            validate(config)
+            resolve_device(config.trainer.device)
+            run_dir = Path(str(config.hydra.run.dir))
+            if config.task.name == "train" and (run_dir / "metrics.json").exists():
+                raise UserError(f"hydra.run.dir={run_dir} already holds a finished run; choose another folder")
+        except UserError as err:
+            raise Rejected(err) from None

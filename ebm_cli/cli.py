@@ -13,9 +13,10 @@ from typing import Optional
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from ebm_cli.errors import UserError
+from ebm_cli.errors import Rejected, UserError
 from ebm_cli.schema import register_configs
 
 log = logging.getLogger("ebm_cli")
@@ -40,14 +41,29 @@ def run_task(cfg: DictConfig, run_dir: Path) -> Optional[float]:
     raise UserError(f"task.name={name}: unknown task")
 
 
+_failures = []  # errors of a single (non-sweep) run, reported by main() as one line
+
+
 @hydra.main(version_base="1.3", config_path="pkg://ebm_cli.configs", config_name="config")
 def hydra_main(cfg: DictConfig) -> Optional[float]:
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    hydra_cfg = HydraConfig.get()
     try:
-        return run_task(cfg, run_dir)
+        return run_task(cfg, Path(hydra_cfg.runtime.output_dir))
     except Exception as exc:
-        log.error("%s", one_line(exc))  # into the run's log file too
-        raise
+        _log_to_file(one_line(exc))
+        if hydra_cfg.mode == RunMode.MULTIRUN:
+            raise  # the sweeper records the failed job and goes on with the others
+        # A single run: return normally so Hydra adds no lines of its own; main() reports it.
+        _failures.append(exc)
+        return None
+
+
+def _log_to_file(message: str) -> None:
+    """Put the error in the run's log file (the console gets main()'s one line instead)."""
+    record = log.makeRecord(log.name, logging.ERROR, __file__, 0, message, None, None)
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(record)
 
 
 def one_line(exc: BaseException) -> str:
@@ -64,14 +80,15 @@ def one_line(exc: BaseException) -> str:
     text = str(exc).strip()
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     msg = lines[0] if lines else type(exc).__name__
-    options = [ln for ln in text.splitlines() if ln.startswith("\t")]
-    if "Available options" in text and options:
+    if "Available options" in text:
+        listing = text.split("Available options", 1)[1].split("Config search path", 1)[0]
+        options = [ln for ln in listing.splitlines() if ln.startswith("\t")]
         msg += f" (available: {', '.join(o.strip() for o in options)})"
     cause = exc.__cause__
     if cause is not None and cause is not exc:
         first = [ln.strip() for ln in str(cause).splitlines() if ln.strip()]
         if first:
-            msg += f": {first[0]}"
+            msg = f"{msg.rstrip('.:')}: {first[0]}"
         keys = _valid_keys(cause)
         if keys:
             msg += f" (valid keys: {', '.join(keys)})"
@@ -82,7 +99,7 @@ def one_line(exc: BaseException) -> str:
 
 def _valid_keys(cause: BaseException):
     """For an unknown key, the keys its parent node does have."""
-    if "not in" not in str(cause) and "not in struct" not in str(cause):
+    if "not in" not in str(cause):
         return None
     parent = getattr(cause, "parent_node", None)
     try:
@@ -98,17 +115,23 @@ def main() -> None:
     os.environ["HYDRA_FULL_ERROR"] = "1"
     try:
         hydra_main()
-    except SystemExit:
-        raise
+    except Rejected as rejected:
+        _exit_with(rejected.error, show_traceback)
     except KeyboardInterrupt:
         print("ebm-run: interrupted", file=sys.stderr)
         sys.exit(130)
     except Exception as exc:
-        if show_traceback:
-            raise
-        hint = "" if isinstance(exc, UserError) or _is_config_error(exc) else " [HYDRA_FULL_ERROR=1 shows the traceback]"
-        print(f"ebm-run: error: {one_line(exc)}{hint}", file=sys.stderr)
-        sys.exit(exc.exit_code if isinstance(exc, UserError) else 1)
+        _exit_with(exc, show_traceback)
+    if _failures:
+        _exit_with(_failures[0], show_traceback)
+
+
+def _exit_with(exc: BaseException, show_traceback: bool) -> None:
+    if show_traceback:
+        raise exc
+    hint = "" if isinstance(exc, UserError) or _is_config_error(exc) else " [HYDRA_FULL_ERROR=1 shows the traceback]"
+    print(f"ebm-run: error: {one_line(exc)}{hint}", file=sys.stderr)
+    sys.exit(exc.exit_code if isinstance(exc, UserError) else 1)
 
 
 def _is_config_error(exc: BaseException) -> bool:

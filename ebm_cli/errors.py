@@ -12,3 +12,15 @@ class UserError(Exception):
     def __init__(self, message: str, exit_code: int = 1):
         super().__init__(message)
         self.exit_code = exit_code
+
+
+class Rejected(BaseException):
+    """Carries a UserError out of a Hydra callback.
+
+    Hydra turns an Exception raised in a callback into a warning and carries on (creating the
+    run folder); a BaseException passes through, so a bad config stops before anything is written.
+    """
+
+    def __init__(self, error: UserError):
+        super().__init__(str(error))
+        self.error = error

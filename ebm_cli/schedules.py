@@ -38,5 +38,5 @@ def build_schedule(cfg) -> BetaSchedule:
     if cfg.name == "constant":
         return constant(cfg.value)
     if cfg.name == "step":
-        return piecewise(cfg.values, cfg.milestones)
+        return piecewise(cfg.betas, cfg.milestones)
     return {"linear": linear, "exponential": exponential, "cosine": cosine}[cfg.name](cfg.start, cfg.end, cfg.steps)

@@ -43,6 +43,12 @@ class CurvesConfig:
 
 
 @dataclass
+class CurvesCSVConfig(CurvesConfig):
+    name: str = "curves_csv"
+    path: Optional[str] = MISSING  # required: dataset.path=<file.csv>
+
+
+@dataclass
 class MLPConfig:
     """An MLP energy F(x, y), or the explicit regressor y = f(x) (name=regressor)."""
 
@@ -92,8 +98,8 @@ class AnnealedBetaConfig:
 @dataclass
 class StepBetaConfig:
     name: str = "step"
-    values: List[float] = field(default_factory=lambda: [0.3, 1.0, 3.0])
-    milestones: List[int] = field(default_factory=lambda: [500, 1000])  # len(values) - 1 steps
+    betas: List[float] = field(default_factory=lambda: [0.3, 1.0, 3.0])
+    milestones: List[int] = field(default_factory=lambda: [500, 1000])  # len(betas) - 1 steps
 
 
 @dataclass
@@ -156,6 +162,7 @@ def register_configs() -> None:
     for group, name, node in [
         ("task", "task", TaskConfig),
         ("dataset", "curves", CurvesConfig),
+        ("dataset", "curves_csv", CurvesCSVConfig),
         ("energy", "mlp", MLPConfig),
         ("inference", "gradient", GradientInferenceConfig),
         ("inference", "grid", GridInferenceConfig),

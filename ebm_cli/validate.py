@@ -7,6 +7,8 @@ exists) and again at the start of every task (sweep jobs, tests calling tasks di
 import os
 import re
 
+from omegaconf import OmegaConf
+
 from ebm_cli.energies.base import ACTIVATIONS
 from ebm_cli.errors import UserError
 
@@ -30,6 +32,10 @@ def _non_negative(node, prefix: str, *keys: str) -> None:
 
 def validate(cfg) -> None:
     """Raise UserError naming the first impossible value in cfg (a composed ebm-run config)."""
+    own = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])  # Hydra's node has its own ???s
+    missing = sorted(OmegaConf.missing_keys(own))
+    if missing:
+        raise UserError(f"{missing[0]} is required: add {missing[0]}=<value> to the command line")
     task = cfg.task.name
     _require(task in TASKS, "task.name", task, f"must be one of {', '.join(TASKS)}")
     if task in ("infer", "landscape"):
@@ -65,8 +71,8 @@ def validate(cfg) -> None:
     if b.name == "constant":
         _positive(b, "beta", "value")
     elif b.name == "step":
-        _require(all(v > 0 for v in b.values), "beta.values", list(b.values), "every beta must be > 0")
-        _require(len(b.milestones) == len(b.values) - 1, "beta.milestones", list(b.milestones), "needs len(beta.values) - 1 entries")
+        _require(all(v > 0 for v in b.betas), "beta.betas", list(b.betas), "every beta must be > 0")
+        _require(len(b.milestones) == len(b.betas) - 1, "beta.milestones", list(b.milestones), "needs len(beta.betas) - 1 entries")
         _require(list(b.milestones) == sorted(b.milestones), "beta.milestones", list(b.milestones), "must be increasing")
     else:
         _positive(b, "beta", "start", "end", "steps")

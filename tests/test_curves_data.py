@@ -1,0 +1,87 @@
+"""The curves dataset: generated valid sets, the CSV loader, and its errors."""
+
+import math
+
+import pytest
+import torch
+
+from ebm_cli.data.curves import branch_functions, group_by_x, load_curves, read_curves_csv
+from ebm_cli.errors import UserError
+from helpers import make_cfg, write_csv
+
+
+def test_generated_valid_sets_are_the_branches():
+    cfg = make_cfg("dataset.test_size=11", "dataset.train_size=300")
+    data = load_curves(cfg.dataset, 0)
+    assert data.x_train.shape == (300, 1) and data.y_train.shape == (300, 1)
+    assert data.valid.shape == (11, 3, 1) and data.valid_mask.all()
+    x = data.x_test[:, 0]
+    expected = torch.stack([0.6 + 0.3 * torch.sin(math.pi * x), 0.4 * x, -0.6 + 0.3 * torch.cos(math.pi * x)], 1)
+    assert torch.allclose(data.valid[..., 0], expected, atol=1e-6)
+    # every training y lies near one of the branches (noise 0.02 -> within 5 sigma)
+    train_branches = torch.stack([f(data.x_train[:, 0]) for f in branch_functions(cfg.dataset.branches)], 1)
+    assert ((train_branches - data.y_train).abs().min(dim=1).values < 0.1).all()
+    assert data.y_low < float(data.valid.min()) and data.y_high > float(data.valid.max())
+
+
+def test_generation_is_seeded():
+    cfg = make_cfg()
+    a, b, c = load_curves(cfg.dataset, 0), load_curves(cfg.dataset, 0), load_curves(cfg.dataset, 1)
+    assert torch.equal(a.y_train, b.y_train) and not torch.equal(a.y_train, c.y_train)
+
+
+def test_bad_branch_expression_is_one_clear_error():
+    with pytest.raises(UserError, match="unknown name"):
+        branch_functions(["os.system(1)"])
+    with pytest.raises(UserError, match="cannot parse"):
+        branch_functions(["0.4 * "])
+
+
+def test_group_by_x_rounds_to_six_decimals():
+    x = torch.tensor([0.1, 0.2, 0.1000000001, 0.2, 0.2], dtype=torch.float64)
+    y = torch.tensor([1.0, 2.0, 3.0, 4.0, 5.0], dtype=torch.float64)
+    xs, valid, mask = group_by_x(x, y)
+    assert xs.tolist() == pytest.approx([0.1, 0.2])
+    assert mask.sum(1).tolist() == [2, 3]
+    assert sorted(valid[0][mask[0]].tolist()) == [1.0, 3.0]
+    assert sorted(valid[1][mask[1]].tolist()) == [2.0, 4.0, 5.0]
+
+
+def test_csv_with_four_branches_splits_by_x(tmp_path):
+    branches = [lambda x: 1.0, lambda x: 0.3 * x, lambda x: -0.5, lambda x: -1.0 + x * x]
+    xs = [i / 20 - 1 for i in range(41)]
+    path = write_csv(tmp_path / "four.csv", branches, xs)
+    cfg = make_cfg("dataset=curves_csv", f"dataset.path={path}")
+    data = load_curves(cfg.dataset, 0)
+    assert data.valid.shape[1] == 4 and data.valid_mask.all()
+    assert len(data.x_test) == round(0.2 * 41) and len(data.x_train) == 4 * (41 - len(data.x_test))
+    # train and test x are disjoint
+    assert not set(data.x_test[:, 0].tolist()) & set(data.x_train[:, 0].tolist())
+
+
+@pytest.mark.parametrize(
+    "content,message",
+    [
+        ("", "empty"),
+        ("a,b\n1,2\n", "line 1: expected the header 'x,y'"),
+        ("x,y\n1,2\n3\n", "line 3: expected 2 columns"),
+        ("x,y\n1,2\n3,abc\n", "line 3: not a number"),
+        ("x,y\n1,nan\n", "line 2: non-finite"),
+        ("x,y\n", "no data rows"),
+    ],
+)
+def test_malformed_csv_names_file_and_line(tmp_path, content, message):
+    path = tmp_path / "bad.csv"
+    path.write_text(content)
+    with pytest.raises(UserError, match=message) as err:
+        read_curves_csv(str(path))
+    assert str(path) in str(err.value) and "\n" not in str(err.value)
+
+
+def test_missing_and_binary_csv(tmp_path):
+    with pytest.raises(UserError, match="no such file"):
+        read_curves_csv(str(tmp_path / "nope.csv"))
+    path = tmp_path / "random.csv"
+    path.write_bytes(bytes(range(256)) * 4)
+    with pytest.raises(UserError):
+        read_curves_csv(str(path))
