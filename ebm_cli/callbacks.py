@@ -6,6 +6,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from ebm_cli.build import resolve_device
+from ebm_cli.data.curves import load_curves
 from ebm_cli.errors import Rejected, UserError
 from ebm_cli.validate import validate
 
@@ -17,6 +18,8 @@ class ValidateConfig(Callback):
         try:
             validate(config)
             resolve_device(config.trainer.device)
+            if config.task.name == "train":
+                load_curves(config.dataset, config.seed)  # a malformed data file fails here, not mid-run
             run_dir = Path(str(config.hydra.run.dir))
             if config.task.name == "train" and (run_dir / "metrics.json").exists():
                 raise UserError(f"hydra.run.dir={run_dir} already holds a finished run; choose another folder")

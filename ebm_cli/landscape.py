@@ -70,6 +70,9 @@ def plot_slices(ys, f, p, x0: Sequence[float], betas: Sequence[float]):
     fig, axes = plt.subplots(2, n, figsize=(3.2 * n, 5.0), dpi=100, squeeze=False)
     for j, xv in enumerate(x0):
         axes[0, j].plot(ys, f[j], color="black")
+        # The walls at the box edges are steep: show the wells, not the walls.
+        low, top = float(f[j].min()), float(torch.quantile(f[j], 0.6))
+        axes[0, j].set_ylim(low - 0.05 * (top - low + 1e-6), top)
         axes[0, j].set_title(f"F(x={xv:g}, y)")
         for i, b in enumerate(betas):
             axes[1, j].plot(ys, p[i, j], label=f"β={b:g}")

@@ -160,7 +160,6 @@ def register_configs() -> None:
     cs = ConfigStore.instance()
     cs.store(name="schema", node=Config)
     for group, name, node in [
-        ("task", "task", TaskConfig),
         ("dataset", "curves", CurvesConfig),
         ("dataset", "curves_csv", CurvesCSVConfig),
         ("energy", "mlp", MLPConfig),
@@ -171,7 +170,5 @@ def register_configs() -> None:
         ("beta", "step", StepBetaConfig),
         ("loss", "nll", NLLLossConfig),
         ("loss", "hinge", HingeLossConfig),
-        ("trainer", "trainer", TrainerConfig),
-        ("logger", "logger", LoggerConfig),
     ]:
         cs.store(group=f"schema/{group}", name=name, node=node)
