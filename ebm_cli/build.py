@@ -56,9 +56,9 @@ def build_inference(cfg, seed: int = 0):
     raise UserError(f"unknown inference method {cfg.name!r}")
 
 
-def build_loss(cfg, inference):
+def build_loss(cfg, inference, data: CurvesData, device):
     if cfg.name == "nll":
         return GibbsNLL(cfg.grid_points)
     if cfg.name == "hinge":
-        return Hinge(cfg.margin, cfg.exclude, inference)
+        return Hinge(cfg.margin, cfg.exclude, cfg.x_window, inference, data.x_train, data.y_train).to(device)
     raise UserError(f"unknown loss {cfg.name!r}")

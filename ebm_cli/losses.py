@@ -48,23 +48,72 @@ class GibbsNLL:
 
 
 class Hinge:
-    """relu(margin + F(x, y) - F(x, y_bar)): y_bar is the lowest-energy candidate of the
-    inference method that lies farther than `exclude` from the data y (the most offending
-    incorrect answer). Where the method finds no such y, that sample adds nothing."""
+    """Margin loss: relu(m + F(x, y) - F(x, y_bar)) + mean_r relu(m + F(x, y) - F(x, y_r)).
 
-    def __init__(self, margin: float, exclude: float, inference):
-        self.margin, self.exclude, self.inference = margin, exclude, inference
+    y_bar is the most offending incorrect answer, argmin F(x, .) over the incorrect region; with
+    multi-valued data the other branches at x are correct too, so "incorrect" means farther than
+    `exclude` from every training y whose x lies within `x_window` of this x. That constrained
+    minimum is either a free minimum of F (one of the inference method's candidates) or lies on
+    the region's boundary (y' +- exclude along each axis, for each correct y'), so both are
+    searched. The y_r are uniform incorrect y: without them a flat energy is a fixed point (the
+    most offending y sits right next to the data) and training from scratch stalls.
+    """
+
+    MAX_NEIGHBOURS = 48  # training rows per x taken as its correct answers
+    RANDOM = 16  # uniform incorrect negatives per sample, which keep the far landscape up
+
+    def __init__(self, margin: float, exclude: float, x_window: float, inference, x_train, y_train):
+        self.margin, self.exclude, self.x_window, self.inference = margin, exclude, x_window, inference
+        order = torch.argsort(x_train[:, 0])
+        self.x_sorted, self.y_sorted = x_train[order, 0].contiguous(), y_train[order]
+
+    def to(self, device) -> "Hinge":
+        self.x_sorted, self.y_sorted = self.x_sorted.to(device), self.y_sorted.to(device)
+        return self
+
+    def correct_answers(self, x: torch.Tensor):
+        """Training y with x' within x_window of x: (B, W, *y_shape) and a mask (B, W)."""
+        lo = torch.searchsorted(self.x_sorted, x[:, 0] - self.x_window)
+        hi = torch.searchsorted(self.x_sorted, x[:, 0] + self.x_window, right=True)
+        # Spread W picks evenly over each window so that every branch in it is represented.
+        frac = torch.linspace(0, 1, self.MAX_NEIGHBOURS, device=x.device)
+        idx = lo[:, None] + (frac[None] * (hi - lo - 1).clamp(min=0)[:, None]).round().long()
+        idx = idx.clamp(max=len(self.x_sorted) - 1)
+        return self.y_sorted[idx], (hi > lo)[:, None].expand(-1, self.MAX_NEIGHBOURS)
+
+    def incorrect(self, points, answers, answer_mask) -> torch.Tensor:
+        """(B, P) True where a point (B, P, *y_shape) is farther than `exclude` from every answer."""
+        dist = torch.cdist(points.flatten(2), answers.flatten(2))  # (B, P, W)
+        return ~((dist < self.exclude) & answer_mask[:, None, :]).any(dim=2)
+
+    def negatives(self, energy, x, y):
+        """The most offending incorrect y_bar (B, *y_shape) and R uniform incorrect y (B, R, *y_shape)."""
+        space, b = energy.y_space, len(y)
+        with torch.no_grad():
+            answers, answer_mask = self.correct_answers(x)
+            answers = torch.cat([y.unsqueeze(1), answers], dim=1)  # the sample's own y is correct
+            answer_mask = torch.cat([torch.ones(b, 1, dtype=torch.bool, device=y.device), answer_mask], 1)
+            cands = self.inference(energy, x, k=max(self.inference.k, 8))
+            flat = answers.flatten(2)  # (B, W, D)
+            steps = self.exclude * (1 + 1e-3) * torch.eye(flat.shape[2], device=y.device)
+            boundary = torch.cat([flat[:, :, None] + steps, flat[:, :, None] - steps], dim=2).flatten(1, 2)
+            boundary = space.project(boundary).view(b, -1, *space.shape)
+            pool = torch.cat([cands.y, boundary], dim=1)  # (B, P, *y_shape)
+            usable = torch.cat([cands.mask, answer_mask.repeat_interleave(2 * flat.shape[2], dim=1)], dim=1)
+            usable &= self.incorrect(pool, answers, answer_mask)
+            e = pairwise_energy(energy, x, pool)
+            e = torch.where(usable, e, torch.full_like(e, float("inf")))
+            y_bar = pool[torch.arange(b, device=y.device), e.argmin(dim=1)]
+            uniform = space.low + (space.high - space.low) * torch.rand(b, self.RANDOM, *space.shape, device=y.device)
+            uniform_ok = self.incorrect(uniform, answers, answer_mask)
+        return y_bar, uniform, uniform_ok
 
     def __call__(self, energy, x, y, beta: float, step: int) -> Tuple[torch.Tensor, Stats]:
-        with torch.no_grad():
-            cands = self.inference(energy, x, k=max(self.inference.k, 8))
-            far = (cands.y - y.unsqueeze(1)).flatten(2).norm(dim=2) > self.exclude
-            usable = far & cands.mask
-            e = torch.where(usable, cands.energy, torch.full_like(cands.energy, float("inf")))
-            pick = e.argmin(dim=1)
-            y_bar = cands.y[torch.arange(len(y), device=y.device), pick]
-            found = usable.any(dim=1)
+        y_bar, uniform, uniform_ok = self.negatives(energy, x, y)
         e_pos = energy(x, y)
-        e_neg = energy(x, y_bar)
-        loss = (torch.relu(self.margin + e_pos - e_neg) * found).mean()
-        return loss, {"e_pos": e_pos.detach().mean(), "e_neg": e_neg.detach().mean()}
+        e_bar = energy(x, y_bar)
+        e_uni = pairwise_energy(energy, x, uniform)
+        worst = torch.relu(self.margin + e_pos - e_bar)
+        spread = (torch.relu(self.margin + e_pos[:, None] - e_uni) * uniform_ok).sum(1) / uniform_ok.sum(1).clamp(min=1)
+        loss = (worst + spread).mean()
+        return loss, {"e_pos": e_pos.detach().mean(), "e_neg": e_bar.detach().mean(), "e_uniform": e_uni.detach().mean()}

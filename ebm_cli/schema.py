@@ -116,7 +116,8 @@ class HingeLossConfig:
 
     name: str = "hinge"
     margin: float = 1.0
-    exclude: float = 0.1  # a y farther than this from the data y counts as incorrect
+    exclude: float = 0.1  # incorrect: farther than this from every correct y of this x
+    x_window: float = 0.02  # the training y with x' within this of x are x's correct answers
 
 
 @dataclass

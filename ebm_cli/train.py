@@ -80,7 +80,7 @@ def train(cfg, run_dir: Path) -> Dict[str, float]:
     energy = build_energy(cfg.energy, meta).to(device)
     inference = build_inference(cfg.inference, cfg.seed)
     inference.check(energy)  # before training, not after
-    loss_fn = build_loss(cfg.loss, inference)
+    loss_fn = build_loss(cfg.loss, inference, data, device)
     beta = build_schedule(cfg.beta)
     t = cfg.trainer
     opt = torch.optim.Adam(energy.parameters(), lr=t.lr, weight_decay=t.weight_decay)

@@ -82,6 +82,7 @@ def validate(cfg) -> None:
         _require(loss.grid_points >= 2, "loss.grid_points", loss.grid_points, "must be >= 2")
     if loss.name == "hinge":
         _positive(loss, "loss", "margin", "exclude")
+        _non_negative(loss, "loss", "x_window")
 
     t = cfg.trainer
     _non_negative(t, "trainer", "steps", "weight_decay", "ckpt_every")

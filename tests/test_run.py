@@ -97,7 +97,7 @@ def test_broken_checkpoint_is_one_clear_error(tmp_path):
 def test_csv_with_four_branches_trains_and_evaluates(tmp_path):
     branches = [lambda x: 1.0 + 0.2 * x, lambda x: 0.3 * x, lambda x: -0.6, lambda x: -1.2 + 0.3 * x * x]
     path = write_csv(tmp_path / "four.csv", branches, [i / 100 - 1 for i in range(201)], noise=0.01)
-    cfg = make_cfg("debug=smoke", "dataset=curves_csv", f"dataset.path={path}", "inference.k=4", "logger.tensorboard=false")
+    cfg = make_cfg("debug=smoke", "dataset=curves_csv", f"dataset.path={path}", "inference.k=4", "logger.tensorboard=false", "loss=hinge")
     metrics = train(cfg, tmp_path / "run")
     assert metrics["candidates_per_x"] <= 4 and 0 <= metrics["coverage@0.05"] <= 1
     assert not (tmp_path / "run" / "tb").exists()

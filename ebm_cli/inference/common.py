@@ -31,13 +31,18 @@ def pairwise_energy(energy, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 def select_distinct(y: torch.Tensor, e: torch.Tensor, k: int, tol: float) -> Candidates:
     """The k lowest-energy points that are pairwise more than `tol` apart (greedy, best first).
+    This reads the number of finite points back from the device once.
 
     y: (B, S, *y_shape), e: (B, S) with +inf marking points that are not candidates at all.
     """
-    b, s = e.shape
+    b = e.shape[0]
     order = torch.argsort(e, dim=1)
+    # Only the finite points can be kept: drop the columns past the longest finite run (for a
+    # grid, a handful of local minima out of hundreds of points), so the loop below stays short.
+    s = max(1, int(torch.isfinite(e).sum(dim=1).max()))
+    order = order[:, :s]
     e = e.gather(1, order)
-    y = y.gather(1, order.view(b, s, *([1] * (y.dim() - 2))).expand_as(y))
+    y = y.gather(1, order.view(b, s, *([1] * (y.dim() - 2))).expand(b, s, *y.shape[2:]))
     flat = y.reshape(b, s, -1)
     close = torch.cdist(flat, flat) <= tol  # (B, S, S)
     keep = torch.zeros(b, s, dtype=torch.bool, device=e.device)
@@ -50,7 +55,7 @@ def select_distinct(y: torch.Tensor, e: torch.Tensor, k: int, tol: float) -> Can
     rank = torch.argsort((~keep).to(torch.int8), dim=1, stable=True)[:, :k]
     if rank.shape[1] < k:  # fewer points than k: pad with the best one
         rank = torch.cat([rank, rank[:, :1].expand(b, k - rank.shape[1])], dim=1)
-    mask = keep.gather(1, rank)
+    mask = torch.arange(k, device=e.device) < keep.sum(dim=1, keepdim=True)
     rank = torch.where(mask, rank, rank[:, :1])
     y_k = y.gather(1, rank.view(b, k, *([1] * (y.dim() - 2))).expand(b, k, *y.shape[2:]))
     return Candidates(y=y_k, energy=e.gather(1, rank), mask=mask)
