@@ -8,6 +8,7 @@ from omegaconf import DictConfig
 from ebm_cli.build import resolve_device
 from ebm_cli.data.curves import load_curves
 from ebm_cli.errors import Rejected, UserError
+from ebm_cli.train import check_run_folder
 from ebm_cli.validate import validate
 
 
@@ -20,8 +21,7 @@ class ValidateConfig(Callback):
             resolve_device(config.trainer.device)
             if config.task.name == "train":
                 load_curves(config.dataset, config.seed)  # a malformed data file fails here, not mid-run
-            run_dir = Path(str(config.hydra.run.dir))
-            if config.task.name == "train" and (run_dir / "metrics.json").exists():
-                raise UserError(f"hydra.run.dir={run_dir} already holds a finished run; choose another folder")
+            if config.task.name == "train":
+                check_run_folder(Path(str(config.hydra.run.dir)), config.trainer.resume)
         except UserError as err:
             raise Rejected(err) from None

@@ -1,27 +1,39 @@
 """Checkpoints: atomic save (temp file, fsync, rename) keeping the previous one; safe load."""
 
+import logging
 import os
 import random
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Tuple
 
+import numpy as np
 import torch
 
 from ebm_cli.errors import UserError
 
 LAST, PREVIOUS = "last.pt", "previous.pt"
 
+log = logging.getLogger("ebm_cli")
+
 
 def rng_state() -> Dict[str, Any]:
-    state = {"python": random.getstate(), "torch": torch.get_rng_state()}
+    """Every RNG that training draws from (numpy's as a tensor: weights_only loads tensors)."""
+    state = {"python": random.getstate(), "torch": torch.get_rng_state(), "numpy": _numpy_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
 
 
+def _numpy_state() -> Dict[str, Any]:
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    return {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos), "has_gauss": int(has_gauss), "cached": float(cached)}
+
+
 def set_rng_state(state: Dict[str, Any]) -> None:
     random.setstate(state["python"])
     torch.set_rng_state(state["torch"])
+    n = state["numpy"]
+    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"]))
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
 
@@ -29,20 +41,52 @@ def set_rng_state(state: Dict[str, Any]) -> None:
 def save_checkpoint(folder: Path, state: Dict[str, Any]) -> Path:
     """Write folder/last.pt atomically; the checkpoint it replaces becomes previous.pt.
 
-    A crash at any point leaves last.pt (or previous.pt) complete: the new file is written
-    under a temporary name, flushed to disk, and only then renamed over the old one.
+    A crash at any point leaves a complete last.pt or previous.pt: the new file is written
+    under a temporary name, flushed to disk, and only then renamed over the old one. A failed
+    write (disk full, ...) removes the temporary file and raises a UserError; the old
+    checkpoints stay as they were.
     """
     folder.mkdir(parents=True, exist_ok=True)
     last, tmp = folder / LAST, folder / f".{LAST}.tmp"
-    with open(tmp, "wb") as fh:
-        torch.save(state, fh)
-        fh.flush()
-        os.fsync(fh.fileno())
+    try:
+        with open(tmp, "wb") as fh:
+            torch.save(state, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise UserError(f"cannot write checkpoint {last}: {exc.strerror or exc}") from None
     if last.exists():
         os.replace(last, folder / PREVIOUS)
     os.replace(tmp, last)
     _fsync_dir(folder)
     return last
+
+
+def remove_stale_temporaries(folder: Path) -> None:
+    """A temporary file left by a save that was killed half-way is never a usable checkpoint."""
+    for tmp in folder.glob(".*.tmp"):
+        log.warning("removing %s, left by an interrupted save", tmp)
+        tmp.unlink()
+
+
+def load_latest(folder: Path, map_location: Optional[str] = "cpu") -> Tuple[Optional[Dict[str, Any]], Optional[Path]]:
+    """The newest checkpoint in folder that loads: last.pt, else previous.pt (with a warning
+    naming what is wrong with last.pt). (None, None) when there is none at all; a UserError
+    when checkpoints exist but none of them loads."""
+    problems = []
+    for name in (LAST, PREVIOUS):
+        path = folder / name
+        if not path.exists():
+            continue
+        try:
+            return load_checkpoint(path, map_location), path
+        except UserError as err:
+            log.warning("skipping %s", err)
+            problems.append(str(err))
+    if problems:
+        raise UserError(f"no usable checkpoint in {folder}: " + "; ".join(problems))
+    return None, None
 
 
 def _fsync_dir(folder: Path) -> None:

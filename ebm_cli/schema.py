@@ -130,6 +130,9 @@ class TrainerConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     log_every: int = 50
     ckpt_every: int = 500
+    resume: str = "never"  # never | auto (continue from the run folder's last good checkpoint)
+    max_abs: float = 1.0e8  # a loss, energy or gradient norm beyond this counts as divergence
+    deterministic: bool = False  # deterministic CUDA kernels (slower); CPU runs are always repeatable
 
 
 @dataclass

@@ -11,8 +11,8 @@ from torch.utils.tensorboard.summary import hparams
 class TBLogger:
     """A thin wrapper over SummaryWriter; every method is a no-op when disabled."""
 
-    def __init__(self, folder: Optional[Path]):
-        self.writer = SummaryWriter(log_dir=str(folder)) if folder is not None else None
+    def __init__(self, folder: Optional[Path], purge_step: Optional[int] = None):
+        self.writer = SummaryWriter(log_dir=str(folder), purge_step=purge_step) if folder is not None else None
 
     def scalars(self, values: Dict[str, float], step: int, prefix: str = "") -> None:
         if self.writer:

@@ -9,16 +9,18 @@ import time
 from pathlib import Path
 from typing import Any, Dict
 
+import numpy as np
 import torch
 from omegaconf import OmegaConf
 
 from ebm_cli.build import build_data, build_energy, build_inference, build_loss, data_meta, resolve_device
-from ebm_cli.checkpoint import rng_state, save_checkpoint
+from ebm_cli.checkpoint import load_latest, remove_stale_temporaries, rng_state, save_checkpoint, set_rng_state
 from ebm_cli.console import TrainingProgress, get_console, metrics_table
 from ebm_cli.errors import UserError
 from ebm_cli.figures import render_figures
 from ebm_cli.evaluate import multi_output_metrics
 from ebm_cli.schedules import build_schedule
+from ebm_cli.signals import Preempted, StopSignals
 from ebm_cli.tb import TBLogger
 from ebm_cli.validate import validate
 
@@ -27,9 +29,16 @@ log = logging.getLogger("ebm_cli")
 DIVERGED_EXIT_CODE = 3
 
 
-def seed_everything(seed: int) -> None:
+def seed_everything(seed: int, deterministic: bool = False) -> None:
+    """One seed for python, numpy and torch (CPU and CUDA) RNGs."""
     random.seed(seed)
+    np.random.seed(seed)
     torch.manual_seed(seed)  # seeds CUDA too
+    if deterministic:
+        # cuBLAS needs a fixed workspace for deterministic results (read when CUDA starts).
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.benchmark = False
 
 
 def evaluate_model(energy, inference, data, eps: float, device) -> Dict[str, Any]:
@@ -69,12 +78,15 @@ def hparams_of(cfg) -> Dict[str, Any]:
 def train(cfg, run_dir: Path) -> Dict[str, float]:
     """Train the configured energy on the configured data; evaluate; log; checkpoint.
 
-    Writes into run_dir: tb/, checkpoints/last.pt (+ previous.pt), figures/, metrics.json.
+    Writes into run_dir: tb/, checkpoints/last.pt (+ previous.pt), figures/, metrics.json, and
+    divergence.json if the run diverges. With trainer.resume=auto it continues from the run
+    folder's last good checkpoint, so that an interrupted run ends exactly as an uninterrupted one.
     """
     validate(cfg)
     run_dir = Path(run_dir)
-    device = resolve_device(cfg.trainer.device)
-    seed_everything(cfg.seed)
+    t = cfg.trainer
+    device = resolve_device(t.device)
+    seed_everything(cfg.seed, t.deterministic)
     data = build_data(cfg)
     meta = data_meta(data)
     energy = build_energy(cfg.energy, meta).to(device)
@@ -82,15 +94,17 @@ def train(cfg, run_dir: Path) -> Dict[str, float]:
     inference.check(energy)  # before training, not after
     loss_fn = build_loss(cfg.loss, inference, data, device)
     beta = build_schedule(cfg.beta)
-    t = cfg.trainer
     opt = torch.optim.Adam(energy.parameters(), lr=t.lr, weight_decay=t.weight_decay)
+    start = resume(run_dir, t.resume, energy, opt, device)
     x_train, y_train = data.x_train.to(device), data.y_train.to(device)
     config_yaml = OmegaConf.to_yaml(cfg, resolve=True)
-    log.info("run folder %s | data %s: %d train rows, %d test x | device %s",
-             run_dir, data.source, len(x_train), len(data.x_test), device)
+    log.info("run folder %s | data %s: %d train rows, %d test x | device %s%s", run_dir, data.source,
+             len(x_train), len(data.x_test), device, f" | resumed at step {start}" if start else "")
 
-    tb = TBLogger(run_dir / "tb" if cfg.logger.tensorboard else None)
-    tb.text("config", "```\n" + config_yaml + "```")
+    # purge_step: TensorBoard drops what a killed run logged after its last checkpoint.
+    tb = TBLogger(run_dir / "tb" if cfg.logger.tensorboard else None, purge_step=start + 1 if start else None)
+    if not start:
+        tb.text("config", "```\n" + config_yaml + "```")
 
     def checkpoint(step: int) -> None:
         save_checkpoint(run_dir / "checkpoints", {
@@ -98,45 +112,60 @@ def train(cfg, run_dir: Path) -> Dict[str, float]:
             "rng": rng_state(), "config": config_yaml, "meta": meta,
         })
 
-    def landscape(step: int, final: bool = False, cands=None) -> Dict[str, Any]:
-        figs = render_figures(energy, data, cfg.logger, device, candidates=cands if final else None)
+    def landscape(step: int, cands=None) -> Dict[str, Any]:
+        figs = render_figures(energy, data, cfg.logger, device, candidates=cands)
         for name, fig in figs.items():
             tb.figure(f"landscape/{name}", fig, step)
         return figs
 
+    def stop(status: str, step: int, error: UserError, **extra) -> None:
+        tb.close()
+        write_json(run_dir / "metrics.json", {"status": status, "task": "train", "step": step, "error": str(error), **extra})
+        raise error
+
     start_time = time.perf_counter()
     clip = t.grad_clip if t.grad_clip is not None else float("inf")
+    last_healthy: Dict[str, float] = {}
     energy.train()
-    with TrainingProgress(t.steps, enabled=cfg.logger.progress, log_every=t.log_every) as progress:
-        for step in range(t.steps):
+    with StopSignals() as signals, TrainingProgress(t.steps, start, cfg.logger.progress, t.log_every) as progress:
+        for step in range(start, t.steps):
+            if signals.received:
+                checkpoint(step)
+                stop("preempted", step, Preempted(f"stopped by {signals.received} at step {step}; "
+                                                  f"checkpoint saved, continue with trainer.resume=auto"))
             b = beta(step)
             idx = torch.randint(0, len(x_train), (t.batch_size,), device=device)
             loss, stats = loss_fn(energy, x_train[idx], y_train[idx], b, step)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             grad_norm = torch.nn.utils.clip_grad_norm_(energy.parameters(), clip)
+            # One read-back per step, before the update is applied: a diverging step never
+            # reaches the weights, and the run stops within the step it diverged in.
+            values = dict(zip(["loss", "grad_norm", *stats], torch.stack([loss.detach(), grad_norm, *stats.values()]).tolist()))
+            bad = [k for k, v in values.items() if not math.isfinite(v) or abs(v) > t.max_abs]
+            if bad:
+                report = {"step": step + 1, "values": values, "last_finite": last_healthy, "seed": cfg.seed}
+                write_json(run_dir / "divergence.json", report)
+                stop("diverged", step, UserError(
+                    f"training diverged at step {step + 1}: {', '.join(f'{k}={values[k]:.3g}' for k in bad)} "
+                    f"(see divergence.json; the last checkpoint is untouched)", DIVERGED_EXIT_CODE))
             opt.step()
+            last_healthy = {**values, "step": step + 1}
             done = step + 1
-            synced = None
-            # Reading values back from the device stalls it, so only every log_every steps.
             if done % t.log_every == 0 or done == t.steps:
-                synced = {"loss": loss.item(), "grad_norm": grad_norm.item(), "beta": b,
-                          **{k: v.item() for k, v in stats.items()}}
-                if not all(math.isfinite(v) for v in synced.values()):
-                    raise UserError(f"training diverged at step {done}: {synced}", DIVERGED_EXIT_CODE)
-                tb.scalars(synced, done, "train/")
-            progress.update(done, synced["loss"] if synced else None)
+                tb.scalars({**values, "beta": b}, done, "train/")
+            progress.update(done, values["loss"])
             if cfg.logger.landscape_every and done % cfg.logger.landscape_every == 0 and done != t.steps:
                 landscape(done)
                 energy.train()
             if t.ckpt_every and done % t.ckpt_every == 0 and done != t.steps:
                 checkpoint(done)
-    train_seconds = time.perf_counter() - start_time
-    checkpoint(t.steps)
+        train_seconds = time.perf_counter() - start_time
+        checkpoint(t.steps)
 
     result = evaluate_model(energy, inference, data, cfg.dataset.eps, device)
     metrics = {**result["metrics"], "train_time_s": train_seconds}
-    figs = landscape(t.steps, final=True, cands=result["candidates"])
+    figs = landscape(t.steps, cands=result["candidates"])
     figures_dir = run_dir / "figures"
     figures_dir.mkdir(exist_ok=True)
     for name, fig in figs.items():
@@ -146,3 +175,43 @@ def train(cfg, run_dir: Path) -> Dict[str, float]:
     write_json(run_dir / "metrics.json", {"status": "completed", "task": "train", "step": t.steps, "metrics": metrics})
     get_console().print(metrics_table(f"{cfg.energy.name} on {cfg.dataset.name} (inference={cfg.inference.name})", {"test": metrics}))
     return metrics
+
+
+def check_run_folder(run_dir: Path, mode: str) -> None:
+    """Refuse a run folder whose contents a training run would overwrite."""
+    metrics = run_dir / "metrics.json"
+    if metrics.is_file():
+        try:
+            status = json.loads(metrics.read_text()).get("status")
+        except (ValueError, AttributeError):
+            status = None
+        if status == "completed":
+            raise UserError(f"{run_dir} already holds a finished run; choose another hydra.run.dir")
+    folder = run_dir / "checkpoints"
+    if mode == "never" and folder.is_dir() and any(folder.glob("*.pt")):
+        raise UserError(f"{run_dir} already holds checkpoints of an unfinished run: add trainer.resume=auto "
+                        "to continue it, or choose another hydra.run.dir")
+
+
+def resume(run_dir: Path, mode: str, energy, opt, device) -> int:
+    """Restore model, optimiser and RNG states from run_dir's last good checkpoint; the step.
+
+    mode=never refuses a folder that already holds checkpoints (they would be overwritten).
+    """
+    check_run_folder(run_dir, mode)
+    folder = run_dir / "checkpoints"
+    if mode == "never":
+        return 0
+    remove_stale_temporaries(folder)
+    state, path = load_latest(folder, map_location=str(device))
+    if state is None:
+        return 0
+    try:
+        energy.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+    except (RuntimeError, ValueError, KeyError) as exc:
+        first = str(exc).splitlines()[0]
+        raise UserError(f"checkpoint {path} does not match this run's energy or optimiser ({first})") from None
+    set_rng_state(state["rng"])
+    log.info("resuming from %s (step %d)", path, state["step"])
+    return int(state["step"])

@@ -87,6 +87,8 @@ def validate(cfg) -> None:
     t = cfg.trainer
     _non_negative(t, "trainer", "steps", "weight_decay", "ckpt_every")
     _positive(t, "trainer", "batch_size", "lr", "log_every")
+    _positive(t, "trainer", "max_abs")
+    _require(t.resume in ("never", "auto"), "trainer.resume", t.resume, "must be never or auto")
     _require(t.grad_clip is None or t.grad_clip > 0, "trainer.grad_clip", t.grad_clip, "must be > 0 or null")
     _require(re.fullmatch(r"auto|cpu|cuda(:\d+)?", t.device) is not None, "trainer.device", t.device, "must be auto, cpu, cuda or cuda:N")
 

@@ -1,0 +1,45 @@
+"""Graceful stops: SIGTERM, SIGINT and SIGUSR1 (a cluster's preemption warning) ask the training
+loop to save a checkpoint and exit, instead of killing it between two checkpoints."""
+
+import signal
+import threading
+from typing import Optional
+
+from ebm_cli.errors import UserError
+
+PREEMPTED_EXIT_CODE = 75  # EX_TEMPFAIL: the run stopped cleanly and can be resumed
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)
+
+
+class Preempted(UserError):
+    def __init__(self, message: str):
+        super().__init__(message, PREEMPTED_EXIT_CODE)
+
+
+class StopSignals:
+    """Context manager: while inside, a stop signal sets `received` (its name); the loop polls it.
+
+    A second signal of the same kind raises KeyboardInterrupt at once, for a user who means it.
+    Outside the main thread (where Python allows no handlers) it does nothing.
+    """
+
+    def __init__(self):
+        self.received: Optional[str] = None
+        self._previous = {}
+
+    def _handle(self, signum, frame):
+        name = signal.Signals(signum).name
+        if self.received == name:
+            raise KeyboardInterrupt
+        self.received = name
+
+    def __enter__(self) -> "StopSignals":
+        if threading.current_thread() is threading.main_thread():
+            for sig in STOP_SIGNALS:
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> bool:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        return False
