@@ -79,3 +79,20 @@ def test_broken_checkpoint_via_cli(tmp_path, subprocess_env):
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines() == [proc.stderr.strip()]
     assert "cannot be read" in proc.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_traceback_only_with_hydra_full_error(tmp_path, subprocess_env):
+    plain = ebm_run(["beta.value=-1"], tmp_path, subprocess_env)
+    assert "Traceback" not in plain.stderr
+    full = ebm_run(["beta.value=-1"], tmp_path, {**subprocess_env, "HYDRA_FULL_ERROR": "1"})
+    assert full.returncode != 0 and "Traceback" in full.stderr and "beta.value=-1.0: must be > 0" in full.stderr
+
+
+def test_run_dir_without_checkpoint(tmp_path, subprocess_env):
+    (tmp_path / "empty_run").mkdir()
+    proc = ebm_run(["task=infer", f"run_dir={tmp_path / 'empty_run'}", "x=[0.0]", f"hydra.run.dir={tmp_path / 'out'}"],
+                   tmp_path, subprocess_env)
+    assert proc.returncode == 1 and "has no checkpoints/last.pt" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()

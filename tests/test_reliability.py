@@ -219,3 +219,10 @@ def test_multirun_with_a_failing_job_completes_the_others(tmp_path, subprocess_e
 def test_gpu_out_of_memory_is_reported_as_such():
     exc = torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB\nmore details")
     assert one_line(exc).startswith("GPU out of memory: CUDA out of memory. Tried to allocate 20.00 GiB")
+
+
+def test_same_seed_same_metrics_other_seed_differs(tmp_path, uninterrupted):
+    again = train(make_cfg(*SHORT), tmp_path / "again")
+    assert same_metrics(again, uninterrupted[1])
+    other = train(make_cfg(*SHORT, "seed=1"), tmp_path / "other")
+    assert not same_metrics(other, uninterrupted[1])
