@@ -20,6 +20,8 @@ class StopSignals:
     """Context manager: while inside, a stop signal sets `received` (its name); the loop polls it.
 
     A second signal of the same kind raises KeyboardInterrupt at once, for a user who means it.
+    After the checkpoint is saved, `pass_on()` lets a launcher's own handler (submitit's
+    requeue-on-preemption) see the signal too.
     Outside the main thread (where Python allows no handlers) it does nothing.
     """
 
@@ -38,6 +40,13 @@ class StopSignals:
             for sig in STOP_SIGNALS:
                 self._previous[sig] = signal.signal(sig, self._handle)
         return self
+
+    def pass_on(self) -> None:
+        """Hand the received signal to the handler that was installed before ours, if it is a
+        Python function: a cluster launcher's (submitit requeues the job from its handler)."""
+        previous = self._previous.get(signal.Signals[self.received]) if self.received else None
+        if callable(previous):
+            previous(signal.Signals[self.received].value, None)
 
     def __exit__(self, *exc) -> bool:
         for sig, handler in self._previous.items():

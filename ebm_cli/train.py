@@ -131,6 +131,9 @@ def train(cfg, run_dir: Path) -> Dict[str, float]:
         for step in range(start, t.steps):
             if signals.received:
                 checkpoint(step)
+                # Written before pass_on: a launcher's handler may end the process right there.
+                write_json(run_dir / "metrics.json", {"status": "preempted", "task": "train", "step": step})
+                signals.pass_on()  # e.g. submitit requeues the job; with trainer.resume=auto it continues here
                 stop("preempted", step, Preempted(f"stopped by {signals.received} at step {step}; "
                                                   f"checkpoint saved, continue with trainer.resume=auto"))
             b = beta(step)

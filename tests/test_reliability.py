@@ -226,3 +226,21 @@ def test_same_seed_same_metrics_other_seed_differs(tmp_path, uninterrupted):
     assert same_metrics(again, uninterrupted[1])
     other = train(make_cfg(*SHORT, "seed=1"), tmp_path / "other")
     assert not same_metrics(other, uninterrupted[1])
+
+
+def test_a_launchers_own_handler_still_sees_the_signal(tmp_path, monkeypatch):
+    """submitit requeues a preempted job from its SIGUSR1 handler: ours saves first, then calls it."""
+    seen = []
+    previous = signal.signal(signal.SIGUSR1, lambda signum, frame: seen.append(signum))
+    try:
+        def send_usr1(loss, stats):
+            os.kill(os.getpid(), signal.SIGUSR1)
+            return loss, stats
+
+        fail_at(monkeypatch, 4, send_usr1)
+        with pytest.raises(UserError, match="stopped by SIGUSR1 at step 5"):
+            train(make_cfg(*SHORT), tmp_path)
+        assert seen == [signal.SIGUSR1]
+        assert torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=True)["step"] == 5
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
