@@ -116,6 +116,17 @@ def load_checkpoint(path: Path, map_location: Optional[str] = "cpu") -> Dict[str
     return state
 
 
+def restore(path: Path, state: Dict[str, Any], energy, optimizer=None) -> None:
+    """Load the weights (and optimiser state) of `state`, read from `path`, all or nothing."""
+    try:
+        energy.load_state_dict(state["model"])
+        if optimizer is not None:
+            optimizer.load_state_dict(state["optimizer"])
+    except (RuntimeError, ValueError, KeyError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"checkpoint {path} does not match this run's energy or optimiser ({first})") from None
+
+
 def find_checkpoint(run_dir: Path) -> Path:
     """The run's last checkpoint, for task=infer / task=landscape."""
     if not run_dir.is_dir():

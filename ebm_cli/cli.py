@@ -70,13 +70,10 @@ def one_line(exc: BaseException) -> str:
     """A single readable line for any error, Hydra's composition errors included."""
     if isinstance(exc, UserError):
         return str(exc)
-    try:
-        import torch
+    import torch  # imported late: `ebm-run --help` need not load it
 
-        if isinstance(exc, torch.cuda.OutOfMemoryError):
-            return f"GPU out of memory: {str(exc).splitlines()[0]} (reduce trainer.batch_size or the grid sizes)"
-    except ImportError:  # pragma: no cover
-        pass
+    if isinstance(exc, torch.cuda.OutOfMemoryError):
+        return f"GPU out of memory: {str(exc).splitlines()[0]} (reduce trainer.batch_size or the grid sizes)"
     text = str(exc).strip()
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     msg = lines[0] if lines else type(exc).__name__

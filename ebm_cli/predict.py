@@ -8,9 +8,8 @@ import torch
 from omegaconf import OmegaConf
 
 from ebm_cli.build import build_data, build_energy, build_inference, resolve_device
-from ebm_cli.checkpoint import find_checkpoint, load_checkpoint
+from ebm_cli.checkpoint import find_checkpoint, load_checkpoint, restore
 from ebm_cli.console import get_console, simple_table
-from ebm_cli.errors import UserError
 from ebm_cli.figures import render_figures
 from ebm_cli.validate import validate
 
@@ -23,11 +22,7 @@ def load_run(run_dir: Path, device):
     state = load_checkpoint(path, map_location=str(device))
     run_cfg = OmegaConf.create(state["config"])
     energy = build_energy(run_cfg.energy, state["meta"])
-    try:
-        energy.load_state_dict(state["model"])
-    except RuntimeError as exc:
-        first = str(exc).splitlines()[0]
-        raise UserError(f"checkpoint {path} does not match its config's architecture ({first})") from None
+    restore(path, state, energy)
     return energy.to(device).eval(), run_cfg, state
 
 

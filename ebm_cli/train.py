@@ -14,7 +14,7 @@ import torch
 from omegaconf import OmegaConf
 
 from ebm_cli.build import build_data, build_energy, build_inference, build_loss, data_meta, resolve_device
-from ebm_cli.checkpoint import load_latest, remove_stale_temporaries, rng_state, save_checkpoint, set_rng_state
+from ebm_cli.checkpoint import load_latest, remove_stale_temporaries, restore, rng_state, save_checkpoint, set_rng_state
 from ebm_cli.console import TrainingProgress, get_console, metrics_table
 from ebm_cli.errors import UserError
 from ebm_cli.figures import render_figures
@@ -209,12 +209,7 @@ def resume(run_dir: Path, mode: str, energy, opt, device) -> int:
     state, path = load_latest(folder, map_location=str(device))
     if state is None:
         return 0
-    try:
-        energy.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-    except (RuntimeError, ValueError, KeyError) as exc:
-        first = str(exc).splitlines()[0]
-        raise UserError(f"checkpoint {path} does not match this run's energy or optimiser ({first})") from None
+    restore(path, state, energy, opt)
     set_rng_state(state["rng"])
     log.info("resuming from %s (step %d)", path, state["step"])
     return int(state["step"])
