@@ -1,5 +1,6 @@
 """Hydra callbacks: refuse a bad config before Hydra creates or overwrites any run folder."""
 
+import json
 from pathlib import Path
 
 from hydra.experimental.callback import Callback
@@ -9,7 +10,8 @@ from ebm_cli.build import resolve_device
 from ebm_cli.checkpoint import find_checkpoint, load_checkpoint
 from ebm_cli.data.curves import load_curves
 from ebm_cli.errors import Rejected, UserError
-from ebm_cli.train import check_run_folder
+from ebm_cli.summary import print_summary, summarise
+from ebm_cli.train import check_run_folder, write_json
 from ebm_cli.validate import validate
 
 
@@ -28,3 +30,28 @@ class ValidateConfig(Callback):
                 check_run_folder(Path(str(config.hydra.run.dir)), config.trainer.resume)
         except UserError as err:
             raise Rejected(err) from None
+
+
+class SweepSummary(Callback):
+    """Every job's metrics.json carries its overrides (a failed job's holds its error); at the end of
+    a multirun, one table of all jobs sorted by the objective, and summary.csv in the sweep folder.
+
+    on_job_end runs inside the job, on_multirun_end in the launching process, so the jobs talk
+    to the summary through their metrics.json files (this also works with remote launchers).
+    """
+
+    def on_job_end(self, config: DictConfig, job_return, **kwargs) -> None:
+        path = Path(config.hydra.runtime.output_dir) / "metrics.json"
+        if config.task.name != "train" or not path.is_file():
+            return
+        record = json.loads(path.read_text())
+        record.update(overrides=list(config.hydra.overrides.task), job=config.hydra.job.get("num"))
+        write_json(path, record)
+
+    def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
+        if config.task.name != "train":
+            return
+        sweep_dir = Path(config.hydra.sweep.dir)
+        rows = summarise(sweep_dir, config.objective, config.objective_direction)
+        if rows:
+            print_summary(rows, sweep_dir, config.objective)

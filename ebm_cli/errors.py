@@ -24,3 +24,46 @@ class Rejected(BaseException):
     def __init__(self, error: UserError):
         super().__init__(str(error))
         self.error = error
+
+
+def one_line(exc: BaseException) -> str:
+    """A single readable line for any error, Hydra's composition errors included."""
+    if isinstance(exc, UserError):
+        return str(exc)
+    import torch  # imported late: `ebm-run --help` need not load it
+
+    if isinstance(exc, torch.cuda.OutOfMemoryError):
+        return f"GPU out of memory: {str(exc).splitlines()[0]} (reduce trainer.batch_size or the grid sizes)"
+    text = str(exc).strip()
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    msg = lines[0] if lines else type(exc).__name__
+    if "Available options" in text:
+        listing = text.split("Available options", 1)[1].split("Config search path", 1)[0]
+        options = [ln for ln in listing.splitlines() if ln.startswith("\t")]
+        msg += f" (available: {', '.join(o.strip() for o in options)})"
+    cause = exc.__cause__
+    if cause is not None and cause is not exc:
+        first = [ln.strip() for ln in str(cause).splitlines() if ln.strip()]
+        if first:
+            msg = f"{msg.rstrip('.:')}: {first[0]}"
+        keys = _valid_keys(cause)
+        if keys:
+            msg += f" (valid keys: {', '.join(keys)})"
+    if not is_config_error(exc):
+        msg = f"{type(exc).__name__}: {msg}"
+    return msg
+
+
+def _valid_keys(cause: BaseException):
+    """For an unknown key, the keys its parent node does have."""
+    if "not in" not in str(cause):
+        return None
+    parent = getattr(cause, "parent_node", None)
+    try:
+        return [str(k) for k in parent.keys()] if parent is not None else None
+    except Exception:
+        return None
+
+
+def is_config_error(exc: BaseException) -> bool:
+    return type(exc).__module__.split(".")[0] in ("hydra", "omegaconf")

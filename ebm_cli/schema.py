@@ -156,6 +156,8 @@ class Config:
     trainer: TrainerConfig = MISSING
     logger: LoggerConfig = MISSING
     seed: int = 0
+    objective: str = "coverage@0.05"  # the metric a sweep optimises
+    objective_direction: str = "maximize"  # maximize | minimize
     run_dir: Optional[str] = None  # infer / landscape: the finished run to load
     x: Optional[List[float]] = None  # infer: the inputs to predict for
 

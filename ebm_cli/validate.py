@@ -44,6 +44,9 @@ def validate(cfg) -> None:
     if task == "infer":
         _require(bool(cfg.x), "x", cfg.x, "task=infer needs inputs, e.g. 'x=[0.0,0.5]'")
 
+    _require(cfg.objective_direction in ("maximize", "minimize"), "objective_direction", cfg.objective_direction,
+             "must be maximize or minimize")
+
     d = cfg.dataset
     _positive(d, "dataset", "train_size", "test_size", "eps")
     _non_negative(d, "dataset", "noise")

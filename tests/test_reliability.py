@@ -18,7 +18,7 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from ebm_cli import checkpoint as ckpt
-from ebm_cli.cli import one_line
+from ebm_cli.errors import one_line
 from ebm_cli.errors import UserError
 from ebm_cli.losses import GibbsNLL
 from ebm_cli.signals import PREEMPTED_EXIT_CODE
@@ -212,8 +212,10 @@ def test_multirun_with_a_failing_job_completes_the_others(tmp_path, subprocess_e
                           cwd=tmp_path, env=subprocess_env, capture_output=True, text=True)
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines()[-1] == "ebm-run: error: beta.value=-1.0: must be > 0"
-    statuses = {p.parent.name: json.loads(p.read_text())["status"] for p in sweep.glob("*/metrics.json")}
-    assert statuses == {"0": "completed", "2": "completed"}
+    statuses = {p.parent.name.split("_")[0]: json.loads(p.read_text())["status"] for p in sweep.glob("*/metrics.json")}
+    assert statuses == {"0": "completed", "1": "failed", "2": "completed"}
+    summary = (sweep / "summary.csv").read_text()
+    assert "beta.value=-1.0: must be > 0" in summary and summary.count("completed") == 2
 
 
 def test_gpu_out_of_memory_is_reported_as_such():
