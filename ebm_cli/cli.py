@@ -17,6 +17,7 @@ import rich
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
+from ebm_cli import summary
 from ebm_cli.errors import Rejected, UserError, is_config_error, one_line
 from ebm_cli.schema import register_configs
 
@@ -58,7 +59,7 @@ def hydra_main(cfg: DictConfig) -> Optional[float]:
         # Returning normally keeps Hydra from adding lines of its own and, in a sweep, lets the
         # other jobs and the summary run (Hydra's basic sweeper stops at a raised error).
         _failures.append(exc)
-        return None
+        return float("nan")  # a sweeper that optimises (optuna) records the trial as failed
 
 
 def record_failure(run_dir: Path, exc: BaseException) -> None:
@@ -95,6 +96,8 @@ def main() -> None:
         _exit_with(exc, show_traceback)
     if _failures:
         _exit_with(_failures[0], show_traceback)
+    if summary.failed_jobs:  # jobs that ran in other processes (joblib, submitit)
+        _exit_with(UserError(f"{len(summary.failed_jobs)} job(s) failed, first {summary.failed_jobs[0]}"), show_traceback)
 
 
 def _exit_with(exc: BaseException, show_traceback: bool) -> None:

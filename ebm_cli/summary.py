@@ -10,6 +10,7 @@ from typing import Any, Dict, List
 from ebm_cli.console import get_console, simple_table
 
 SHOWN = ("coverage@", "precision@", "chamfer", "train_time_s")  # metric columns of the printed table
+failed_jobs: List[str] = []  # "job: error" of the last summarised sweep, for the exit code
 
 
 def summarise(sweep_dir: Path, objective: str, direction: str) -> List[Dict[str, Any]]:
@@ -34,6 +35,7 @@ def summarise(sweep_dir: Path, objective: str, direction: str) -> List[Dict[str,
         return (not usable, sign * value if usable else 0.0, row["job"])
 
     rows.sort(key=key)
+    failed_jobs[:] = [f"{r['job']}: {r['error']}" for r in rows if r["status"] != "completed"]
     if rows:
         columns = list(dict.fromkeys(k for row in rows for k in row))
         columns.remove("error")

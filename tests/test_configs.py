@@ -7,7 +7,15 @@ import pytest
 from ebm_cli.validate import validate
 from helpers import make_cfg
 
-GROUPS = ["task", "dataset", "energy", "inference", "beta", "loss", "trainer", "logger", "experiment", "debug"]
+GROUPS = ["task", "dataset", "energy", "inference", "beta", "loss", "trainer", "logger", "experiment", "debug",
+          "launcher", "hparams_search"]
+# Options that select a Hydra plugin compose only where its extra is installed.
+PLUGINS = {
+    ("launcher", "joblib"): "hydra_plugins.hydra_joblib_launcher",
+    ("launcher", "submitit_local"): "hydra_plugins.hydra_submitit_launcher",
+    ("launcher", "submitit_slurm"): "hydra_plugins.hydra_submitit_launcher",
+    ("hparams_search", "curves_optuna"): "hydra_plugins.hydra_optuna_sweeper",
+}
 # Options that need a value from the user before they can run.
 REQUIRED = {
     ("dataset", "curves_csv"): ["dataset.path=__CSV__"],
@@ -31,12 +39,14 @@ def test_every_group_has_options():
 
 @pytest.mark.parametrize("group,option", CASES, ids=[f"{g}={o}" for g, o in CASES])
 def test_option_composes_and_validates(group, option, tmp_path):
+    if (group, option) in PLUGINS:
+        pytest.importorskip(PLUGINS[(group, option)])
     csv = tmp_path / "d.csv"
     csv.write_text("x,y\n0,1\n0,2\n1,1\n")
     extra = [o.replace("__CSV__", str(csv)).replace("__RUN__", str(tmp_path)) for o in REQUIRED.get((group, option), [])]
     cfg = make_cfg(f"{group}={option}", *extra)
     validate(cfg)
-    if group not in ("experiment", "debug"):
+    if group not in ("experiment", "debug", "launcher", "hparams_search"):
         assert cfg[group] is not None
 
 

@@ -33,3 +33,98 @@ def test_six_job_sweep_writes_a_sorted_summary(tmp_path, subprocess_env):
         acc = EventAccumulator(str(job / "tb"))
         acc.Reload()
         assert "_hparams_/session_start_info" in acc.PluginTagToContent("hparams")
+
+
+def run_sweep(tmp_path, env, *args):
+    sweep = tmp_path / "sweep"
+    proc = subprocess.run(ebm_run_command() + ["-m", "debug=smoke", "logger.landscape_every=0", *args,
+                                               f"hydra.sweep.dir={sweep}"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    rows = list(csv.DictReader(open(sweep / "summary.csv", newline=""))) if (sweep / "summary.csv").exists() else []
+    return proc, sweep, rows
+
+
+@pytest.mark.slow
+def test_joblib_launcher_runs_jobs_in_parallel_and_reports_failures(tmp_path, subprocess_env):
+    pytest.importorskip("hydra_plugins.hydra_joblib_launcher")
+    proc, sweep, rows = run_sweep(tmp_path, subprocess_env, "launcher=joblib", "seed=0,1", "beta.value=1,-1")
+    assert proc.returncode == 1  # a failed job, even one in another process, fails the sweep
+    assert proc.stderr.strip().splitlines()[-1].startswith("ebm-run: error: 2 job(s) failed")
+    assert sorted(r["status"] for r in rows) == ["completed", "completed", "failed", "failed"]
+    assert {r["error"] for r in rows if r["status"] == "failed"} == {"beta.value=-1.0: must be > 0"}
+
+
+@pytest.mark.slow
+def test_submitit_local_launcher(tmp_path, subprocess_env):
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
+    proc, sweep, rows = run_sweep(tmp_path, subprocess_env, "launcher=submitit_local", "seed=0,1")
+    assert proc.returncode == 0, proc.stderr
+    assert [r["status"] for r in rows] == ["completed", "completed"]
+    assert all(json.loads(p.read_text())["status"] == "completed" for p in sweep.glob("*/metrics.json"))
+
+
+@pytest.mark.slow
+def test_optuna_search_with_sqlite_storage(tmp_path, subprocess_env):
+    pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    proc, sweep, rows = run_sweep(tmp_path, subprocess_env, "hparams_search=curves_optuna",
+                                  "hydra.sweeper.n_trials=3", f"hydra.sweeper.storage={storage}")
+    assert proc.returncode == 0, proc.stderr
+    assert len(rows) == 3 and all(r["status"] == "completed" for r in rows)
+    assert "Best value" in proc.stdout + proc.stderr
+    import optuna
+
+    study = optuna.load_study(study_name="curves", storage=storage)
+    assert len(study.trials) == 3
+    assert max(t.value for t in study.trials) == pytest.approx(max(float(r["objective"]) for r in rows))
+    for job in sweep.iterdir():
+        if job.is_dir():
+            acc = EventAccumulator(str(job / "tb"))
+            acc.Reload()
+            assert "_hparams_/experiment" in acc.PluginTagToContent("hparams")
+
+
+@pytest.mark.slow
+def test_tensorboard_serves_a_finished_sweep(tmp_path, subprocess_env):
+    import shutil
+    import socket
+    import sys
+    import time
+    import urllib.request
+    from pathlib import Path
+
+    proc, sweep, rows = run_sweep(tmp_path, subprocess_env, "seed=0,1")
+    assert proc.returncode == 0, proc.stderr
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    tensorboard = Path(sys.executable).with_name("tensorboard")
+    cmd = [str(tensorboard) if tensorboard.exists() else shutil.which("tensorboard"),
+           "--logdir", str(sweep), "--host", "127.0.0.1", "--port", str(port), "--load_fast=false"]
+    server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+
+    def get(path, data=None):
+        req = urllib.request.Request(base + path, data=data, headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return json.loads(resp.read())
+
+    try:
+        runs, deadline = [], time.time() + 90
+        while len(runs) < 2 and time.time() < deadline:
+            try:
+                runs = get("/data/runs")
+            except OSError:
+                pass
+            time.sleep(0.5)
+        assert sorted(runs) == sorted(f"{d.name}/tb" for d in sweep.iterdir() if d.is_dir())
+        assert any("seed=1" in r for r in runs)  # run names say their overrides
+        images = get("/data/plugin/images/tags")
+        assert all("landscape/energy" in tags for tags in images.values())
+        experiment = get("/data/plugin/hparams/experiment", json.dumps({"experimentName": ""}).encode())
+        names = {h["name"] for h in experiment["hparamInfos"]}
+        assert {"seed", "trainer.lr", "energy.hidden"} <= names
+        assert "metrics/coverage@0.05" in {m["name"]["tag"] for m in experiment["metricInfos"]}
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
