@@ -81,8 +81,3 @@ def plot_slices(ys, f, p, x0: Sequence[float], betas: Sequence[float]):
     axes[1, 0].legend(fontsize=7)
     fig.tight_layout()
     return fig
-
-
-def save_figure(fig, path) -> None:
-    fig.savefig(path)
-    plt.close(fig)
