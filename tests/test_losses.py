@@ -62,3 +62,15 @@ def test_hinge_negatives_avoid_every_correct_answer():
     assert torch.equal(ok, far[..., 0])
     loss, stats = hinge(Flat(), x, y, 1.0, 0)
     assert loss.item() > 0 and {"e_pos", "e_neg", "e_uniform"} <= set(stats)
+
+
+@pytest.mark.parametrize("beta", [0.5, 1.0, 20.0])
+def test_regressor_closed_form_log_partition_matches_quadrature(beta):
+    from ebm_cli.energies.mlp import RegressorEnergy
+
+    torch.manual_seed(0)
+    energy = RegressorEnergy(1, -1.0, 1.0, BoxSpace(-1.2, 1.2, (1,)), 16, 2, "tanh")
+    x = torch.linspace(-1, 1, 7)[:, None]
+    exact = energy.log_partition(x, beta)
+    quadrature, _ = GibbsNLL(4000, stratified=False).log_partition(energy, x, beta)
+    assert torch.allclose(exact, quadrature, atol=1e-4)
