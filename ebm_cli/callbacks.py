@@ -6,9 +6,8 @@ from pathlib import Path
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from ebm_cli.build import resolve_device
+from ebm_cli.build import build_data, resolve_device
 from ebm_cli.checkpoint import find_checkpoint, load_checkpoint
-from ebm_cli.data.curves import load_curves
 from ebm_cli.errors import Rejected, UserError
 from ebm_cli.summary import print_summary, summarise
 from ebm_cli.train import check_run_folder, write_json
@@ -23,11 +22,10 @@ class ValidateConfig(Callback):
             validate(config)
             resolve_device(config.trainer.device)
             if config.task.name == "train":
-                load_curves(config.dataset, config.seed)  # a malformed data file fails here, not mid-run
+                check_run_folder(Path(str(config.hydra.run.dir)), config.trainer.resume)
+                build_data(config)  # a malformed data file fails here, not mid-run
             else:  # infer / landscape read a finished run: a missing or broken checkpoint fails here
                 load_checkpoint(find_checkpoint(Path(config.run_dir)))
-            if config.task.name == "train":
-                check_run_folder(Path(str(config.hydra.run.dir)), config.trainer.resume)
         except UserError as err:
             raise Rejected(err) from None
 

@@ -5,7 +5,6 @@ where there is none) are printed as one line on stderr with a non-zero exit code
 traceback appears only with HYDRA_FULL_ERROR=1.
 """
 
-import json
 import logging
 import os
 import sys
@@ -64,9 +63,11 @@ def hydra_main(cfg: DictConfig) -> Optional[float]:
 
 def record_failure(run_dir: Path, exc: BaseException) -> None:
     """metrics.json of a job that failed before training wrote its own (diverged, preempted)."""
+    from ebm_cli.train import write_json
+
     path = run_dir / "metrics.json"
     if run_dir.is_dir() and not path.exists():
-        path.write_text(json.dumps({"status": "failed", "error": one_line(exc)}, indent=2))
+        write_json(path, {"status": "failed", "error": one_line(exc)})
 
 
 def _log_to_file(message: str) -> None:

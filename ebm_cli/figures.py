@@ -1,6 +1,7 @@
 """The run's figures, drawn from an energy and its data (for TensorBoard and figures/*.png)."""
 
-from typing import Dict, Optional
+from pathlib import Path
+from typing import Dict, List, Optional
 
 import torch
 
@@ -27,3 +28,13 @@ def render_figures(energy, data, logger_cfg, device, candidates: Optional[Candid
     figs["slices"] = plot_slices(ys_s, f_s, p_s, logger_cfg.slice_x, logger_cfg.slice_betas)
     energy.train(was_training)
     return figs
+
+
+def save_figures(figs: Dict[str, object], folder: Path) -> List[Path]:
+    """folder/<name>.png for each figure; the paths written."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, fig in figs.items():
+        paths.append(folder / f"{name}.png")
+        fig.savefig(paths[-1])
+    return paths

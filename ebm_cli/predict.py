@@ -10,7 +10,7 @@ from omegaconf import OmegaConf
 from ebm_cli.build import build_data, build_energy, build_inference, resolve_device
 from ebm_cli.checkpoint import find_checkpoint, load_checkpoint, restore
 from ebm_cli.console import get_console, simple_table
-from ebm_cli.figures import render_figures
+from ebm_cli.figures import render_figures, save_figures
 from ebm_cli.validate import validate
 
 log = logging.getLogger("ebm_cli")
@@ -57,11 +57,6 @@ def landscape(cfg) -> List[Path]:
     inference.check(energy)
     cands = inference(energy, data.x_test.to(device))
     figs = render_figures(energy, data, cfg.logger, device, candidates=cands)
-    out = run_dir / "figures"
-    out.mkdir(exist_ok=True)
-    paths = []
-    for name, fig in figs.items():
-        paths.append(out / f"{name}.png")
-        fig.savefig(paths[-1])
+    paths = save_figures(figs, run_dir / "figures")
     log.info("wrote %s", ", ".join(str(p) for p in paths))
     return paths

@@ -17,7 +17,7 @@ from ebm_cli.build import build_data, build_energy, build_inference, build_loss,
 from ebm_cli.checkpoint import load_latest, remove_stale_temporaries, restore, rng_state, save_checkpoint, set_rng_state
 from ebm_cli.console import TrainingProgress, get_console, metrics_table
 from ebm_cli.errors import UserError
-from ebm_cli.figures import render_figures
+from ebm_cli.figures import render_figures, save_figures
 from ebm_cli.evaluate import multi_output_metrics
 from ebm_cli.schedules import build_schedule
 from ebm_cli.signals import Preempted, StopSignals
@@ -118,9 +118,11 @@ def train(cfg, run_dir: Path) -> Dict[str, float]:
             tb.figure(f"landscape/{name}", fig, step)
         return figs
 
-    def stop(status: str, step: int, error: UserError, **extra) -> None:
+    def stop(status: str, step: int, error: UserError, then=None) -> None:
         tb.close()
-        write_json(run_dir / "metrics.json", {"status": status, "task": "train", "step": step, "error": str(error), **extra})
+        write_json(run_dir / "metrics.json", {"status": status, "task": "train", "step": step, "error": str(error)})
+        if then is not None:  # after metrics.json: a launcher's signal handler may end the process
+            then()
         raise error
 
     start_time = time.perf_counter()
@@ -131,11 +133,10 @@ def train(cfg, run_dir: Path) -> Dict[str, float]:
         for step in range(start, t.steps):
             if signals.received:
                 checkpoint(step)
-                # Written before pass_on: a launcher's handler may end the process right there.
-                write_json(run_dir / "metrics.json", {"status": "preempted", "task": "train", "step": step})
-                signals.pass_on()  # e.g. submitit requeues the job; with trainer.resume=auto it continues here
+                # pass_on: e.g. submitit requeues the job, which continues here with trainer.resume=auto
                 stop("preempted", step, Preempted(f"stopped by {signals.received} at step {step}; "
-                                                  f"checkpoint saved, continue with trainer.resume=auto"))
+                                                  f"checkpoint saved, continue with trainer.resume=auto"),
+                     then=signals.pass_on)
             b = beta(step)
             idx = torch.randint(0, len(x_train), (t.batch_size,), device=device)
             loss, stats = loss_fn(energy, x_train[idx], y_train[idx], b, step)
@@ -169,10 +170,7 @@ def train(cfg, run_dir: Path) -> Dict[str, float]:
     result = evaluate_model(energy, inference, data, cfg.dataset.eps, device)
     metrics = {**result["metrics"], "train_time_s": train_seconds}
     figs = landscape(t.steps, cands=result["candidates"])
-    figures_dir = run_dir / "figures"
-    figures_dir.mkdir(exist_ok=True)
-    for name, fig in figs.items():
-        fig.savefig(figures_dir / f"{name}.png")
+    save_figures(figs, run_dir / "figures")
     tb.hparams(hparams_of(cfg), {f"metrics/{k}": v for k, v in metrics.items()}, t.steps)
     tb.close()
     write_json(run_dir / "metrics.json", {"status": "completed", "task": "train", "step": t.steps, "metrics": metrics})
