@@ -6,11 +6,13 @@ import torch
 
 from ebm_cli.data.curves import CurvesData, load_curves
 from ebm_cli.energies.base import BoxSpace
+from ebm_cli.energies.latent import DecoderEnergy, LatentMLPEnergy, build_z_space
 from ebm_cli.energies.mlp import MLPEnergy, RegressorEnergy
 from ebm_cli.errors import UserError
 from ebm_cli.inference.gradient import GradientInference
 from ebm_cli.inference.grid import GridInference
-from ebm_cli.losses import GibbsNLL, Hinge
+from ebm_cli.inference.z_sweep import ZSweepInference
+from ebm_cli.losses import FreeEnergyLoss, GibbsNLL, Hinge
 
 
 def resolve_device(name: str) -> torch.device:
@@ -44,8 +46,18 @@ def data_meta(data: CurvesData) -> Dict[str, Any]:
 
 def build_energy(cfg, meta: Dict[str, Any]) -> torch.nn.Module:
     space = BoxSpace(meta["y_low"], meta["y_high"], tuple(meta["y_shape"]))
-    cls = {"mlp": MLPEnergy, "regressor": RegressorEnergy}[cfg.name]
-    return cls(meta["x_dim"], meta["x_low"], meta["x_high"], space, cfg.hidden, cfg.depth, cfg.activation)
+    common = (meta["x_dim"], meta["x_low"], meta["x_high"], space)
+    if cfg.name in ("mlp", "regressor"):
+        cls = {"mlp": MLPEnergy, "regressor": RegressorEnergy}[cfg.name]
+        return cls(*common, cfg.hidden, cfg.depth, cfg.activation)
+    z_space, f = build_z_space(cfg.z), cfg.free_energy
+    options = dict(eliminate=f.eliminate, method=f.method, points=f.points, samples=f.samples,
+                   restarts=f.restarts, steps=f.steps, lr=f.lr)
+    if cfg.name == "decoder":
+        return DecoderEnergy(*common, z_space, cfg.hidden, cfg.depth, cfg.activation, prior=cfg.prior, reg=cfg.z.reg, **options)
+    if cfg.name == "latent_mlp":
+        return LatentMLPEnergy(*common, z_space, cfg.hidden, cfg.depth, cfg.activation, **options)
+    raise UserError(f"unknown energy {cfg.name!r}")
 
 
 def build_inference(cfg, seed: int = 0):
@@ -53,12 +65,16 @@ def build_inference(cfg, seed: int = 0):
         return GridInference(cfg.k, cfg.points, cfg.dedup)
     if cfg.name == "gradient":
         return GradientInference(cfg.k, cfg.starts, cfg.steps, cfg.lr, cfg.lr_min, cfg.optimizer, cfg.tol, cfg.dedup, seed)
+    if cfg.name == "z_sweep":
+        return ZSweepInference(cfg.k, cfg.dedup, cfg.min_share)
     raise UserError(f"unknown inference method {cfg.name!r}")
 
 
 def build_loss(cfg, inference, data: CurvesData, device):
     if cfg.name == "nll":
         return GibbsNLL(cfg.grid_points)
+    if cfg.name == "free_energy":
+        return FreeEnergyLoss()
     if cfg.name == "hinge":
         return Hinge(cfg.margin, cfg.exclude, cfg.x_window, inference, data.x_train, data.y_train).to(device)
     raise UserError(f"unknown loss {cfg.name!r}")

@@ -25,8 +25,12 @@ log = logging.getLogger("ebm_cli")
 register_configs()
 
 
-def run_task(cfg: DictConfig, run_dir: Path) -> Optional[float]:
-    """Run cfg.task in run_dir; returns the sweep objective (cfg.objective) for training runs."""
+def run_task(cfg: DictConfig, run_dir: Path, overrides=()) -> Optional[float]:
+    """Run cfg.task in run_dir; returns the sweep objective (cfg.objective) for training runs.
+
+    overrides: the command line's; infer and landscape use the run's own inference method
+    unless it names another (inference=...), with its inference.<key>=... applied.
+    """
     from ebm_cli import predict, train  # imported here so `ebm-run --help` stays fast
 
     name = cfg.task.name
@@ -36,10 +40,10 @@ def run_task(cfg: DictConfig, run_dir: Path) -> Optional[float]:
             raise UserError(f"objective={cfg.objective}: not a metric of this run (one of {', '.join(metrics)})")
         return metrics[cfg.objective]
     if name == "infer":
-        predict.infer(cfg)
+        predict.infer(cfg, overrides)
         return None
     if name == "landscape":
-        predict.landscape(cfg)
+        predict.landscape(cfg, overrides)
         return None
     raise UserError(f"task.name={name}: unknown task")
 
@@ -49,9 +53,10 @@ _failures = []  # errors of this process's jobs, reported by main() as one line 
 
 @hydra.main(version_base="1.3", config_path="pkg://ebm_cli.configs", config_name="config")
 def hydra_main(cfg: DictConfig) -> Optional[float]:
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    hydra_cfg = HydraConfig.get()
+    run_dir = Path(hydra_cfg.runtime.output_dir)
     try:
-        return run_task(cfg, run_dir)
+        return run_task(cfg, run_dir, list(hydra_cfg.overrides.task))
     except Exception as exc:
         _log_to_file(one_line(exc))
         record_failure(run_dir, exc)

@@ -1,10 +1,13 @@
 """The run's figures, drawn from an energy and its data (for TensorBoard and figures/*.png)."""
 
+import math
 from pathlib import Path
 from typing import Dict, List, Optional
 
 import torch
 
+from ebm_cli import latent_view as lv
+from ebm_cli.free_energy import DiscreteZ
 from ebm_cli.inference.common import Candidates
 from ebm_cli.landscape import energy_grid, gibbs_slices, plot_landscape, plot_slices
 
@@ -12,7 +15,8 @@ MAX_POINTS_DRAWN = 1500
 
 
 def render_figures(energy, data, logger_cfg, device, candidates: Optional[Candidates] = None) -> Dict[str, object]:
-    """{"energy": F(x, y) heat map with the data (and the candidates), "slices": F and P_beta}."""
+    """{"energy": F(x, y) heat map with the data (and the candidates), "slices": F and P_beta},
+    and for a latent energy also "latent_energy", "free_energy_betas", "ribbon", "latent_usage"."""
     was_training = energy.training
     energy.eval()
     xs, ys, f = energy_grid(energy, data.x_low, data.x_high, logger_cfg.resolution, device)
@@ -26,7 +30,28 @@ def render_figures(energy, data, logger_cfg, device, candidates: Optional[Candid
     figs = {"energy": plot_landscape(xs, ys, f, points=points, candidates=cand_points)}
     ys_s, f_s, p_s = gibbs_slices(energy, logger_cfg.slice_x, logger_cfg.slice_betas, device=device)
     figs["slices"] = plot_slices(ys_s, f_s, p_s, logger_cfg.slice_x, logger_cfg.slice_betas)
+    if hasattr(energy, "z_space"):
+        figs.update(latent_figures(energy, data, logger_cfg, device, points))
     energy.train(was_training)
+    return figs
+
+
+def latent_figures(energy, data, logger_cfg, device, points) -> Dict[str, object]:
+    """E(x0, y, z) over (y, z); F_beta(x, y) for several beta (and F_inf); the ribbon y(z); z usage."""
+    x0 = list(logger_cfg.slice_x)
+    figs = {}
+    ys, z, e = lv.joint_energy(energy, x0, logger_cfg.resolution, device)
+    _, z_label = lv.z_axis(energy, energy.points)
+    figs["latent_energy"] = lv.plot_joint(ys, z, e, x0, z_label)
+    betas = [*logger_cfg.latent_betas, math.inf]
+    xs, ys_b, maps = lv.beta_landscapes(energy, data.x_low, data.x_high, betas, logger_cfg.resolution, device)
+    figs["free_energy_betas"] = lv.plot_beta_landscapes(xs, ys_b, maps, betas, points=points)
+    z_r, y_r = lv.ribbon(energy, x0, logger_cfg.resolution, device)
+    nearest = [int((data.x_test[:, 0] - v).abs().argmin()) for v in x0]
+    valid = [data.valid[i][data.valid_mask[i]].flatten() for i in nearest]
+    figs["ribbon"] = lv.plot_ribbon(z_r, y_r, x0, z_label, valid=valid)
+    shares = lv.latent_usage(energy, data.x_test.to(device), data.valid.to(device), data.valid_mask.to(device))
+    figs["latent_usage"] = lv.plot_usage(shares, isinstance(energy.z_space, DiscreteZ))
     return figs
 
 

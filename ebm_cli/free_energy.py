@@ -112,7 +112,7 @@ def soft_min(e: torch.Tensor, beta: float, log_weight: float = 0.0) -> torch.Ten
     return m - (shifted + log_weight) / beta
 
 
-def _best(z: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
+def best_z(z: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
     """z: (B, S, *z_shape) or (S, *z_shape) shared; e: (B, S) -> argmin z: (B, *z_shape)."""
     idx = e.argmin(dim=1)
     if z.dim() == e.dim():  # shared values, one row per s
@@ -124,21 +124,21 @@ def enumerate_discrete(energy_fn: EnergyOfZ, space: DiscreteZ, beta: float, batc
     """Exact: every one of the K values of z."""
     z = space.values(device)
     e = energy_fn(z.unsqueeze(0).expand(batch, *z.shape))
-    return soft_min(e, beta), _best(z, e)
+    return soft_min(e, beta), best_z(z, e)
 
 
 def quadrature(energy_fn: EnergyOfZ, space, beta: float, batch: int, points: int = 64, device=None):
     """Midpoint rule on an even z-grid (low-dimensional z): sum_g exp(-beta E_g) * cell volume."""
     z, log_cell = space.grid(points, device)
     e = energy_fn(z.unsqueeze(0).expand(batch, *z.shape))
-    return soft_min(e, beta, log_cell), _best(z, e)
+    return soft_min(e, beta, log_cell), best_z(z, e)
 
 
 def monte_carlo(energy_fn: EnergyOfZ, space, beta: float, batch: int, samples: int = 1024, generator=None, device=None):
     """Uniform samples: ∫ exp(-beta E) dz ≈ V * mean_s exp(-beta E_s). Unbiased inside the log only."""
     z = space.sample(batch * samples, generator=generator, device=device).view(batch, samples, -1)
     e = energy_fn(z)
-    return soft_min(e, beta, space.log_volume - math.log(samples)), _best(z, e)
+    return soft_min(e, beta, space.log_volume - math.log(samples)), best_z(z, e)
 
 
 def minimize(energy_fn: EnergyOfZ, space, batch: int, restarts: int = 8, steps: int = 200, lr: float = 0.05,
@@ -156,7 +156,7 @@ def minimize(energy_fn: EnergyOfZ, space, batch: int, restarts: int = 8, steps: 
             z.copy_(space.project(z))
     with torch.no_grad():
         e = energy_fn(z.detach())
-    return e.min(dim=1).values, _best(z.detach(), e)
+    return e.min(dim=1).values, best_z(z.detach(), e)
 
 
 def free_energy(energy_fn: EnergyOfZ, space, beta: float, batch: int, method: str = "auto", device=None, **options):

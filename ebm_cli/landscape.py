@@ -37,20 +37,19 @@ def gibbs_slices(energy, x0: Sequence[float], betas: Sequence[float], points: in
     return ys.cpu(), f.cpu(), p.cpu()
 
 
-def plot_landscape(xs, ys, f, points=None, valid=None, candidates=None, title: Optional[str] = None):
-    """Heat map of F(x, y) - min_y F(x, y) (per-x offsets carry no meaning for P(y|x)).
+def draw_landscape(ax, xs, ys, f, points=None, candidates=None, colorbar: bool = True):
+    """Heat map of F(x, y) - min_y F(x, y) on ax (per-x offsets carry no meaning for P(y|x)).
 
-    points: (N, 2) data (x, y) drawn as dots; valid: list of (x, y) arrays drawn as lines;
-    candidates: (M, 2) inferred (x, y) drawn as crosses.
+    points: (N, 2) data (x, y) drawn as dots; candidates: (M, 2) inferred (x, y) drawn as crosses.
     """
     rel = f - f.min(dim=0, keepdim=True).values
     vmax = float(torch.quantile(rel.flatten(), 0.9)) or 1.0
-    fig, ax = plt.subplots(figsize=(5.5, 4.2), dpi=100)
     im = ax.imshow(
         rel.numpy(), origin="lower", aspect="auto", cmap="viridis", vmin=0, vmax=vmax,
         extent=[float(xs[0]), float(xs[-1]), float(ys[0]), float(ys[-1])],
     )
-    fig.colorbar(im, ax=ax, label="F(x, y) − min_y F(x, y)")
+    if colorbar:
+        ax.figure.colorbar(im, ax=ax, label="F(x, y) − min_y F(x, y)")
     if points is not None:
         ax.scatter(points[:, 0], points[:, 1], s=2, c="white", alpha=0.5, linewidths=0, label="training data")
     if candidates is not None:
@@ -59,6 +58,12 @@ def plot_landscape(xs, ys, f, points=None, valid=None, candidates=None, title: O
         ax.legend(loc="upper right", fontsize=7, framealpha=0.6)
     ax.set_xlabel("x")
     ax.set_ylabel("y")
+
+
+def plot_landscape(xs, ys, f, points=None, candidates=None, title: Optional[str] = None):
+    """One landscape figure (see draw_landscape)."""
+    fig, ax = plt.subplots(figsize=(5.5, 4.2), dpi=100)
+    draw_landscape(ax, xs, ys, f, points=points, candidates=candidates)
     ax.set_title(title or "energy landscape F(x, y)")
     fig.tight_layout()
     return fig

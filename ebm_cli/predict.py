@@ -2,7 +2,7 @@
 
 import logging
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Sequence
 
 import torch
 from omegaconf import OmegaConf
@@ -26,34 +26,58 @@ def load_run(run_dir: Path, device):
     return energy.to(device).eval(), run_cfg, state
 
 
-def infer(cfg) -> List[Dict[str, Any]]:
-    """Candidates and energies for cfg.x, using the run's model and this command's inference."""
+def _inference_for(cfg, run_cfg, overrides: Sequence[str]):
+    """The inference method the command line names (inference=...), else the run's own with the
+    command line's inference.<key>=... applied to it."""
+    keys = [o.lstrip("+~").split("=", 1)[0] for o in overrides]
+    if "inference" in keys:
+        return cfg.inference
+    chosen = run_cfg.inference.copy()
+    for key in keys:
+        if key.startswith("inference.") and key[len("inference."):] in chosen:
+            chosen[key[len("inference."):]] = cfg.inference[key[len("inference."):]]
+    return chosen
+
+
+def infer(cfg, overrides: Sequence[str] = ()) -> List[Dict[str, Any]]:
+    """Candidates, energies (and z) for cfg.x, using the run's model and its inference method
+    (see _inference_for for how the command line's overrides change it)."""
     validate(cfg)
     device = resolve_device(cfg.trainer.device)
     energy, run_cfg, state = load_run(Path(cfg.run_dir), device)
-    inference = build_inference(cfg.inference, cfg.seed)
+    inference_cfg = _inference_for(cfg, run_cfg, overrides)
+    inference = build_inference(inference_cfg, cfg.seed)
     inference.check(energy)
     x = torch.tensor(list(cfg.x), dtype=torch.float32, device=device)[:, None]
     cands = inference(energy, x)
+    latent = cands.z is not None
     rows, results = [], []
     for i, xv in enumerate(cfg.x):
-        found = [(float(y), float(e)) for y, e, m in zip(cands.y[i, :, 0], cands.energy[i], cands.mask[i]) if m]
-        results.append({"x": float(xv), "candidates": [{"y": y, "energy": e} for y, e in found]})
-        for rank, (y, e) in enumerate(found, start=1):
-            rows.append((f"{xv:g}" if rank == 1 else "", rank, y, e))
-    title = f"{run_cfg.energy.name} from {cfg.run_dir} (step {state['step']}), inference={cfg.inference.name}"
-    get_console().print(simple_table(title, ["x", "rank", "y", "energy F(x, y)"], rows))
+        found = []
+        for j in range(cands.y.shape[1]):
+            if cands.mask[i, j]:
+                item = {"y": float(cands.y[i, j, 0]), "energy": float(cands.energy[i, j])}
+                if latent:
+                    item["z"] = [round(float(v), 4) for v in cands.z[i, j].flatten()]
+                found.append(item)
+        results.append({"x": float(xv), "candidates": found})
+        for rank, item in enumerate(found, start=1):
+            z_cell = [", ".join(f"{v:g}" for v in item["z"])] if latent else []
+            rows.append((f"{xv:g}" if rank == 1 else "", rank, item["y"], *z_cell, item["energy"]))
+    title = f"{run_cfg.energy.name} from {cfg.run_dir} (step {state['step']}), inference={inference_cfg.name}"
+    columns = ["x", "rank", "y", *(["z"] if latent else []), "energy F(x, y)"]
+    get_console().print(simple_table(title, columns, rows))
     return results
 
 
-def landscape(cfg) -> List[Path]:
+def landscape(cfg, overrides: Sequence[str] = ()) -> List[Path]:
     """Re-render the run's figures from its checkpoint into <run_dir>/figures/."""
     validate(cfg)
     device = resolve_device(cfg.trainer.device)
     run_dir = Path(cfg.run_dir)
     energy, run_cfg, state = load_run(run_dir, device)
     data = build_data(run_cfg)
-    inference = build_inference(cfg.inference, cfg.seed)
+    inference = build_inference(_inference_for(cfg, run_cfg, overrides), cfg.seed)
     inference.check(energy)
     cands = inference(energy, data.x_test.to(device))
     figs = render_figures(energy, data, cfg.logger, device, candidates=cands)

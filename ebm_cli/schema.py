@@ -59,6 +59,44 @@ class MLPConfig:
 
 
 @dataclass
+class ZConfig:
+    """The latent z: its space and capacity (what keeps low energy from covering all of y)."""
+
+    kind: str = "discrete"  # discrete | box | circle | sphere
+    k: int = 6  # discrete: number of values
+    dim: int = 1  # box / sphere: dimension (a circle is 1-D, an angle)
+    low: float = -1.0  # box bounds
+    high: float = 1.0
+    reg: float = 0.0  # decoder with prior=l2: weight of R(z) = reg * ||z||^2 (box z)
+
+
+@dataclass
+class FreeEnergyConfig:
+    """How z is eliminated: F_inf = min_z E, or F_beta = -1/beta log ∫ exp(-beta E) dz."""
+
+    eliminate: str = "softmin"  # softmin (F_beta at the beta schedule's value) | min (F_inf)
+    method: str = "auto"  # auto | enumerate | quadrature | monte_carlo | minimize
+    points: int = 32  # quadrature / z-sweep nodes per z dimension
+    samples: int = 256  # monte_carlo: uniform z samples per (x, y)
+    restarts: int = 4  # minimize: Adam on z from this many random starts ...
+    steps: int = 50  # ... for this many steps
+    lr: float = 0.05
+
+
+@dataclass
+class LatentEnergyConfig:
+    """decoder: E = ||y - g(x, z)||^2 + R(x, z); latent_mlp: E = MLP([x, y, z])."""
+
+    name: str = "decoder"
+    hidden: int = 64
+    depth: int = 2
+    activation: str = "silu"
+    prior: str = "none"  # decoder's R: none | l2 (reg ||z||^2) | learned (a network r(x, z))
+    z: ZConfig = field(default_factory=ZConfig)
+    free_energy: FreeEnergyConfig = field(default_factory=FreeEnergyConfig)
+
+
+@dataclass
 class GradientInferenceConfig:
     name: str = "gradient"
     k: int = 3  # candidates returned per x
@@ -77,6 +115,18 @@ class GridInferenceConfig:
     k: int = 3
     points: int = 512  # grid points per y dimension
     dedup: float = 0.02
+
+
+@dataclass
+class ZSweepInferenceConfig:
+    """Decoder energies: the predictions g(x, z) for every z node, ranked by F(x, g(x, z))."""
+
+    name: str = "z_sweep"
+    k: int = 3  # at most this many candidates per x
+    dedup: float = 0.02
+    # Drop a candidate whose Gibbs weight is below this share of the best one's:
+    # exp(-beta (F - F_best)) < min_share. 0 keeps all k.
+    min_share: float = 0.0
 
 
 @dataclass
@@ -121,10 +171,19 @@ class HingeLossConfig:
 
 
 @dataclass
+class FreeEnergyLossConfig:
+    """Push down F_beta(x, y_data) alone: for latent models whose capacity limits low energy."""
+
+    name: str = "free_energy"
+
+
+@dataclass
 class TrainerConfig:
     steps: int = 2000
     batch_size: int = 128
     lr: float = 1e-2
+    lr_schedule: str = "constant"  # constant | cosine (decays to lr_min at the last step)
+    lr_min: float = 1e-4
     weight_decay: float = 0.0
     grad_clip: Optional[float] = 10.0  # max gradient norm; null = no clipping
     device: str = "auto"  # auto | cpu | cuda | cuda:N
@@ -142,6 +201,7 @@ class LoggerConfig:
     resolution: int = 128  # landscape grid points per axis
     slice_x: List[float] = field(default_factory=lambda: [-0.5, 0.0, 0.5])
     slice_betas: List[float] = field(default_factory=lambda: [0.3, 1.0, 3.0])
+    latent_betas: List[float] = field(default_factory=lambda: [1.0, 10.0, 100.0])  # F_beta panels (+ F_inf)
     progress: bool = True  # rich progress bar when stdout is a terminal
 
 
@@ -169,12 +229,15 @@ def register_configs() -> None:
         ("dataset", "curves", CurvesConfig),
         ("dataset", "curves_csv", CurvesCSVConfig),
         ("energy", "mlp", MLPConfig),
+        ("energy", "latent", LatentEnergyConfig),
         ("inference", "gradient", GradientInferenceConfig),
         ("inference", "grid", GridInferenceConfig),
+        ("inference", "z_sweep", ZSweepInferenceConfig),
         ("beta", "constant", ConstantBetaConfig),
         ("beta", "annealed", AnnealedBetaConfig),
         ("beta", "step", StepBetaConfig),
         ("loss", "nll", NLLLossConfig),
         ("loss", "hinge", HingeLossConfig),
+        ("loss", "free_energy", FreeEnergyLossConfig),
     ]:
         cs.store(group=f"schema/{group}", name=name, node=node)

@@ -18,6 +18,7 @@ from ebm_cli.checkpoint import load_latest, remove_stale_temporaries, restore, r
 from ebm_cli.console import TrainingProgress, get_console, metrics_table
 from ebm_cli.errors import UserError
 from ebm_cli.figures import render_figures, save_figures
+from ebm_cli.latent_view import latent_usage, usage_metrics
 from ebm_cli.evaluate import multi_output_metrics
 from ebm_cli.schedules import build_schedule
 from ebm_cli.signals import Preempted, StopSignals
@@ -50,9 +51,19 @@ def evaluate_model(energy, inference, data, eps: float, device) -> Dict[str, Any
         torch.cuda.synchronize()
     seconds = time.perf_counter() - start
     metrics = multi_output_metrics(cands.y.cpu(), cands.mask.cpu(), data.valid, data.valid_mask, eps)
+    if hasattr(energy, "z_space"):
+        shares = latent_usage(energy, data.x_test.to(device), data.valid.to(device), data.valid_mask.to(device))
+        metrics.update(usage_metrics(shares))
     metrics["infer_time_s"] = seconds
     metrics["energy_evals"] = float(cands.evaluations)
     return {"metrics": metrics, "candidates": cands}
+
+
+def learning_rate(t, step: int) -> float:
+    """trainer.lr, or its cosine decay from lr to lr_min over trainer.steps."""
+    if t.lr_schedule == "cosine":
+        return t.lr_min + 0.5 * (t.lr - t.lr_min) * (1 + math.cos(math.pi * step / max(t.steps, 1)))
+    return t.lr
 
 
 def write_json(path: Path, payload: Dict[str, Any]) -> None:
@@ -65,12 +76,18 @@ def write_json(path: Path, payload: Dict[str, Any]) -> None:
 def hparams_of(cfg) -> Dict[str, Any]:
     """Flat scalar hyper-parameters for TensorBoard's HParams tab."""
     flat = {}
-    for group in ("dataset", "energy", "inference", "beta", "loss", "trainer"):
-        for key, value in OmegaConf.to_container(cfg[group], resolve=True).items():
-            if isinstance(value, (bool, int, float, str)):
-                flat[f"{group}.{key}"] = value
+
+    def add(prefix: str, node) -> None:
+        for key, value in node.items():
+            if isinstance(value, dict):  # nested groups (energy.z.k) become dotted names
+                add(f"{prefix}.{key}", value)
+            elif isinstance(value, (bool, int, float, str)):
+                flat[f"{prefix}.{key}"] = value
             elif value is not None:
-                flat[f"{group}.{key}"] = str(value)
+                flat[f"{prefix}.{key}"] = str(value)
+
+    for group in ("dataset", "energy", "inference", "beta", "loss", "trainer"):
+        add(group, OmegaConf.to_container(cfg[group], resolve=True))
     flat["seed"] = cfg.seed
     return flat
 
@@ -138,6 +155,10 @@ def train(cfg, run_dir: Path) -> Dict[str, float]:
                                                   f"checkpoint saved, continue with trainer.resume=auto"),
                      then=signals.pass_on)
             b = beta(step)
+            for group in opt.param_groups:  # a function of the step alone, so resuming needs no state
+                group["lr"] = learning_rate(t, step)
+            if hasattr(energy, "set_beta"):  # a latent energy's soft-min over z follows the schedule
+                energy.set_beta(b)
             idx = torch.randint(0, len(x_train), (t.batch_size,), device=device)
             loss, stats = loss_fn(energy, x_train[idx], y_train[idx], b, step)
             opt.zero_grad(set_to_none=True)
@@ -165,6 +186,8 @@ def train(cfg, run_dir: Path) -> Dict[str, float]:
             if t.ckpt_every and done % t.ckpt_every == 0 and done != t.steps:
                 checkpoint(done)
         train_seconds = time.perf_counter() - start_time
+        if hasattr(energy, "set_beta"):  # evaluate (and save) at the schedule's final beta
+            energy.set_beta(beta(t.steps))
         checkpoint(t.steps)
 
     result = evaluate_model(energy, inference, data, cfg.dataset.eps, device)

@@ -59,9 +59,15 @@ def validate(cfg) -> None:
     _positive(e, "energy", "hidden")
     _non_negative(e, "energy", "depth")
     _require(e.activation in ACTIVATIONS, "energy.activation", e.activation, f"must be one of {', '.join(ACTIVATIONS)}")
+    if "z" in e:  # a latent energy
+        _validate_latent(e)
 
     i = cfg.inference
     _positive(i, "inference", "k")
+    if i.name == "z_sweep" and task == "train":  # infer / landscape check the run's own energy
+        _require(e.name == "decoder", "inference", "z_sweep", f"needs a decoder energy (energy=decoder), not energy={e.name}; "
+                 "use inference=grid or gradient")
+        _require(0 <= i.min_share < 1, "inference.min_share", i.min_share, "must be in [0, 1)")
     _non_negative(i, "inference", "dedup")
     if i.name == "grid":
         _require(i.points >= 2, "inference.points", i.points, "must be >= 2")
@@ -81,6 +87,10 @@ def validate(cfg) -> None:
         _positive(b, "beta", "start", "end", "steps")
 
     loss = cfg.loss
+    if loss.name == "free_energy":
+        bounded = e.name == "decoder" and e.prior in ("none", "l2")
+        _require(bounded, "loss", "free_energy", "has no negative phase, so only an energy whose architecture bounds its "
+                 "low-energy region can use it (energy=decoder with energy.prior=none or l2); use loss=nll or loss=hinge")
     if loss.name == "nll":
         _require(loss.grid_points >= 2, "loss.grid_points", loss.grid_points, "must be >= 2")
     if loss.name == "hinge":
@@ -91,6 +101,8 @@ def validate(cfg) -> None:
     _non_negative(t, "trainer", "steps", "weight_decay", "ckpt_every")
     _positive(t, "trainer", "batch_size", "lr", "log_every")
     _positive(t, "trainer", "max_abs")
+    _require(t.lr_schedule in ("constant", "cosine"), "trainer.lr_schedule", t.lr_schedule, "must be constant or cosine")
+    _non_negative(t, "trainer", "lr_min")
     _require(t.resume in ("never", "auto"), "trainer.resume", t.resume, "must be never or auto")
     _require(t.grad_clip is None or t.grad_clip > 0, "trainer.grad_clip", t.grad_clip, "must be > 0 or null")
     _require(re.fullmatch(r"auto|cpu|cuda(:\d+)?", t.device) is not None, "trainer.device", t.device, "must be auto, cpu, cuda or cuda:N")
@@ -99,3 +111,35 @@ def validate(cfg) -> None:
     _non_negative(lg, "logger", "landscape_every")
     _require(lg.resolution >= 2, "logger.resolution", lg.resolution, "must be >= 2")
     _require(all(v > 0 for v in lg.slice_betas), "logger.slice_betas", list(lg.slice_betas), "every beta must be > 0")
+
+
+Z_KINDS = ("discrete", "box", "circle", "sphere")
+METHODS = ("auto", "enumerate", "quadrature", "monte_carlo", "minimize")
+
+
+def _validate_latent(e) -> None:
+    """energy.z, energy.free_energy and energy.prior of a latent energy."""
+    z, f = e.z, e.free_energy
+    _require(z.kind in Z_KINDS, "energy.z.kind", z.kind, f"must be one of {', '.join(Z_KINDS)}")
+    if z.kind == "discrete":
+        _require(z.k >= 1, "energy.z.k", z.k, "must be >= 1")
+    if z.kind in ("box", "sphere"):
+        _require(z.dim >= (2 if z.kind == "sphere" else 1), "energy.z.dim", z.dim,
+                 "must be >= 2 for a sphere" if z.kind == "sphere" else "must be >= 1")
+    if z.kind == "box":
+        _require(z.low < z.high, "energy.z.low", z.low, f"must be below energy.z.high={z.high}")
+    _non_negative(z, "energy.z", "reg")
+    _require(e.prior in ("none", "l2", "learned"), "energy.prior", e.prior, "must be none, l2 or learned")
+    if e.prior == "l2":
+        _require(z.kind == "box", "energy.prior", "l2", f"R(z) = reg ||z||^2 needs a box z, not energy.z.kind={z.kind}")
+    _require(f.eliminate in ("softmin", "min"), "energy.free_energy.eliminate", f.eliminate, "must be softmin or min")
+    _require(f.method in METHODS, "energy.free_energy.method", f.method, f"must be one of {', '.join(METHODS)}")
+    if f.method == "enumerate":
+        _require(z.kind == "discrete", "energy.free_energy.method", f.method, "needs a discrete z")
+    if f.method in ("quadrature", "monte_carlo", "minimize"):
+        _require(z.kind != "discrete", "energy.free_energy.method", f.method, "is for a continuous z; use enumerate")
+    if f.method == "quadrature":
+        _require(z.kind in ("box", "circle"), "energy.free_energy.method", f.method, "needs a box or circle z")
+    if f.method == "minimize":
+        _require(f.eliminate == "min", "energy.free_energy.method", f.method, "gives F_inf only: add energy.free_energy.eliminate=min")
+    _positive(f, "energy.free_energy", "points", "samples", "restarts", "steps", "lr")

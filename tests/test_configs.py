@@ -21,6 +21,9 @@ REQUIRED = {
     ("dataset", "curves_csv"): ["dataset.path=__CSV__"],
     ("task", "infer"): ["run_dir=__RUN__", "x=[0.0]"],
     ("task", "landscape"): ["run_dir=__RUN__"],
+    # options that serve only a decoder energy
+    ("inference", "z_sweep"): ["energy=decoder"],
+    ("loss", "free_energy"): ["energy=decoder"],
 }
 
 

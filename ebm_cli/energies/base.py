@@ -1,5 +1,6 @@
 """What every energy declares: the box its y lives in, and how it scores (x, y) pairs."""
 
+import math
 from dataclasses import dataclass
 from typing import Tuple
 
@@ -66,3 +67,13 @@ class Normalizer(nn.Module):
 
     def forward(self, v: torch.Tensor) -> torch.Tensor:
         return (v - self.center) / self.half_width
+
+
+def log_gaussian_box_mass(mean: torch.Tensor, beta: float, low: float, high: float) -> torch.Tensor:
+    """log ∫_[low, high]^D exp(-beta ||y - mean||^2) dy for mean: (..., D), exactly -> (...).
+
+    A product of erf differences: the Gaussian's normaliser times the share of it inside the box.
+    """
+    r = math.sqrt(beta)
+    mass = 0.5 * (torch.erf(r * (high - mean)) - torch.erf(r * (low - mean)))
+    return (0.5 * math.log(math.pi / beta) + torch.log(mass.clamp(min=1e-30))).sum(-1)

@@ -29,11 +29,18 @@ def pairwise_energy(energy, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return energy(x_rep, y.reshape(b * s, *y.shape[2:])).view(b, s)
 
 
-def select_distinct(y: torch.Tensor, e: torch.Tensor, k: int, tol: float) -> Candidates:
+def _take(v: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """v: (B, S, *shape) gathered along S by index: (B, n) -> (B, n, *shape)."""
+    b, n = index.shape
+    return v.gather(1, index.view(b, n, *([1] * (v.dim() - 2))).expand(b, n, *v.shape[2:]))
+
+
+def select_distinct(y: torch.Tensor, e: torch.Tensor, k: int, tol: float, z: Optional[torch.Tensor] = None) -> Candidates:
     """The k lowest-energy points that are pairwise more than `tol` apart (greedy, best first).
     This reads the number of finite points back from the device once.
 
-    y: (B, S, *y_shape), e: (B, S) with +inf marking points that are not candidates at all.
+    y: (B, S, *y_shape), e: (B, S) with +inf marking points that are not candidates at all;
+    z: (B, S, *z_shape), the latent that produced each point, kept alongside.
     """
     b = e.shape[0]
     order = torch.argsort(e, dim=1)
@@ -42,7 +49,8 @@ def select_distinct(y: torch.Tensor, e: torch.Tensor, k: int, tol: float) -> Can
     s = max(1, int(torch.isfinite(e).sum(dim=1).max()))
     order = order[:, :s]
     e = e.gather(1, order)
-    y = y.gather(1, order.view(b, s, *([1] * (y.dim() - 2))).expand(b, s, *y.shape[2:]))
+    y = _take(y, order)
+    z = _take(z, order) if z is not None else None
     flat = y.reshape(b, s, -1)
     close = torch.cdist(flat, flat) <= tol  # (B, S, S)
     keep = torch.zeros(b, s, dtype=torch.bool, device=e.device)
@@ -57,5 +65,13 @@ def select_distinct(y: torch.Tensor, e: torch.Tensor, k: int, tol: float) -> Can
         rank = torch.cat([rank, rank[:, :1].expand(b, k - rank.shape[1])], dim=1)
     mask = torch.arange(k, device=e.device) < keep.sum(dim=1, keepdim=True)
     rank = torch.where(mask, rank, rank[:, :1])
-    y_k = y.gather(1, rank.view(b, k, *([1] * (y.dim() - 2))).expand(b, k, *y.shape[2:]))
-    return Candidates(y=y_k, energy=e.gather(1, rank), mask=mask)
+    return Candidates(y=_take(y, rank), energy=e.gather(1, rank), mask=mask,
+                      z=_take(z, rank) if z is not None else None)
+
+
+def attach_latent(energy, x: torch.Tensor, cands: Candidates) -> Candidates:
+    """For a latent energy, the z of each candidate: argmin_z E(x, y, z), so that inference on
+    F_inf(x, y) = min_z E is the joint argmin over (y, z)."""
+    if hasattr(energy, "best_z"):
+        cands.z = energy.best_z(x, cands.y)
+    return cands

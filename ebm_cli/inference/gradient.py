@@ -5,7 +5,7 @@ import math
 import torch
 
 from ebm_cli.errors import UserError
-from ebm_cli.inference.common import Candidates, pairwise_energy, select_distinct
+from ebm_cli.inference.common import Candidates, attach_latent, pairwise_energy, select_distinct
 
 
 class GradientInference:
@@ -58,4 +58,4 @@ class GradientInference:
             e = pairwise_energy(energy, x, y)
         cands = select_distinct(y, e, k, self.dedup)
         cands.evaluations = x.shape[0] * self.starts * (steps_run + 1)
-        return cands
+        return attach_latent(energy, x, cands)

@@ -4,7 +4,7 @@ import torch
 import torch.nn.functional as F
 
 from ebm_cli.errors import UserError
-from ebm_cli.inference.common import Candidates, pairwise_energy, select_distinct
+from ebm_cli.inference.common import Candidates, attach_latent, pairwise_energy, select_distinct
 
 MAX_PAIRS_PER_CHUNK = 1 << 18  # bounds memory: (chunk of x) * (grid points) energy calls at once
 
@@ -41,4 +41,4 @@ class GridInference:
         masked = torch.where(is_min, e, torch.full_like(e, float("inf")))
         cands = select_distinct(grid.unsqueeze(0).expand(b, *grid.shape), masked, k, self.dedup)
         cands.evaluations = b * grid.shape[0]
-        return cands
+        return attach_latent(energy, x, cands)
