@@ -112,7 +112,7 @@ def plot_joint(ys, z, e, x0, z_label: str):
     for ax, ej, xv in zip(axes[0], e, x0):
         rel = ej - ej.min()
         vmax = float(torch.quantile(rel.flatten(), 0.5)) or 1.0
-        ax.imshow(rel.numpy(), origin="lower", aspect="auto", cmap="magma", vmin=0, vmax=vmax,
+        ax.imshow(rel.numpy(), origin="lower", aspect="auto", cmap="magma", vmin=0, vmax=vmax, interpolation="nearest",
                   extent=[float(ys[0]), float(ys[-1]), float(t[0]) - half, float(t[-1]) + half])
         ax.set_title(f"E(x={xv:g}, y, z)")
         ax.set_xlabel("y")
@@ -126,7 +126,9 @@ def plot_ribbon(z, y, x0, z_label: str, valid=None):
     fig, ax = plt.subplots(figsize=(5.5, 3.6), dpi=100)
     t = axis_positions(z)
     for j, xv in enumerate(x0):
-        line = ax.plot(t, y[j], marker="o" if len(t) <= 16 else None, ms=4, label=f"ŷ(z) at x={xv:g}")[0]
+        # discrete z values are not ordered: markers only, no line between them
+        style = {"marker": "o", "ls": "none"} if z_label == "z value" else {"marker": "o" if len(t) <= 16 else None}
+        line = ax.plot(t, y[j], ms=5, label=f"ŷ(z) at x={xv:g}", **style)[0]
         for v in (valid[j] if valid is not None else []):
             ax.axhline(float(v), color=line.get_color(), ls=":", lw=0.8)
     ax.set_xlabel(z_label)
