@@ -9,10 +9,15 @@ from ebm_cli.energies.base import BoxSpace
 from ebm_cli.energies.latent import DecoderEnergy, LatentMLPEnergy, build_z_space
 from ebm_cli.energies.mlp import MLPEnergy, RegressorEnergy
 from ebm_cli.errors import UserError
+from types import SimpleNamespace
+
+from ebm_cli.inference.dfo import CEMInference, DFOInference
+from ebm_cli.inference.dp import DPInference
 from ebm_cli.inference.gradient import GradientInference
+from ebm_cli.inference.langevin import LangevinInference
 from ebm_cli.inference.grid import GridInference
 from ebm_cli.inference.z_sweep import ZSweepInference
-from ebm_cli.losses import FreeEnergyLoss, GibbsNLL, Hinge
+from ebm_cli.losses import ContrastiveDivergence, FreeEnergyLoss, GibbsNLL, Hinge
 
 
 def resolve_device(name: str) -> torch.device:
@@ -67,7 +72,21 @@ def build_inference(cfg, seed: int = 0):
         return GradientInference(cfg.k, cfg.starts, cfg.steps, cfg.lr, cfg.lr_min, cfg.optimizer, cfg.tol, cfg.dedup, seed)
     if cfg.name == "z_sweep":
         return ZSweepInference(cfg.k, cfg.dedup, cfg.min_share)
+    if cfg.name == "langevin":
+        return LangevinInference(cfg.k, cfg.chains, cfg.steps, cfg.step_size, langevin_beta(cfg), cfg.grad_clip, cfg.dedup, seed)
+    if cfg.name == "dfo":
+        return DFOInference(cfg.k, cfg.starts, cfg.samples, cfg.iters, cfg.sigma, cfg.shrink, cfg.temperature, cfg.dedup, seed)
+    if cfg.name == "cem":
+        return CEMInference(cfg.k, cfg.starts, cfg.samples, cfg.iters, cfg.elite, cfg.sigma, cfg.dedup, seed)
+    if cfg.name == "dp":
+        return DPInference(cfg.k)
     raise UserError(f"unknown inference method {cfg.name!r}")
+
+
+def langevin_beta(cfg) -> SimpleNamespace:
+    """The beta schedule of a Langevin config: beta_start -> beta_end over its steps."""
+    name = cfg.anneal if cfg.anneal != "constant" else "constant"
+    return SimpleNamespace(name=name, start=cfg.beta_start, end=cfg.beta_end, steps=max(cfg.steps - 1, 1), value=cfg.beta_end)
 
 
 def build_loss(cfg, inference, data: CurvesData, device):
@@ -75,6 +94,10 @@ def build_loss(cfg, inference, data: CurvesData, device):
         return GibbsNLL(cfg.grid_points)
     if cfg.name == "free_energy":
         return FreeEnergyLoss()
+    if cfg.name == "cd":
+        space = BoxSpace(data.y_low, data.y_high, tuple(data.y_train.shape[1:]))
+        return ContrastiveDivergence(cfg.steps, cfg.step_size, cfg.grad_clip, cfg.buffer_size, cfg.reinit, cfg.alpha,
+                                     space, device)
     if cfg.name == "hinge":
         return Hinge(cfg.margin, cfg.exclude, cfg.x_window, inference, data.x_train, data.y_train).to(device)
     raise UserError(f"unknown loss {cfg.name!r}")

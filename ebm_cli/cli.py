@@ -45,6 +45,11 @@ def run_task(cfg: DictConfig, run_dir: Path, overrides=()) -> Optional[float]:
     if name == "landscape":
         predict.landscape(cfg, overrides)
         return None
+    if name == "compare_inference":
+        from ebm_cli.compare import compare_inference
+
+        compare_inference(cfg, run_dir)
+        return None
     raise UserError(f"task.name={name}: unknown task")
 
 

@@ -32,6 +32,13 @@ def gibbs_slices(energy, x0: Sequence[float], betas: Sequence[float], points: in
     x = torch.tensor(list(x0), dtype=torch.float32, device=device)[:, None]
     f = pairwise_energy(energy, x, ys.view(1, -1, 1).expand(len(x0), -1, 1))
     dy = (space.high - space.low) / (points - 1)
+    if hasattr(energy, "at_beta"):  # a latent energy: P_beta ∝ exp(-beta F_beta), F_beta itself depends on beta
+        p = []
+        for b in betas:
+            with energy.at_beta(b):
+                f_b = pairwise_energy(energy, x, ys.view(1, -1, 1).expand(len(x0), -1, 1))
+            p.append(torch.softmax(-b * f_b, dim=-1) / dy)
+        return ys.cpu(), f.cpu(), torch.stack(p).cpu()
     b = torch.tensor(list(betas), dtype=f.dtype, device=device).view(-1, 1, 1)
     p = torch.softmax(-b * f.unsqueeze(0), dim=-1) / dy
     return ys.cpu(), f.cpu(), p.cpu()

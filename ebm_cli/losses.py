@@ -6,6 +6,7 @@ from typing import Dict, Tuple
 import torch
 
 from ebm_cli.inference.common import pairwise_energy
+from ebm_cli.inference.langevin import langevin_chains
 
 Stats = Dict[str, torch.Tensor]
 
@@ -39,6 +40,8 @@ class GibbsNLL:
         return torch.logsumexp(-beta * e_grid, dim=1) + space.size * math.log(cell), e_grid
 
     def __call__(self, energy, x, y, beta: float, step: int) -> Tuple[torch.Tensor, Stats]:
+        if hasattr(energy, "set_beta"):  # a latent energy's F_beta must use the beta of this P_beta
+            energy.set_beta(beta)
         e_pos = energy(x, y)
         if getattr(energy, "exact_partition", False):  # Z(x) in closed form: exact and cheap
             log_z = energy.log_partition(x, beta)
@@ -62,6 +65,7 @@ class FreeEnergyLoss:
     """
 
     def __call__(self, energy, x, y, beta: float, step: int) -> Tuple[torch.Tensor, Stats]:
+        energy.set_beta(beta)
         e_pos = energy(x, y)
         return e_pos.mean(), {"e_pos": e_pos.detach().mean()}
 
@@ -136,3 +140,48 @@ class Hinge:
         spread = (torch.relu(self.margin + e_pos[:, None] - e_uni) * uniform_ok).sum(1) / uniform_ok.sum(1).clamp(min=1)
         loss = (worst + spread).mean()
         return loss, {"e_pos": e_pos.detach().mean(), "e_neg": e_bar.detach().mean(), "e_uniform": e_uni.detach().mean()}
+
+
+class ContrastiveDivergence:
+    """Contrastive divergence with Langevin negatives and a persistent replay buffer:
+
+        loss = mean F(x, y+) - mean F(x, y-) + alpha (F(x, y+)^2 + F(x, y-)^2)
+
+    y- comes from `steps` Langevin steps at the run's beta, started from y values kept in a
+    buffer of `buffer_size` earlier negatives (a share `reinit` of the chains restarts from
+    uniform y, so new regions keep being explored); the finished chains go back into the buffer.
+    The alpha term keeps the energies near zero so that they cannot drift off together. The
+    buffer is part of the checkpoint, so a resumed run continues the same chains.
+    """
+
+    def __init__(self, steps: int, step_size: float, grad_clip, buffer_size: int, reinit: float, alpha: float,
+                 y_space, device):
+        self.steps, self.step_size, self.grad_clip = steps, step_size, grad_clip
+        self.reinit, self.alpha, self.space = reinit, alpha, y_space
+        u = torch.rand(buffer_size, *y_space.shape, device=device)
+        self.buffer = y_space.low + (y_space.high - y_space.low) * u  # (N, *y_shape)
+
+    def state_dict(self) -> Dict[str, torch.Tensor]:
+        return {"buffer": self.buffer}
+
+    def load_state_dict(self, state: Dict[str, torch.Tensor]) -> None:
+        self.buffer = state["buffer"].to(self.buffer.device)
+
+    def negatives(self, energy, x: torch.Tensor, beta: float) -> torch.Tensor:
+        """(B, 1, *y_shape) Langevin samples, started from the buffer (or uniform)."""
+        b, space = x.shape[0], self.space
+        idx = torch.randint(0, len(self.buffer), (b,), device=x.device)
+        start = self.buffer[idx]
+        fresh = torch.rand(b, device=x.device) < self.reinit
+        uniform = space.low + (space.high - space.low) * torch.rand_like(start)
+        start = torch.where(fresh.view(b, *([1] * (start.dim() - 1))), uniform, start)
+        y_neg = langevin_chains(energy, x, start.unsqueeze(1), self.steps, self.step_size, lambda t: beta, self.grad_clip)
+        self.buffer[idx] = y_neg[:, 0]
+        return y_neg
+
+    def __call__(self, energy, x, y, beta: float, step: int) -> Tuple[torch.Tensor, Stats]:
+        y_neg = self.negatives(energy, x, beta)
+        e_pos = energy(x, y)
+        e_neg = pairwise_energy(energy, x, y_neg)[:, 0]
+        loss = e_pos.mean() - e_neg.mean() + self.alpha * (e_pos.pow(2) + e_neg.pow(2)).mean()
+        return loss, {"e_pos": e_pos.detach().mean(), "e_neg": e_neg.detach().mean()}

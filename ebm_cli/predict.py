@@ -11,7 +11,7 @@ from ebm_cli.build import build_data, build_energy, build_inference, resolve_dev
 from ebm_cli.checkpoint import find_checkpoint, load_checkpoint, restore
 from ebm_cli.console import get_console, simple_table
 from ebm_cli.figures import render_figures, save_figures
-from ebm_cli.validate import validate
+from ebm_cli.validate import validate, validate_inference
 
 log = logging.getLogger("ebm_cli")
 
@@ -31,11 +31,12 @@ def _inference_for(cfg, run_cfg, overrides: Sequence[str]):
     command line's inference.<key>=... applied to it."""
     keys = [o.lstrip("+~").split("=", 1)[0] for o in overrides]
     if "inference" in keys:
-        return cfg.inference
+        return cfg.inference  # validated with the rest of cfg
     chosen = run_cfg.inference.copy()
     for key in keys:
         if key.startswith("inference.") and key[len("inference."):] in chosen:
             chosen[key[len("inference."):]] = cfg.inference[key[len("inference."):]]
+    validate_inference(chosen)
     return chosen
 
 
@@ -80,7 +81,7 @@ def landscape(cfg, overrides: Sequence[str] = ()) -> List[Path]:
     inference = build_inference(_inference_for(cfg, run_cfg, overrides), cfg.seed)
     inference.check(energy)
     cands = inference(energy, data.x_test.to(device))
-    figs = render_figures(energy, data, cfg.logger, device, candidates=cands)
+    figs = render_figures(energy, data, run_cfg.logger, device, candidates=cands)  # drawn as the run drew them
     paths = save_figures(figs, run_dir / "figures")
     log.info("wrote %s", ", ".join(str(p) for p in paths))
     return paths

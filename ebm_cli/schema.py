@@ -20,7 +20,7 @@ DEFAULT_BRANCHES = [
 
 @dataclass
 class TaskConfig:
-    name: str = "train"  # train | infer | landscape
+    name: str = "train"  # train | infer | landscape | compare_inference
 
 
 @dataclass
@@ -118,6 +118,59 @@ class GridInferenceConfig:
 
 
 @dataclass
+class LangevinInferenceConfig:
+    """Langevin chains y <- y - eta grad F + sqrt(2 eta / beta(t)) xi at an annealed beta."""
+
+    name: str = "langevin"
+    k: int = 3
+    chains: int = 64  # uniform starts per x
+    steps: int = 200
+    step_size: float = 3e-4  # eta
+    anneal: str = "exponential"  # constant (beta_end throughout) | linear | exponential | cosine
+    beta_start: float = 1.0  # inverse temperature at the first step ...
+    beta_end: float = 1000.0  # ... and at the last: a large beta ends the chains in minima
+    grad_clip: Optional[float] = 100.0  # max norm of grad_y F per chain; null = none
+    dedup: float = 0.02
+
+
+@dataclass
+class DFOInferenceConfig:
+    """Derivative-free: resample by softmax(-F / temperature), perturb, shrink the noise."""
+
+    name: str = "dfo"
+    k: int = 3
+    starts: int = 16  # independent populations, each on its share of the y-box
+    samples: int = 64  # per population
+    iters: int = 8
+    sigma: float = 0.1  # initial noise, as a share of the y-box width
+    shrink: float = 0.5  # noise factor per iteration
+    temperature: float = 1.0
+    dedup: float = 0.02
+
+
+@dataclass
+class CEMInferenceConfig:
+    """Cross-entropy method from several populations: refit a Gaussian to each one's elites."""
+
+    name: str = "cem"
+    k: int = 3
+    starts: int = 16  # populations, their means spread over the y-box
+    samples: int = 64  # draws per population and iteration
+    iters: int = 20
+    elite: float = 0.1  # share of the draws kept
+    sigma: float = 0.1  # initial standard deviation, as a share of the y-box width
+    dedup: float = 0.02
+
+
+@dataclass
+class DPInferenceConfig:
+    """Viterbi (min-sum) on chain-structured energies over discrete sequences: the k best."""
+
+    name: str = "dp"
+    k: int = 3
+
+
+@dataclass
 class ZSweepInferenceConfig:
     """Decoder energies: the predictions g(x, z) for every z node, ranked by F(x, g(x, z))."""
 
@@ -168,6 +221,19 @@ class HingeLossConfig:
     margin: float = 1.0
     exclude: float = 0.1  # incorrect: farther than this from every correct y of this x
     x_window: float = 0.02  # the training y with x' within this of x are x's correct answers
+
+
+@dataclass
+class CDLossConfig:
+    """Contrastive divergence: negatives from Langevin chains at the run's beta, persistent buffer."""
+
+    name: str = "cd"
+    steps: int = 30  # Langevin steps per training step
+    step_size: float = 1e-3
+    grad_clip: Optional[float] = 100.0  # max norm of grad_y F per chain; null = none
+    buffer_size: int = 4096  # persistent chains (saved in the checkpoint)
+    reinit: float = 0.05  # share of chains restarted from uniform y each step
+    alpha: float = 0.1  # weight of the energy magnitude penalty F+^2 + F-^2
 
 
 @dataclass
@@ -233,11 +299,16 @@ def register_configs() -> None:
         ("inference", "gradient", GradientInferenceConfig),
         ("inference", "grid", GridInferenceConfig),
         ("inference", "z_sweep", ZSweepInferenceConfig),
+        ("inference", "langevin", LangevinInferenceConfig),
+        ("inference", "dfo", DFOInferenceConfig),
+        ("inference", "cem", CEMInferenceConfig),
+        ("inference", "dp", DPInferenceConfig),
         ("beta", "constant", ConstantBetaConfig),
         ("beta", "annealed", AnnealedBetaConfig),
         ("beta", "step", StepBetaConfig),
         ("loss", "nll", NLLLossConfig),
         ("loss", "hinge", HingeLossConfig),
         ("loss", "free_energy", FreeEnergyLossConfig),
+        ("loss", "cd", CDLossConfig),
     ]:
         cs.store(group=f"schema/{group}", name=name, node=node)

@@ -112,7 +112,7 @@ def train(cfg, run_dir: Path) -> Dict[str, float]:
     loss_fn = build_loss(cfg.loss, inference, data, device)
     beta = build_schedule(cfg.beta)
     opt = torch.optim.Adam(energy.parameters(), lr=t.lr, weight_decay=t.weight_decay)
-    start = resume(run_dir, t.resume, energy, opt, device)
+    start = resume(run_dir, t.resume, energy, opt, device, loss_fn)
     x_train, y_train = data.x_train.to(device), data.y_train.to(device)
     config_yaml = OmegaConf.to_yaml(cfg, resolve=True)
     log.info("run folder %s | data %s: %d train rows, %d test x | device %s%s", run_dir, data.source,
@@ -127,6 +127,7 @@ def train(cfg, run_dir: Path) -> Dict[str, float]:
         save_checkpoint(run_dir / "checkpoints", {
             "model": energy.state_dict(), "optimizer": opt.state_dict(), "step": step,
             "rng": rng_state(), "config": config_yaml, "meta": meta,
+            **({"loss": loss_fn.state_dict()} if hasattr(loss_fn, "state_dict") else {}),
         })
 
     def landscape(step: int, cands=None) -> Dict[str, Any]:
@@ -217,7 +218,7 @@ def check_run_folder(run_dir: Path, mode: str) -> None:
                         "to continue it, or choose another hydra.run.dir")
 
 
-def resume(run_dir: Path, mode: str, energy, opt, device) -> int:
+def resume(run_dir: Path, mode: str, energy, opt, device, loss_fn=None) -> int:
     """Restore model, optimiser and RNG states from run_dir's last good checkpoint; the step.
 
     mode=never refuses a folder that already holds checkpoints (they would be overwritten).
@@ -231,6 +232,8 @@ def resume(run_dir: Path, mode: str, energy, opt, device) -> int:
     if state is None:
         return 0
     restore(path, state, energy, opt)
+    if "loss" in state and hasattr(loss_fn, "load_state_dict"):  # e.g. contrastive divergence's replay buffer
+        loss_fn.load_state_dict(state["loss"])
     set_rng_state(state["rng"])
     log.info("resuming from %s (step %d)", path, state["step"])
     return int(state["step"])

@@ -12,7 +12,8 @@ from omegaconf import OmegaConf
 from ebm_cli.energies.base import ACTIVATIONS
 from ebm_cli.errors import UserError
 
-TASKS = ("train", "infer", "landscape")
+TASKS = ("train", "infer", "landscape", "compare_inference")
+CHAIN_ENERGIES = ()  # energies with chain_potentials(x) (sequence data); none for curves
 
 
 def _require(ok: bool, key: str, value, rule: str) -> None:
@@ -38,7 +39,7 @@ def validate(cfg) -> None:
         raise UserError(f"{missing[0]} is required: add {missing[0]}=<value> to the command line")
     task = cfg.task.name
     _require(task in TASKS, "task.name", task, f"must be one of {', '.join(TASKS)}")
-    if task in ("infer", "landscape"):
+    if task in ("infer", "landscape", "compare_inference"):
         _require(cfg.run_dir is not None, "run_dir", None, f"task={task} needs run_dir=<a finished training run>")
         _require(os.path.isdir(cfg.run_dir), "run_dir", cfg.run_dir, "no such folder")
     if task == "infer":
@@ -62,19 +63,7 @@ def validate(cfg) -> None:
     if "z" in e:  # a latent energy
         _validate_latent(e)
 
-    i = cfg.inference
-    _positive(i, "inference", "k")
-    if i.name == "z_sweep" and task == "train":  # infer / landscape check the run's own energy
-        _require(e.name == "decoder", "inference", "z_sweep", f"needs a decoder energy (energy=decoder), not energy={e.name}; "
-                 "use inference=grid or gradient")
-        _require(0 <= i.min_share < 1, "inference.min_share", i.min_share, "must be in [0, 1)")
-    _non_negative(i, "inference", "dedup")
-    if i.name == "grid":
-        _require(i.points >= 2, "inference.points", i.points, "must be >= 2")
-    if i.name == "gradient":
-        _positive(i, "inference", "starts", "steps", "lr")
-        _non_negative(i, "inference", "lr_min", "tol")
-        _require(i.optimizer in ("adam", "sgd"), "inference.optimizer", i.optimizer, "must be adam or sgd")
+    validate_inference(cfg.inference, e.name if task == "train" else None)
 
     b = cfg.beta
     if b.name == "constant":
@@ -93,6 +82,11 @@ def validate(cfg) -> None:
                  "low-energy region can use it (energy=decoder with energy.prior=none or l2); use loss=nll or loss=hinge")
     if loss.name == "nll":
         _require(loss.grid_points >= 2, "loss.grid_points", loss.grid_points, "must be >= 2")
+    if loss.name == "cd":
+        _positive(loss, "loss", "steps", "step_size", "buffer_size")
+        _non_negative(loss, "loss", "alpha")
+        _require(0 <= loss.reinit <= 1, "loss.reinit", loss.reinit, "must be in [0, 1]")
+        _require(loss.grad_clip is None or loss.grad_clip > 0, "loss.grad_clip", loss.grad_clip, "must be > 0 or null")
     if loss.name == "hinge":
         _positive(loss, "loss", "margin", "exclude")
         _non_negative(loss, "loss", "x_window")
@@ -113,6 +107,39 @@ def validate(cfg) -> None:
     _require(all(v > 0 for v in lg.slice_betas), "logger.slice_betas", list(lg.slice_betas), "every beta must be > 0")
 
 
+def validate_inference(i, energy_name=None) -> None:
+    """An inference config node; energy_name (at train) also checks that the method serves it.
+    (infer / landscape check the run's own energy when they load it.)"""
+    _positive(i, "inference", "k")
+    if "dedup" in i:  # every method but dp, whose sequences are distinct by construction
+        _non_negative(i, "inference", "dedup")
+    if i.name == "z_sweep":
+        _require(0 <= i.min_share < 1, "inference.min_share", i.min_share, "must be in [0, 1)")
+        if energy_name is not None:
+            _require(energy_name == "decoder", "inference", "z_sweep", f"needs a decoder energy (energy=decoder), "
+                     f"not energy={energy_name}; use inference=grid or gradient")
+    if i.name == "grid":
+        _require(i.points >= 2, "inference.points", i.points, "must be >= 2")
+    if i.name == "langevin":
+        _positive(i, "inference", "chains", "steps", "step_size", "beta_start", "beta_end")
+        _require(i.anneal in ("constant", "linear", "exponential", "cosine"), "inference.anneal", i.anneal,
+                 "must be constant, linear, exponential or cosine")
+        _require(i.grad_clip is None or i.grad_clip > 0, "inference.grad_clip", i.grad_clip, "must be > 0 or null")
+    if i.name == "dfo":
+        _positive(i, "inference", "starts", "samples", "iters", "sigma", "temperature")
+        _require(0 < i.shrink <= 1, "inference.shrink", i.shrink, "must be in (0, 1]")
+    if i.name == "cem":
+        _positive(i, "inference", "starts", "samples", "iters", "sigma")
+        _require(0 < i.elite <= 1, "inference.elite", i.elite, "must be in (0, 1]")
+    if i.name == "dp" and energy_name is not None:
+        _require(energy_name in CHAIN_ENERGIES, "inference", "dp", "needs a chain-structured energy over discrete "
+                 f"sequences (a sum of unary and pairwise terms), not energy={energy_name}; use inference=grid or gradient")
+    if i.name == "gradient":
+        _positive(i, "inference", "starts", "steps", "lr")
+        _non_negative(i, "inference", "lr_min", "tol")
+        _require(i.optimizer in ("adam", "sgd"), "inference.optimizer", i.optimizer, "must be adam or sgd")
+
+
 Z_KINDS = ("discrete", "box", "circle", "sphere")
 METHODS = ("auto", "enumerate", "quadrature", "monte_carlo", "minimize")
 
@@ -130,6 +157,8 @@ def _validate_latent(e) -> None:
         _require(z.low < z.high, "energy.z.low", z.low, f"must be below energy.z.high={z.high}")
     _non_negative(z, "energy.z", "reg")
     _require(e.prior in ("none", "l2", "learned"), "energy.prior", e.prior, "must be none, l2 or learned")
+    if e.name != "decoder":
+        _require(e.prior == "none", "energy.prior", e.prior, f"R(x, z) belongs to energy=decoder; energy={e.name} has none")
     if e.prior == "l2":
         _require(z.kind == "box", "energy.prior", "l2", f"R(z) = reg ||z||^2 needs a box z, not energy.z.kind={z.kind}")
     _require(f.eliminate in ("softmin", "min"), "energy.free_energy.eliminate", f.eliminate, "must be softmin or min")

@@ -21,6 +21,7 @@ REQUIRED = {
     ("dataset", "curves_csv"): ["dataset.path=__CSV__"],
     ("task", "infer"): ["run_dir=__RUN__", "x=[0.0]"],
     ("task", "landscape"): ["run_dir=__RUN__"],
+    ("task", "compare_inference"): ["run_dir=__RUN__"],
     # options that serve only a decoder energy
     ("inference", "z_sweep"): ["energy=decoder"],
     ("loss", "free_energy"): ["energy=decoder"],
@@ -48,6 +49,12 @@ def test_option_composes_and_validates(group, option, tmp_path):
     csv.write_text("x,y\n0,1\n0,2\n1,1\n")
     extra = [o.replace("__CSV__", str(csv)).replace("__RUN__", str(tmp_path)) for o in REQUIRED.get((group, option), [])]
     cfg = make_cfg(f"{group}={option}", *extra)
+    if (group, option) == ("inference", "dp"):  # no curves energy is a chain: refused in one line
+        from ebm_cli.errors import UserError
+
+        with pytest.raises(UserError, match="needs a chain-structured energy"):
+            validate(cfg)
+        return
     validate(cfg)
     if group not in ("experiment", "debug", "launcher", "hparams_search"):
         assert cfg[group] is not None

@@ -74,6 +74,11 @@ def log_gaussian_box_mass(mean: torch.Tensor, beta: float, low: float, high: flo
 
     A product of erf differences: the Gaussian's normaliser times the share of it inside the box.
     """
-    r = math.sqrt(beta)
-    mass = 0.5 * (torch.erf(r * (high - mean)) - torch.erf(r * (low - mean)))
-    return (0.5 * math.log(math.pi / beta) + torch.log(mass.clamp(min=1e-30))).sum(-1)
+    # float64, and erfc on the far side of the mean: a difference of two erf values near 1
+    # would cancel in float32 when the mean lies outside the box and beta is large.
+    r, m = math.sqrt(beta), mean.double()
+    a, b = r * (low - m), r * (high - m)  # the box in standard units, a < b
+    mass = torch.where(a > 0, torch.erfc(a) - torch.erfc(b), torch.where(b < 0, torch.erfc(-b) - torch.erfc(-a),
+                                                                         torch.erf(b) - torch.erf(a)))
+    log_mass = torch.log(0.5 * mass.clamp(min=1e-300))
+    return (0.5 * math.log(math.pi / beta) + log_mass).sum(-1).to(mean.dtype)

@@ -147,6 +147,10 @@ class LatentEnergy(Energy):
             e = energy_of_z(z.unsqueeze(0).expand(b, *z.shape))
             return fe.soft_min(e, beta, log_w), fe.best_z(z, e)
         if method == "monte_carlo":
+            if not self.training:  # fixed, seeded nodes: inference and figures see one deterministic F
+                z, log_w = z_nodes(self.z_space, self.points, x.device)
+                e = energy_of_z(z.unsqueeze(0).expand(b, *z.shape))
+                return fe.soft_min(e, beta, log_w), fe.best_z(z, e)
             return fe.monte_carlo(energy_of_z, self.z_space, beta, b, samples=self.samples, device=x.device)
         # minimize (F_inf only): search z without tracking the parameters, then evaluate E at z*.
         # By the envelope theorem that gives the gradient of min_z E in both y and the weights.

@@ -1,0 +1,231 @@
+"""Every inference method on analytic energies with known minima, Langevin against the Gibbs
+density, dynamic programming against brute-force enumeration, and the CD loss."""
+
+import itertools
+import math
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from ebm_cli import schema
+from ebm_cli.build import build_inference
+from ebm_cli.energies.base import BoxSpace, Energy
+from ebm_cli.errors import UserError
+from ebm_cli.inference.dp import DPInference, forward_free_energy, kbest_viterbi, sequence_energy, viterbi
+from ebm_cli.inference.langevin import langevin_chains
+
+TOL = 0.02  # every method must land within this distance of a true minimum
+
+
+class Analytic(Energy):
+    """F(x, y) = f(y) for a fixed function f of y: (B, D) -> (B,); x is ignored."""
+
+    def __init__(self, f, dims: int, low=-2.0, high=2.0):
+        super().__init__()
+        self.f, self.y_space = f, BoxSpace(low, high, (dims,))
+
+    def forward(self, x, y):
+        return self.f(y)
+
+
+def bowl(y):  # minimum at (0.5, ...)
+    return (y - 0.5).pow(2).sum(1)
+
+
+def double_well_1d(y):  # minima at -1 (global, deeper by 0.3) and +1
+    return (y[:, 0] ** 2 - 1) ** 2 + 0.15 * y[:, 0]
+
+
+def double_well_2d(y):  # minima at (-1, 0) (global) and (1, 0)
+    return (y[:, 0] ** 2 - 1) ** 2 + 0.15 * y[:, 0] + 2 * y[:, 1] ** 2
+
+
+def gaussian_mixture(weights, means, sd):
+    """F = -log p for a 1-D mixture of Gaussians with a shared standard deviation."""
+    def f(y):
+        terms = [math.log(w) - (y[:, 0] - m) ** 2 / (2 * sd ** 2) - math.log(sd * math.sqrt(2 * math.pi))
+                 for w, m in zip(weights, means)]
+        return -torch.logsumexp(torch.stack(terms), dim=0)
+    return f
+
+
+mixture = gaussian_mixture([0.6, 0.4], [-1.0, 1.0], 0.3)  # modes near -1 (global) and 1
+
+
+CASES = {
+    "bowl_1d": (bowl, 1, [[0.5]]),
+    "bowl_2d": (bowl, 2, [[0.5, 0.5]]),
+    "double_well_1d": (double_well_1d, 1, [[-1.0187], [0.9812]]),
+    "double_well_2d": (double_well_2d, 2, [[-1.0187, 0.0], [0.9812, 0.0]]),
+    "mixture": (mixture, 1, [[-1.0], [1.0]]),
+}
+METHODS = ["grid", "gradient", "langevin", "dfo", "cem"]
+SCHEMAS = {"grid": schema.GridInferenceConfig, "gradient": schema.GradientInferenceConfig,
+           "langevin": schema.LangevinInferenceConfig, "dfo": schema.DFOInferenceConfig, "cem": schema.CEMInferenceConfig}
+
+
+# Settings that differ from the defaults (which are sized for the trained curves energies, whose
+# wells are narrow and steep): these minima are 2 apart and the energies are of order 1, so
+# candidates within 0.2 are one minimum, Langevin takes larger steps, a 2-D box of width 4 needs
+# more gradient steps, and a coarser grid keeps 2-D grids small.
+COMMON = {"dedup": 0.2}
+SETTINGS = {("grid", 2): {"points": 201}, ("gradient", 2): {"steps": 500},
+            ("langevin", 1): {"step_size": 0.01}, ("langevin", 2): {"step_size": 0.01},
+            ("dfo", 1): {"temperature": 0.01}, ("dfo", 2): {"temperature": 0.01}}
+
+
+def method(name, dims, k):
+    cfg = OmegaConf.merge(OmegaConf.structured(SCHEMAS[name]), {"k": k, **COMMON, **SETTINGS.get((name, dims), {})})
+    return build_inference(cfg, seed=0)
+
+
+@pytest.mark.parametrize("case", list(CASES))
+@pytest.mark.parametrize("name", METHODS)
+def test_each_method_finds_the_global_minimum_and_with_several_starts_all_minima(name, case):
+    f, dims, minima = CASES[case]
+    energy = Analytic(f, dims)
+    minima = torch.tensor(minima)
+    x = torch.zeros(2, 1)  # two identical inputs: a batch, not a single problem
+    inference = method(name, dims, len(minima))
+    inference.check(energy)
+    cands = inference(energy, x)
+    assert cands.mask[:, : len(minima)].all(), f"{name} found fewer than {len(minima)} minima on {case}"
+    for b in range(2):
+        found = cands.y[b][cands.mask[b]].flatten(1)
+        # the best candidate is the global minimum ...
+        assert (found[0] - minima[0]).norm() < TOL, (name, case, found)
+        # ... and every minimum has a candidate near it
+        assert torch.cdist(minima, found).min(dim=1).values.max() < TOL, (name, case, found)
+
+
+def test_langevin_at_beta_one_samples_the_gibbs_density():
+    """Chains on F = -log p(y) of a 1-D Gaussian mixture, at beta = 1, sample p itself. (Modes
+    close enough for chains to cross between them in the run; the discretisation bias of a step
+    of 5e-3 is well below the tolerances.)"""
+    w, mu, sd = torch.tensor([0.6, 0.4], dtype=torch.float64), torch.tensor([-0.8, 0.8], dtype=torch.float64), 0.5
+    energy = Analytic(gaussian_mixture(w.tolist(), mu.tolist(), sd), 1, low=-5.0, high=5.0)
+    gen = torch.Generator().manual_seed(0)
+    n = 4000
+    y0 = -3 + 6 * torch.rand(1, n, 1, generator=gen)
+    y = langevin_chains(energy, torch.zeros(1, 1), y0, steps=3000, step_size=5e-3, beta=lambda t: 1.0,
+                        generator=gen)[0, :, 0].double()
+    mean, second = (w * mu).sum(), (w * (mu ** 2 + sd ** 2)).sum()
+    assert abs(float(y.mean() - mean)) < 0.05 and abs(float((y ** 2).mean() - second)) < 0.05
+    # one-sample Kolmogorov-Smirnov statistic against the mixture's exact CDF
+    ys = y.sort().values
+    cdf = (w * 0.5 * (1 + torch.erf((ys[:, None] - mu) / (sd * math.sqrt(2))))).sum(1)
+    emp = torch.arange(1, n + 1, dtype=torch.float64) / n
+    ks = float(torch.maximum((emp - cdf).abs(), (emp - 1 / n - cdf).abs()).max())
+    assert ks < 1.63 / math.sqrt(n), ks  # the 1% critical value for n samples
+
+
+def test_langevin_without_noise_is_projected_gradient_descent():
+    energy = Analytic(bowl, 1)
+    y0 = torch.tensor([[[1.9]], [[-1.9]]])
+    y = langevin_chains(energy, torch.zeros(2, 1), y0, steps=500, step_size=0.05, beta=lambda t: 1.0, noise=False)
+    assert torch.allclose(y, torch.full_like(y, 0.5), atol=1e-4)
+
+
+def random_chain(b, steps, s, shared=False, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    u = torch.randn(b, steps, s, generator=gen, dtype=torch.float64)
+    p = torch.randn(s, s, generator=gen, dtype=torch.float64) if shared else torch.randn(b, steps - 1, s, s, generator=gen, dtype=torch.float64)
+    return u, p
+
+
+def brute_force(u, p):
+    b, steps, s = u.shape
+    seqs = torch.tensor(list(itertools.product(range(s), repeat=steps)))
+    e = torch.stack([sequence_energy(u, p, seq.expand(b, steps)) for seq in seqs], dim=1)  # (B, S^T)
+    return seqs, e
+
+
+@pytest.mark.parametrize("shared", [False, True])
+@pytest.mark.parametrize("steps,s", [(1, 4), (3, 3), (5, 2), (4, 4)])
+def test_viterbi_kbest_and_forward_match_enumerating_every_sequence(steps, s, shared):
+    u, p = random_chain(3, steps, s, shared, seed=steps * 10 + s)
+    seqs, e = brute_force(u, p)
+    k = min(6, s ** steps)
+    best, paths = kbest_viterbi(u, p, k)
+    assert torch.allclose(best, e.sort(dim=1).values[:, :k])
+    for j in range(k):  # each returned path has the energy reported for it
+        assert torch.allclose(sequence_energy(u, p, paths[:, j]), best[:, j])
+    e1, path1 = viterbi(u, p)
+    assert torch.equal(path1, seqs[e.argmin(dim=1)])
+    for beta in [1e-3, 0.1, 1.0, 10.0, 1e3, 1e6]:
+        f = forward_free_energy(u, p, beta)
+        assert torch.isfinite(f).all()
+        assert torch.allclose(f, -torch.logsumexp(-beta * e, dim=1) / beta, rtol=1e-9, atol=1e-9)
+    assert (forward_free_energy(u, p, 1e6) - e1).abs().max() < 1e-5  # beta -> inf: the Viterbi energy
+    assert torch.equal(forward_free_energy(u, p, math.inf), e1)
+
+
+def test_kbest_beyond_the_number_of_sequences_is_masked():
+    u, p = random_chain(2, 2, 2)
+    best, _ = kbest_viterbi(u, p, 6)
+    assert torch.isfinite(best[:, :4]).all() and torch.isinf(best[:, 4:]).all()
+
+
+class Chain(torch.nn.Module):
+    def __init__(self, u, p):
+        super().__init__()
+        self.u, self.p = u, p
+
+    def chain_potentials(self, x):
+        return self.u, self.p
+
+
+def test_dp_inference_returns_the_k_best_sequences_and_refuses_other_energies():
+    u, p = random_chain(2, 4, 3)
+    _, e = brute_force(u, p)
+    cands = DPInference(k=3)(Chain(u, p), torch.zeros(2, 1))
+    assert cands.y.shape == (2, 3, 4) and cands.mask.all()
+    assert torch.allclose(cands.energy, e.sort(dim=1).values[:, :3])
+    with pytest.raises(UserError, match="needs a chain-structured energy"):
+        DPInference(k=3).check(Analytic(bowl, 1))
+
+
+def test_cd_trains_and_its_replay_buffer_is_checkpointed_and_resumed(tmp_path):
+    from ebm_cli.checkpoint import load_checkpoint
+    from ebm_cli.train import train
+    from helpers import make_cfg
+
+    overrides = ["debug=smoke", "loss=cd", "loss.buffer_size=256", "logger.landscape_every=0"]
+    metrics = train(make_cfg(*overrides), tmp_path / "full")
+    assert math.isfinite(metrics["chamfer"])
+    state = load_checkpoint(tmp_path / "full" / "checkpoints" / "last.pt")
+    buffer = state["loss"]["buffer"]
+    assert buffer.shape == (256, 1) and torch.isfinite(buffer).all()
+    # an interrupted run (stopped at its step-20 checkpoint) resumed: same buffer, same weights
+    interrupted = tmp_path / "cut"
+    train(make_cfg(*overrides, "trainer.steps=20"), interrupted)
+    (interrupted / "metrics.json").unlink()  # as if killed before finishing
+    state20 = load_checkpoint(interrupted / "checkpoints" / "last.pt")
+    assert state20["step"] == 20 and not torch.equal(state20["loss"]["buffer"], buffer)
+    resumed = train(make_cfg(*overrides, "trainer.resume=auto"), interrupted)
+    final = load_checkpoint(interrupted / "checkpoints" / "last.pt")
+    assert torch.equal(final["loss"]["buffer"], buffer)
+    assert all(torch.equal(final["model"][k], state["model"][k]) for k in state["model"])
+    assert resumed["chamfer"] == pytest.approx(metrics["chamfer"])
+
+
+def test_compare_inference_runs_every_applicable_method(smoke_run, tmp_path, capsys):
+    import json
+
+    from ebm_cli.compare import compare_inference
+    from helpers import make_cfg
+
+    run_dir, _, _ = smoke_run
+    results = compare_inference(make_cfg("task=compare_inference", f"run_dir={run_dir}"), tmp_path)
+    by_name = {r["method"]: r for r in results}
+    assert [n for n, r in by_name.items() if r["applicable"]] == ["grid", "gradient", "langevin", "dfo", "cem"]
+    assert "needs a decoder energy" in by_name["z_sweep"]["reason"]
+    assert "chain-structured" in by_name["dp"]["reason"]
+    for name in ("grid", "gradient", "langevin", "dfo", "cem"):
+        r = by_name[name]
+        assert 0 <= r["coverage@0.05"] <= 1 and r["energy_evals"] > 0 and r["wall_ms"] > 0
+    saved = json.loads((tmp_path / "compare_inference.json").read_text())
+    assert [r["method"] for r in saved["results"]] == list(by_name)
+    out = capsys.readouterr().out
+    assert "inference methods on mlp" in out and all(name in out for name in by_name)
