@@ -27,3 +27,9 @@ def test_latent_model_covers_three_branches_and_four_with_only_path_and_capacity
     four = train(make_cfg("experiment=curves_latent", "trainer.device=cpu", f"dataset.path={csv}", "energy.z.k=4"),
                  tmp_path / "four")
     assert four["coverage@0.05"] >= 0.85, four
+
+
+@pytest.mark.slow
+def test_contrastive_divergence_with_langevin_negatives_covers_the_branches(tmp_path):
+    metrics = train(make_cfg("loss=cd", "trainer.device=cpu"), tmp_path)
+    assert metrics["coverage@0.05"] >= 0.85, metrics
