@@ -229,3 +229,15 @@ def test_compare_inference_runs_every_applicable_method(smoke_run, tmp_path, cap
     assert [r["method"] for r in saved["results"]] == list(by_name)
     out = capsys.readouterr().out
     assert "inference methods on mlp" in out and all(name in out for name in by_name)
+
+
+def test_grid_gives_the_exact_gibbs_probabilities():
+    energy = Analytic(mixture, 1, low=-3.0, high=3.0)
+    grid_method = method("grid", 1, 2)
+    grid, p = grid_method.probabilities(energy, torch.zeros(2, 1), beta=1.0)
+    assert p.shape == (2, len(grid)) and torch.allclose(p.sum(1), torch.ones(2))
+    # at beta = 1, F = -log(mixture density): P on the grid is the density times the cell width
+    dy = float(grid[1, 0] - grid[0, 0])
+    density = torch.exp(-mixture(grid))
+    assert torch.allclose(p[0], density * dy / (density * dy).sum(), atol=1e-6)
+    assert abs(float((p[0] * grid[:, 0]).sum()) - (0.6 * -1 + 0.4 * 1)) < 1e-3  # the mixture's mean

@@ -30,6 +30,16 @@ class GridInference:
                 out.append(pairwise_energy(energy, xs, grid.unsqueeze(0).expand(xs.shape[0], *grid.shape)))
         return grid, torch.cat(out)
 
+    def probabilities(self, energy, x: torch.Tensor, beta: float):
+        """The exact Gibbs distribution on the grid: grid (G, *y_shape) and P_beta(y_g | x) (B, G),
+        each row summing to 1 (a latent energy's F is its free energy at this beta)."""
+        if hasattr(energy, "at_beta"):
+            with energy.at_beta(beta):
+                grid, e = self.energies(energy, x)
+        else:
+            grid, e = self.energies(energy, x)
+        return grid, torch.softmax(-beta * e, dim=1)
+
     def __call__(self, energy, x: torch.Tensor, k: int = None) -> Candidates:
         k = k or self.k
         grid, e = self.energies(energy, x)
