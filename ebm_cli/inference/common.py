@@ -24,6 +24,9 @@ class Candidates:
 
 def pairwise_energy(energy, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """F(x_b, y_bs) for x: (B, *x_shape) and y: (B, S, *y_shape) -> (B, S)."""
+    fast = energy.pairwise(x, y) if hasattr(energy, "pairwise") else None  # an energy's own batched form
+    if fast is not None:
+        return fast
     b, s = y.shape[:2]
     x_rep = x.unsqueeze(1).expand(b, s, *x.shape[1:]).reshape(b * s, *x.shape[1:])
     return energy(x_rep, y.reshape(b * s, *y.shape[2:])).view(b, s)
