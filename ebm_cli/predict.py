@@ -27,12 +27,13 @@ def load_run(run_dir: Path, device):
 
 
 def _inference_for(cfg, run_cfg, overrides: Sequence[str]):
-    """The inference method the command line names (inference=...), else the run's own with the
-    command line's inference.<key>=... applied to it."""
+    """The inference method the command line names (inference=...) if it is not the run's, else
+    the run's own, with the command line's inference.<key>=... applied to it (so
+    `inference=z_sweep inference.min_share=0.1` on a z_sweep run keeps that run's k)."""
     keys = [o.lstrip("+~").split("=", 1)[0] for o in overrides]
-    if "inference" in keys:
-        return cfg.inference  # validated with the rest of cfg
-    chosen = run_cfg.inference.copy()
+    if "inference" in keys and cfg.inference.name != run_cfg.inference.name:
+        return cfg.inference  # another method: its own defaults (validated with the rest of cfg)
+    chosen = run_cfg.inference.copy()  # the run's method and settings, with the named keys changed
     for key in keys:
         if key.startswith("inference.") and key[len("inference."):] in chosen:
             chosen[key[len("inference."):]] = cfg.inference[key[len("inference."):]]

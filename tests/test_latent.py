@@ -174,6 +174,13 @@ def test_latent_checkpoint_keeps_the_final_beta_and_infer_prints_z(latent_run, c
     assert len(grid[0]["candidates"]) == 1 and "z" in grid[0]["candidates"][0]
     one = predict.infer(make_cfg("task=infer", f"run_dir={run_dir}", "x=[0.0]", "inference.k=1"), overrides=["inference.k=1"])
     assert len(one[0]["candidates"]) == 1
+    # naming the run's own method keeps its settings (k = K = 3) and changes only the named keys
+    same = ["inference=z_sweep", "inference.dedup=0.03"]
+    kept = predict.infer(make_cfg("task=infer", f"run_dir={run_dir}", "x=[0.0]", *same), overrides=same)
+    assert len(kept[0]["candidates"]) == 3
+    with pytest.raises(UserError, match="inference.min_share=2.0"):
+        bad = ["inference=z_sweep", "inference.min_share=2"]
+        predict.infer(make_cfg("task=infer", f"run_dir={run_dir}", "x=[0.0]", *bad), overrides=bad)
 
 
 def test_general_latent_mlp_trains_by_nll_through_its_free_energy(tmp_path):
