@@ -127,7 +127,7 @@ class Hinge:
             e = pairwise_energy(energy, x, pool)
             e = torch.where(usable, e, torch.full_like(e, float("inf")))
             y_bar = pool[torch.arange(b, device=y.device), e.argmin(dim=1)]
-            uniform = space.low + (space.high - space.low) * torch.rand(b, self.RANDOM, *space.shape, device=y.device)
+            uniform = space.sample(b, self.RANDOM, device=y.device)
             uniform_ok = self.incorrect(uniform, answers, answer_mask)
         return y_bar, uniform, uniform_ok
 
@@ -158,8 +158,7 @@ class ContrastiveDivergence:
                  y_space, device):
         self.steps, self.step_size, self.grad_clip = steps, step_size, grad_clip
         self.reinit, self.alpha, self.space = reinit, alpha, y_space
-        u = torch.rand(buffer_size, *y_space.shape, device=device)
-        self.buffer = y_space.low + (y_space.high - y_space.low) * u  # (N, *y_shape)
+        self.buffer = y_space.sample(buffer_size, device=device)  # (N, *y_shape)
 
     def state_dict(self) -> Dict[str, torch.Tensor]:
         return {"buffer": self.buffer}
@@ -173,7 +172,7 @@ class ContrastiveDivergence:
         idx = torch.randint(0, len(self.buffer), (b,), device=x.device)
         start = self.buffer[idx]
         fresh = torch.rand(b, device=x.device) < self.reinit
-        uniform = space.low + (space.high - space.low) * torch.rand_like(start)
+        uniform = space.sample(b, device=x.device)
         start = torch.where(fresh.view(b, *([1] * (start.dim() - 1))), uniform, start)
         y_neg = langevin_chains(energy, x, start.unsqueeze(1), self.steps, self.step_size, lambda t: beta, self.grad_clip)
         self.buffer[idx] = y_neg[:, 0]

@@ -26,6 +26,11 @@ class BoxSpace:
     def project(self, y: torch.Tensor) -> torch.Tensor:
         return y.clamp(self.low, self.high)
 
+    def sample(self, *batch: int, generator=None, device=None) -> torch.Tensor:
+        """Uniform points in the box: (*batch, *shape)."""
+        u = torch.rand(*batch, *self.shape, generator=generator, device=device)
+        return self.low + (self.high - self.low) * u
+
     @property
     def size(self) -> int:
         return int(torch.tensor(self.shape).prod())

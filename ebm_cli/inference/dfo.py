@@ -10,11 +10,6 @@ SMOOTHING = 0.7  # CEM: weight of the new elites' mean and spread against the pr
 FLOOR = 0.01  # CEM: the spread never falls below sigma * FLOOR ** (iteration / iters)
 
 
-def _uniform(space, batch: int, n: int, generator, device) -> torch.Tensor:
-    u = torch.rand(batch, n, *space.shape, generator=generator, device=device)
-    return space.low + (space.high - space.low) * u
-
-
 class DFOInference:
     """The derivative-free optimiser of implicit behavioural cloning (Florence et al., 2021), run
     from `starts` independent populations so that several minima can be found: each population
@@ -89,7 +84,7 @@ class CEMInference:
         if d == 1:  # even spread of the population means, as gradient inference does
             mean = torch.linspace(space.low, space.high, p + 2, device=x.device)[1:-1].view(1, p, 1).expand(b, p, 1)
         else:
-            mean = _uniform(space, b, p, gen, x.device).reshape(b, p, d)
+            mean = space.sample(b, p, generator=gen, device=x.device).reshape(b, p, d)
         sigma0 = self.sigma * (space.high - space.low)
         std = torch.full_like(mean, sigma0)
         x_pop = x.unsqueeze(1).expand(b, p, *x.shape[1:]).reshape(b * p, *x.shape[1:])

@@ -51,16 +51,11 @@ class LangevinInference:
         if not hasattr(energy, "y_space"):
             raise UserError("inference=langevin needs a continuous, differentiable y")
 
-    def uniform(self, energy, batch: int, chains: int, generator=None, device=None) -> torch.Tensor:
-        space = energy.y_space
-        u = torch.rand(batch, chains, *space.shape, generator=generator, device=device)
-        return space.low + (space.high - space.low) * u
-
     def sample(self, energy, x: torch.Tensor, y0: Optional[torch.Tensor] = None, noise: bool = True,
                generator=None) -> torch.Tensor:
         """Final chain states (B, C, *y_shape), from y0 or from uniform starts."""
         if y0 is None:
-            y0 = self.uniform(energy, x.shape[0], self.chains, generator, x.device)
+            y0 = energy.y_space.sample(x.shape[0], self.chains, generator=generator, device=x.device)
         return langevin_chains(energy, x, y0, self.steps, self.step_size, self.beta, self.grad_clip, noise, generator)
 
     def __call__(self, energy, x: torch.Tensor, k: int = None) -> Candidates:
