@@ -103,6 +103,18 @@ class SphereZ:
         return math.log(2) + (self.dim / 2) * math.log(math.pi) - math.lgamma(self.dim / 2)
 
 
+MAX_GRID_NODES = 4096  # a z-grid larger than this is replaced by Monte Carlo samples
+
+
+def auto_method(space, points: int) -> str:
+    """enumerate (discrete z), quadrature (a box or circle grid of <= MAX_GRID_NODES), monte_carlo."""
+    if isinstance(space, DiscreteZ):
+        return "enumerate"
+    if isinstance(space, (BoxZ, CircleZ)) and points ** space.dim <= MAX_GRID_NODES:
+        return "quadrature"
+    return "monte_carlo"
+
+
 def soft_min(e: torch.Tensor, beta: float, log_weight: float = 0.0) -> torch.Tensor:
     """-1/beta log sum_s exp(-beta e_s + log_weight) over the last dim; beta = inf gives min."""
     m = e.min(dim=-1).values
@@ -120,18 +132,21 @@ def best_z(z: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
     return z[torch.arange(len(idx), device=z.device), idx]
 
 
+def over_nodes(energy_fn: EnergyOfZ, z: torch.Tensor, log_weight: float, beta: float, batch: int):
+    """F_beta from fixed nodes z: (S, *z_shape), shared by the batch, each of measure exp(log_weight)."""
+    e = energy_fn(z.unsqueeze(0).expand(batch, *z.shape))
+    return soft_min(e, beta, log_weight), best_z(z, e)
+
+
 def enumerate_discrete(energy_fn: EnergyOfZ, space: DiscreteZ, beta: float, batch: int, device=None):
     """Exact: every one of the K values of z."""
-    z = space.values(device)
-    e = energy_fn(z.unsqueeze(0).expand(batch, *z.shape))
-    return soft_min(e, beta), best_z(z, e)
+    return over_nodes(energy_fn, space.values(device), 0.0, beta, batch)
 
 
 def quadrature(energy_fn: EnergyOfZ, space, beta: float, batch: int, points: int = 64, device=None):
     """Midpoint rule on an even z-grid (low-dimensional z): sum_g exp(-beta E_g) * cell volume."""
     z, log_cell = space.grid(points, device)
-    e = energy_fn(z.unsqueeze(0).expand(batch, *z.shape))
-    return soft_min(e, beta, log_cell), best_z(z, e)
+    return over_nodes(energy_fn, z, log_cell, beta, batch)
 
 
 def monte_carlo(energy_fn: EnergyOfZ, space, beta: float, batch: int, samples: int = 1024, generator=None, device=None):
@@ -162,16 +177,12 @@ def minimize(energy_fn: EnergyOfZ, space, batch: int, restarts: int = 8, steps: 
 def free_energy(energy_fn: EnergyOfZ, space, beta: float, batch: int, method: str = "auto", device=None, **options):
     """F_beta over z (beta = inf: F_inf = min_z E) by the method that suits the space.
 
-    auto: enumeration for a discrete z, quadrature for a box or circle of dimension <= 2,
-    Monte Carlo otherwise (a sphere, or more dimensions); `minimize` gives F_inf only.
+    auto: enumeration for a discrete z, quadrature for a box or circle whose grid has at most
+    MAX_GRID_NODES points, Monte Carlo otherwise (a sphere, or more dimensions); `minimize`
+    gives F_inf only.
     """
     if method == "auto":
-        if isinstance(space, DiscreteZ):
-            method = "enumerate"
-        elif isinstance(space, (BoxZ, CircleZ)) and space.dim <= 2:
-            method = "quadrature"
-        else:
-            method = "monte_carlo"
+        method = auto_method(space, options.get("points", 64))
     if method == "enumerate":
         return enumerate_discrete(energy_fn, space, beta, batch, device)
     if method == "quadrature":

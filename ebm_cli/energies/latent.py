@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from ebm_cli import free_energy as fe
 from ebm_cli.energies.base import BoxSpace, Energy, Normalizer, log_gaussian_box_mass, mlp
 
-MAX_GRID_NODES = 4096  # a z-grid larger than this is swept by seeded samples instead
+MAX_GRID_NODES = fe.MAX_GRID_NODES  # a z-grid larger than this is swept by seeded samples instead
 NODE_SEED = 1234  # fixed, so that the nodes of a sphere (or a large box) are the same at every call
 
 
@@ -127,13 +127,7 @@ class LatentEnergy(Energy):
         return z_nodes(self.z_space, self.points, device)
 
     def resolved_method(self) -> str:
-        if self.method != "auto":
-            return self.method
-        if isinstance(self.z_space, fe.DiscreteZ):
-            return "enumerate"
-        if isinstance(self.z_space, (fe.BoxZ, fe.CircleZ)) and self.points ** self.z_space.dim <= MAX_GRID_NODES:
-            return "quadrature"
-        return "monte_carlo"
+        return fe.auto_method(self.z_space, self.points) if self.method == "auto" else self.method
 
     def free_energy(self, x: torch.Tensor, y: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         """F(x, y): (B,) with z eliminated as configured, and the best z seen: (B, *z_shape)."""
@@ -142,15 +136,12 @@ class LatentEnergy(Energy):
         def energy_of_z(z):
             return self.energies(x, y, z)
 
-        if method in ("enumerate", "quadrature"):
-            z, log_w = self.nodes(x.device)  # the same nodes as log_partition and the z-sweep
-            e = energy_of_z(z.unsqueeze(0).expand(b, *z.shape))
-            return fe.soft_min(e, beta, log_w), fe.best_z(z, e)
+        # Fixed nodes (the same as log_partition's and the z-sweep's): enumeration, quadrature,
+        # and Monte Carlo outside training, so that inference and figures see one deterministic F.
+        if method in ("enumerate", "quadrature") or (method == "monte_carlo" and not self.training):
+            z, log_w = self.nodes(x.device)
+            return fe.over_nodes(energy_of_z, z, log_w, beta, b)
         if method == "monte_carlo":
-            if not self.training:  # fixed, seeded nodes: inference and figures see one deterministic F
-                z, log_w = z_nodes(self.z_space, self.points, x.device)
-                e = energy_of_z(z.unsqueeze(0).expand(b, *z.shape))
-                return fe.soft_min(e, beta, log_w), fe.best_z(z, e)
             return fe.monte_carlo(energy_of_z, self.z_space, beta, b, samples=self.samples, device=x.device)
         # minimize (F_inf only): search z without tracking the parameters, then evaluate E at z*.
         # By the envelope theorem that gives the gradient of min_z E in both y and the weights.
