@@ -40,8 +40,6 @@ class GibbsNLL:
         return torch.logsumexp(-beta * e_grid, dim=1) + space.size * math.log(cell), e_grid
 
     def __call__(self, energy, x, y, beta: float, step: int) -> Tuple[torch.Tensor, Stats]:
-        if hasattr(energy, "set_beta"):  # a latent energy's F_beta must use the beta of this P_beta
-            energy.set_beta(beta)
         e_pos = energy(x, y)
         if getattr(energy, "exact_partition", False):  # Z(x) in closed form: exact and cheap
             log_z = energy.log_partition(x, beta)
@@ -65,7 +63,6 @@ class FreeEnergyLoss:
     """
 
     def __call__(self, energy, x, y, beta: float, step: int) -> Tuple[torch.Tensor, Stats]:
-        energy.set_beta(beta)
         e_pos = energy(x, y)
         return e_pos.mean(), {"e_pos": e_pos.detach().mean()}
 

@@ -158,7 +158,7 @@ def train(cfg, run_dir: Path) -> Dict[str, float]:
             b = beta(step)
             for group in opt.param_groups:  # a function of the step alone, so resuming needs no state
                 group["lr"] = learning_rate(t, step)
-            if hasattr(energy, "set_beta"):  # a latent energy's soft-min over z follows the schedule
+            if hasattr(energy, "set_beta"):  # the one place a latent energy's F_beta gets the loss's beta
                 energy.set_beta(b)
             idx = torch.randint(0, len(x_train), (t.batch_size,), device=device)
             loss, stats = loss_fn(energy, x_train[idx], y_train[idx], b, step)

@@ -57,7 +57,7 @@ def _starts(space, batch: int, pops: int, n: int, sigma: float, generator, devic
         u = torch.rand(batch, pops, n, 1, generator=generator, device=device)
         u = (torch.arange(pops, device=device).view(1, pops, 1, 1) + u) / pops
         return (space.low + (space.high - space.low) * u).view(batch * pops, n, 1)
-    centre = space.low + (space.high - space.low) * torch.rand(batch, pops, 1, space.size, generator=generator, device=device)
+    centre = space.sample(batch, pops, 1, generator=generator, device=device)
     y = centre + sigma * torch.randn(batch, pops, n, space.size, generator=generator, device=device)
     return space.project(y).view(batch * pops, n, space.size)
 

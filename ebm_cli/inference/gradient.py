@@ -28,8 +28,7 @@ class GradientInference:
             y0 = y0.view(1, self.starts, 1).expand(batch, -1, -1)
         else:
             gen = torch.Generator(device=device).manual_seed(self.seed)
-            y0 = torch.rand(batch, self.starts, space.size, generator=gen, device=device)
-            y0 = space.low + (space.high - space.low) * y0
+            y0 = space.sample(batch, self.starts, generator=gen, device=device)
         return y0.reshape(batch, self.starts, *space.shape).clone()
 
     def __call__(self, energy, x: torch.Tensor, k: int = None) -> Candidates:
