@@ -1,0 +1,113 @@
+"""The toy video generator's valid sets, the .npz / .npy loaders (and malformed files), metrics."""
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from ebm_cli.data.video import (generate_clip, load_video, mse_distance, render, sharpness_ratio, sprite_mask)
+from ebm_cli.errors import UserError
+
+
+def video_cfg(**overrides):
+    defaults = dict(path=None, size=16, context=3, moves=3, sprite="square", sprite_size=3, speed=2.0, noise=0.0,
+                    train_size=64, test_size=16, test_fraction=0.25)
+    return SimpleNamespace(**{**defaults, **overrides})
+
+
+def sprite_position(frame):
+    rows, cols = np.nonzero(frame > 0.5)
+    return rows.min(), cols.min()
+
+
+@pytest.mark.parametrize("size,moves", [(16, 3), (32, 3), (32, 5)])
+def test_generated_futures_are_the_known_moves_of_the_sprite(size, moves):
+    rng = np.random.default_rng(0)
+    sprite = sprite_mask("square", 3)
+    for _ in range(50):
+        context, futures = generate_clip(rng, size, 3, moves, sprite, speed=2.0)
+        assert context.shape == (3, size, size) and 1 <= len(futures) <= moves
+        # the sprite is whole in every frame, and the valid futures are pairwise different
+        for frame in [*context, *futures]:
+            assert frame.sum() == 9
+        flat = futures.reshape(len(futures), -1)
+        assert len({f.tobytes() for f in flat}) == len(futures)
+        # all futures share the next column (the sprite keeps its horizontal motion) ...
+        cols = {sprite_position(f)[1] for f in futures}
+        assert len(cols) == 1
+        # ... and differ in row by multiples of the speed (away from the walls)
+        rows = sorted(sprite_position(f)[0] for f in futures)
+        last_row = sprite_position(context[-1])[0]
+        assert max(abs(r - last_row) for r in rows) <= (moves // 2 + 1) * 2 + 1
+
+
+def test_load_video_splits_generated_clips_into_rows_and_valid_sets():
+    data = load_video(video_cfg(), seed=0)
+    assert data.x_test.shape == (16, 3, 16, 16) and data.valid.shape == (16, 3, 16, 16)
+    assert data.valid_mask.sum(1).min() >= 1
+    # every training row's target is one of its context's valid futures; contexts repeat per future
+    assert len(data.x_train) == len(data.y_train) >= 64
+    assert data.x_train.dtype == torch.float32 and 0 <= data.x_train.min() and data.x_train.max() <= 1
+    again = load_video(video_cfg(), seed=0)
+    assert torch.equal(again.valid, data.valid)  # seeded
+
+
+def test_npz_and_npy_files_load_like_generated_clips(tmp_path):
+    rng = np.random.default_rng(1)
+    context = rng.random((10, 2, 8, 8)).astype(np.float32)
+    futures = rng.random((10, 4, 8, 8)).astype(np.float32)
+    counts = rng.integers(1, 5, 10)
+    np.savez(tmp_path / "clips.npz", context=context, futures=futures, num_futures=counts)
+    data = load_video(video_cfg(path=str(tmp_path / "clips.npz"), test_fraction=0.3), seed=0)
+    assert data.x_test.shape == (3, 2, 8, 8) and data.valid.shape == (3, 4, 8, 8)
+    assert int(data.valid_mask.sum()) + len(data.y_train) == int(counts.sum())
+    clips = rng.integers(0, 256, (5, 6, 8, 8), dtype=np.uint8)  # (T, N, H, W)
+    np.save(tmp_path / "mnist.npy", clips)
+    data = load_video(video_cfg(path=str(tmp_path / "mnist.npy"), context=4, test_fraction=0.5), seed=0)
+    assert data.x_test.shape == (3, 4, 8, 8) and data.valid.shape == (3, 1, 8, 8)
+    assert data.valid_mask.all() and len(data.y_train) == 3
+    # the future of a test clip is frame C of that clip, scaled to [0, 1]
+    clip = int(np.nonzero([np.allclose(clips[:4, n] / 255, data.x_test[0].numpy()) for n in range(6)])[0][0])
+    assert np.allclose(data.valid[0, 0].numpy(), clips[4, clip] / 255)
+
+
+@pytest.mark.parametrize("write,fragment", [
+    (lambda p: p.write_bytes(b"not a zip"), "not a readable .npz file"),
+    (lambda p: np.savez(p, context=np.zeros((2, 1, 4, 4))), "no array named 'futures'"),
+    (lambda p: np.savez(p, context=np.zeros((2, 4, 4)), futures=np.zeros((2, 1, 4, 4))), "'context' must be (N, C, H, W)"),
+    (lambda p: np.savez(p, context=np.zeros((2, 1, 4, 4)), futures=np.zeros((3, 1, 4, 4))), "disagree on N, H or W"),
+    (lambda p: np.savez(p, context=np.full((2, 1, 4, 4), 2.0), futures=np.zeros((2, 1, 4, 4))), "finite values in [0, 1]"),
+    (lambda p: np.savez(p, context=np.zeros((2, 1, 4, 4)), futures=np.zeros((2, 2, 4, 4)), num_futures=np.array([0, 1])),
+     "'num_futures' must be N = 2 integers between 1 and K = 2"),
+])
+def test_malformed_npz_files_are_named_in_one_line(tmp_path, write, fragment):
+    path = tmp_path / "bad.npz"
+    write(path)
+    with pytest.raises(UserError) as err:
+        load_video(video_cfg(path=str(path)), seed=0)
+    assert str(path) in str(err.value) and fragment in str(err.value) and "\n" not in str(err.value)
+
+
+def test_malformed_npy_files_are_named(tmp_path):
+    path = tmp_path / "bad.npy"
+    np.save(path, np.zeros((3, 2, 4, 4), np.float32))
+    with pytest.raises(UserError, match="must be a uint8 array"):
+        load_video(video_cfg(path=str(path)), seed=0)
+    np.save(path, np.zeros((3, 2, 4, 4), np.uint8))
+    with pytest.raises(UserError, match="dataset.context=3 needs at least 4"):
+        load_video(video_cfg(path=str(path)), seed=0)
+
+
+def test_metrics_on_hand_made_frames():
+    sprite = sprite_mask("square", 2)
+    up, down = render([(0, 0)], sprite, 4)[0], render([(2, 0)], sprite, 4)[0]  # 4 of 16 pixels each
+    blur = (up + down) / 2
+    pred = torch.tensor(np.stack([up, blur]))[None]  # (1, 2, 4, 4)
+    valid = torch.tensor(np.stack([up, down]))[None]
+    d = mse_distance(pred, valid)
+    assert d[0, 0].tolist() == pytest.approx([0.0, 8 / 16])  # identical; 8 differing pixels of 16
+    assert d[0, 1].tolist() == pytest.approx([8 * 0.25 / 16, 8 * 0.25 / 16])  # the blur is half-way to both
+    ones = torch.ones(1, 2, dtype=torch.bool)
+    assert sharpness_ratio(valid, ones, valid, ones) == pytest.approx(1.0)
+    assert sharpness_ratio(pred[:, 1:], ones[:, 1:], valid, ones) == pytest.approx(0.5)  # the blur has half the edges' contrast
