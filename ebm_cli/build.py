@@ -1,16 +1,19 @@
 """The one place that turns config nodes into objects (data, energies, inference, losses)."""
 
-from typing import Any, Dict
+import math
+from types import SimpleNamespace
+from typing import Any, Dict, Union
 
 import torch
+from omegaconf import OmegaConf
 
 from ebm_cli.data.curves import CurvesData, load_curves
+from ebm_cli.data.video import VideoData, load_video
 from ebm_cli.energies.base import BoxSpace
+from ebm_cli.energies.conv import ConvLatentEnergy, ConvRegressorEnergy
 from ebm_cli.energies.latent import DecoderEnergy, LatentMLPEnergy, build_z_space
 from ebm_cli.energies.mlp import MLPEnergy, RegressorEnergy
 from ebm_cli.errors import UserError
-from types import SimpleNamespace
-
 from ebm_cli.inference.dfo import CEMInference, DFOInference
 from ebm_cli.inference.dp import DPInference
 from ebm_cli.inference.gradient import GradientInference
@@ -33,14 +36,28 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def build_data(cfg) -> CurvesData:
+Data = Union[CurvesData, VideoData]
+FRAME_ENERGIES = ("conv_latent", "conv_regressor")  # energies on frames (dataset=video)
+BASELINES = {"curves": "regressor", "video": "conv_regressor"}  # the feed-forward MSE model per data kind
+
+
+def data_kind(dataset_cfg) -> str:
+    """curves | video: which data pipeline (and metrics, figures) a dataset config uses."""
+    return "video" if dataset_cfg.name == "video" else "curves"
+
+
+def build_data(cfg) -> Data:
+    if data_kind(cfg.dataset) == "video":
+        return load_video(cfg.dataset, cfg.seed)
     return load_curves(cfg.dataset, cfg.seed)
 
 
-def data_meta(data: CurvesData) -> Dict[str, Any]:
+def data_meta(data: Data) -> Dict[str, Any]:
     """What an energy needs to be rebuilt without the data (stored in checkpoints)."""
+    x_shape = list(data.x_train.shape[1:])
     return {
-        "x_dim": int(data.x_train.shape[1]),
+        "x_dim": math.prod(x_shape),
+        "x_shape": x_shape,
         "x_low": data.x_low,
         "x_high": data.x_high,
         "y_low": data.y_low,
@@ -55,14 +72,26 @@ def build_energy(cfg, meta: Dict[str, Any]) -> torch.nn.Module:
     if cfg.name in ("mlp", "regressor"):
         cls = {"mlp": MLPEnergy, "regressor": RegressorEnergy}[cfg.name]
         return cls(*common, cfg.hidden, cfg.depth, cfg.activation)
+    frames = (meta.get("x_shape", [meta["x_dim"]]), meta["x_low"], meta["x_high"], space)
+    if cfg.name == "conv_regressor":
+        return ConvRegressorEnergy(*frames, cfg.channels, cfg.hidden, cfg.depth, cfg.activation)
     z_space, f = build_z_space(cfg.z), cfg.free_energy
     options = dict(eliminate=f.eliminate, method=f.method, points=f.points, samples=f.samples,
                    restarts=f.restarts, steps=f.steps, lr=f.lr)
     if cfg.name == "decoder":
         return DecoderEnergy(*common, z_space, cfg.hidden, cfg.depth, cfg.activation, prior=cfg.prior, reg=cfg.z.reg, **options)
+    if cfg.name == "conv_latent":
+        return ConvLatentEnergy(*frames, z_space, cfg.channels, cfg.hidden, cfg.depth, cfg.activation,
+                                prior=cfg.prior, reg=cfg.z.reg, **options)
     if cfg.name == "latent_mlp":
         return LatentMLPEnergy(*common, z_space, cfg.hidden, cfg.depth, cfg.activation, **options)
     raise UserError(f"unknown energy {cfg.name!r}")
+
+
+def baseline_config(energy_cfg, dataset_cfg):
+    """The feed-forward MSE baseline's energy config: the run's energy sizes, as a regressor."""
+    keys = ("hidden", "depth", "activation") + (("channels",) if data_kind(dataset_cfg) == "video" else ())
+    return OmegaConf.create({"name": BASELINES[data_kind(dataset_cfg)], **{k: energy_cfg[k] for k in keys}})
 
 
 def build_inference(cfg, seed: int = 0):

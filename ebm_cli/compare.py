@@ -12,7 +12,7 @@ from ebm_cli import schema
 from ebm_cli.build import build_data, build_inference, resolve_device
 from ebm_cli.console import get_console, simple_table
 from ebm_cli.errors import UserError
-from ebm_cli.evaluate import multi_output_metrics
+from ebm_cli.evaluate import score_candidates
 from ebm_cli.predict import load_run
 from ebm_cli.train import write_json
 from ebm_cli.validate import validate
@@ -59,7 +59,7 @@ def compare_inference(cfg, out_dir: Path) -> List[Dict[str, Any]]:
         if device.type == "cuda":
             torch.cuda.synchronize()
         seconds = time.perf_counter() - start
-        metrics = multi_output_metrics(cands.y.cpu(), cands.mask.cpu(), data.valid, data.valid_mask, eps)
+        metrics = score_candidates(data, cands.y, cands.mask, eps)
         found = cands.energy[cands.mask]
         results.append({"method": name, "applicable": True, **metrics, "mean_energy": float(found.mean()),
                         "energy_evals": int(cands.evaluations), "wall_ms": 1000 * seconds})

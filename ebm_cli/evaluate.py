@@ -5,11 +5,15 @@ For test inputs x with valid sets V(x) and predicted candidates P(x):
   precision@eps share of all (x, p in P(x)) pairs within eps of some v in V(x)
   chamfer       mean over x of (mean_p min_v d + mean_v min_p d) / 2
   best_of_k     mean over x of min_p min_v d
+Distances: Euclidean |dy| for curves, per-pixel MSE for video frames (which also report how sharp
+the predictions are against the true frames).
 """
 
 from typing import Callable, Dict
 
 import torch
+
+from ebm_cli.data.video import VideoData, mse_distance, sharpness_ratio
 
 Distance = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -49,3 +53,14 @@ def multi_output_metrics(
         "best_of_k": float(best),
         "candidates_per_x": float(n_pred.double().mean()),
     }
+
+
+def score_candidates(data, y: torch.Tensor, mask: torch.Tensor, eps: float) -> Dict[str, float]:
+    """The metrics of candidates y: (M, P, *y_shape) with mask (M, P) for data's held-out inputs,
+    with the data's own distance (and, for frames, the sharpness ratio)."""
+    y, mask = y.cpu(), mask.cpu()
+    if not isinstance(data, VideoData):
+        return multi_output_metrics(y, mask, data.valid, data.valid_mask, eps)
+    metrics = multi_output_metrics(y, mask, data.valid, data.valid_mask, eps, distance=mse_distance)
+    metrics["sharpness_ratio"] = sharpness_ratio(y, mask, data.valid, data.valid_mask)
+    return metrics

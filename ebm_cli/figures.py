@@ -7,16 +7,22 @@ from typing import Dict, List, Optional
 import torch
 
 from ebm_cli import latent_view as lv
+from ebm_cli.data.video import VideoData
 from ebm_cli.free_energy import DiscreteZ
 from ebm_cli.inference.common import Candidates
 from ebm_cli.landscape import energy_grid, gibbs_slices, plot_landscape, plot_slices
+from ebm_cli.video_view import video_figures
 
 MAX_POINTS_DRAWN = 1500
 
 
-def render_figures(energy, data, logger_cfg, device, candidates: Optional[Candidates] = None) -> Dict[str, object]:
+def render_figures(energy, data, logger_cfg, device, candidates: Optional[Candidates] = None,
+                   baseline=None) -> Dict[str, object]:
     """{"energy": F(x, y) heat map with the data (and the candidates), "slices": F and P_beta},
-    and for a latent energy also "latent_energy", "free_energy_betas", "ribbon", "latent_usage"."""
+    and for a latent energy also "latent_energy", "free_energy_betas", "ribbon", "latent_usage".
+    Frames (video) get the image grid instead (video_view), with the baseline's prediction."""
+    if isinstance(data, VideoData):
+        return video_figures(energy, data, logger_cfg, device, baseline)
     was_training = energy.training
     energy.eval()
     xs, ys, f = energy_grid(energy, data.x_low, data.x_high, logger_cfg.resolution, device)

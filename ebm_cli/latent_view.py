@@ -74,7 +74,8 @@ def latent_usage(energy, x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -
 def usage_metrics(shares: torch.Tensor) -> Dict[str, float]:
     """latent_entropy (nats; log S when every z is used equally, 0 for a collapse) and latent_used."""
     p = shares[shares > 0]
-    return {"latent_entropy": float(-(p * p.log()).sum()), "latent_used": float((shares >= MIN_SHARE_USED).sum())}
+    return {"latent_entropy": float(-(p * p.log()).sum()) + 0.0,  # + 0.0: no "-0" for a collapse
+            "latent_used": float((shares >= MIN_SHARE_USED).sum())}
 
 
 @torch.no_grad()

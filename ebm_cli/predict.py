@@ -7,9 +7,10 @@ from typing import Any, Dict, List, Sequence
 import torch
 from omegaconf import OmegaConf
 
-from ebm_cli.build import build_data, build_energy, build_inference, resolve_device
+from ebm_cli.build import baseline_config, build_data, build_energy, build_inference, data_kind, resolve_device
 from ebm_cli.checkpoint import find_checkpoint, load_checkpoint, restore
 from ebm_cli.console import get_console, simple_table
+from ebm_cli.errors import UserError
 from ebm_cli.figures import render_figures, save_figures
 from ebm_cli.validate import validate, validate_inference
 
@@ -24,6 +25,15 @@ def load_run(run_dir: Path, device):
     energy = build_energy(run_cfg.energy, state["meta"])
     restore(path, state, energy)
     return energy.to(device).eval(), run_cfg, state
+
+
+def load_baseline(run_cfg, state, device):
+    """The MSE baseline trained next to the energy (trainer.baseline=true), or None."""
+    if "baseline" not in state:
+        return None
+    model = build_energy(baseline_config(run_cfg.energy, run_cfg.dataset), state["meta"])
+    model.load_state_dict(state["baseline"]["model"])
+    return model.to(device).eval()
 
 
 def _inference_for(cfg, run_cfg, overrides: Sequence[str]):
@@ -47,6 +57,9 @@ def infer(cfg, overrides: Sequence[str] = ()) -> List[Dict[str, Any]]:
     validate(cfg)
     device = resolve_device(cfg.trainer.device)
     energy, run_cfg, state = load_run(Path(cfg.run_dir), device)
+    if data_kind(run_cfg.dataset) != "curves":
+        raise UserError(f"task=infer takes curve inputs x, and {cfg.run_dir} was trained on dataset={run_cfg.dataset.name}: "
+                        "its predictions are drawn in figures/ (task=landscape re-draws them)")
     inference_cfg = _inference_for(cfg, run_cfg, overrides)
     inference = build_inference(inference_cfg, cfg.seed)
     inference.check(energy)
@@ -82,7 +95,8 @@ def landscape(cfg, overrides: Sequence[str] = ()) -> List[Path]:
     inference = build_inference(_inference_for(cfg, run_cfg, overrides), cfg.seed)
     inference.check(energy)
     cands = inference(energy, data.x_test.to(device))
-    figs = render_figures(energy, data, run_cfg.logger, device, candidates=cands)  # drawn as the run drew them
+    figs = render_figures(energy, data, run_cfg.logger, device, candidates=cands,  # drawn as the run drew them
+                          baseline=load_baseline(run_cfg, state, device))
     paths = save_figures(figs, run_dir / "figures")
     log.info("wrote %s", ", ".join(str(p) for p in paths))
     return paths

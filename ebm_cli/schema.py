@@ -49,6 +49,29 @@ class CurvesCSVConfig(CurvesConfig):
 
 
 @dataclass
+class VideoConfig:
+    """Toy video: a sprite moves over `context` frames, then takes one of `moves` known moves."""
+
+    name: str = "video"
+    path: Optional[str] = None  # .npz (context, futures[, num_futures]) or Moving-MNIST-style .npy; None = generate
+    size: int = 16  # frame height and width (generated)
+    context: int = 3  # context frames C (also: how a .npy clip is split)
+    moves: int = 3  # K valid next moves: turn up, go straight, turn down (K = 3)
+    sprite: str = "square"  # square | plus | diamond
+    sprite_size: int = 3
+    speed: float = 3.0  # pixels per frame (whole pixels), also the vertical step between moves
+    noise: float = 0.0  # std of Gaussian noise on the context frames (the futures stay clean)
+    train_size: int = 5000  # generated clips to train on (one training row per valid future)
+    test_size: int = 200  # generated held-out clips
+    test_fraction: float = 0.2  # file: share of the clips held out
+    # Per-pixel MSE tolerance of coverage@eps / precision@eps. 0.01 = 2.56 fully wrong pixels out
+    # of 256; two different futures of the default sprite are 0.070 apart (a seventh of that), and
+    # the average of the three futures (what an MSE regressor predicts) is 0.023 from each.
+    eps: float = 0.01
+    seed: Optional[int] = None  # None = the run's seed
+
+
+@dataclass
 class MLPConfig:
     """An MLP energy F(x, y), or the explicit regressor y = f(x) (name=regressor)."""
 
@@ -94,6 +117,27 @@ class LatentEnergyConfig:
     prior: str = "none"  # decoder's R: none | l2 (reg ||z||^2) | learned (a network r(x, z))
     z: ZConfig = field(default_factory=ZConfig)
     free_energy: FreeEnergyConfig = field(default_factory=FreeEnergyConfig)
+
+
+@dataclass
+class ConvLatentConfig(LatentEnergyConfig):
+    """Frames: E(x, y, z) = ||y - Dec(Enc(x), z)||^2 + R(z), a conv encoder of the context."""
+
+    name: str = "conv_latent"
+    channels: int = 16  # of the first convolution (then 2x, 2x)
+    hidden: int = 256
+    depth: int = 1
+
+
+@dataclass
+class ConvRegressorConfig:
+    """Frames: the deterministic MSE baseline f(x) = Dec(Enc(x)), E = ||y - f(x)||^2."""
+
+    name: str = "conv_regressor"
+    channels: int = 16
+    hidden: int = 256
+    depth: int = 1
+    activation: str = "silu"
 
 
 @dataclass
@@ -258,6 +302,9 @@ class TrainerConfig:
     resume: str = "never"  # never | auto (continue from the run folder's last good checkpoint)
     max_abs: float = 1.0e8  # a loss, energy or gradient norm beyond this counts as divergence
     deterministic: bool = False  # deterministic CUDA kernels (slower); CPU runs are always repeatable
+    # Also train the feed-forward MSE baseline (regressor, or conv_regressor on frames, with this
+    # energy's sizes) on the same batches: its metrics come out as baseline_*, next to the model's.
+    baseline: bool = False
 
 
 @dataclass
@@ -269,6 +316,7 @@ class LoggerConfig:
     slice_betas: List[float] = field(default_factory=lambda: [0.3, 1.0, 3.0])
     latent_betas: List[float] = field(default_factory=lambda: [1.0, 10.0, 100.0])  # F_beta panels (+ F_inf)
     progress: bool = True  # rich progress bar when stdout is a terminal
+    video_examples: int = 4  # frames: held-out contexts shown in the image grid
 
 
 @dataclass
@@ -295,7 +343,10 @@ def register_configs() -> None:
         ("dataset", "curves", CurvesConfig),
         ("dataset", "curves_csv", CurvesCSVConfig),
         ("energy", "mlp", MLPConfig),
+        ("dataset", "video", VideoConfig),
         ("energy", "latent", LatentEnergyConfig),
+        ("energy", "conv_latent", ConvLatentConfig),
+        ("energy", "conv_regressor", ConvRegressorConfig),
         ("inference", "gradient", GradientInferenceConfig),
         ("inference", "grid", GridInferenceConfig),
         ("inference", "z_sweep", ZSweepInferenceConfig),

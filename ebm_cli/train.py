@@ -13,13 +13,15 @@ import numpy as np
 import torch
 from omegaconf import OmegaConf
 
+from ebm_cli.baseline import Baseline
 from ebm_cli.build import build_data, build_energy, build_inference, build_loss, data_meta, resolve_device
 from ebm_cli.checkpoint import load_latest, remove_stale_temporaries, restore, rng_state, save_checkpoint, set_rng_state
 from ebm_cli.console import TrainingProgress, get_console, metrics_table
 from ebm_cli.errors import UserError
 from ebm_cli.figures import render_figures, save_figures
 from ebm_cli.latent_view import latent_usage, usage_metrics
-from ebm_cli.evaluate import multi_output_metrics
+from ebm_cli.evaluate import score_candidates
+from ebm_cli.inference.z_sweep import ZSweepInference
 from ebm_cli.schedules import build_schedule
 from ebm_cli.signals import Preempted, StopSignals
 from ebm_cli.tb import TBLogger
@@ -50,13 +52,21 @@ def evaluate_model(energy, inference, data, eps: float, device) -> Dict[str, Any
     if device.type == "cuda":
         torch.cuda.synchronize()
     seconds = time.perf_counter() - start
-    metrics = multi_output_metrics(cands.y.cpu(), cands.mask.cpu(), data.valid, data.valid_mask, eps)
+    metrics = score_candidates(data, cands.y, cands.mask, eps)
     if hasattr(energy, "z_space"):
         shares = latent_usage(energy, data.x_test.to(device), data.valid.to(device), data.valid_mask.to(device))
         metrics.update(usage_metrics(shares))
     metrics["infer_time_s"] = seconds
     metrics["energy_evals"] = float(cands.evaluations)
     return {"metrics": metrics, "candidates": cands}
+
+
+def evaluate_baseline(baseline: Baseline, data, eps: float, device) -> Dict[str, float]:
+    """The MSE baseline's one prediction per held-out x, scored like the model: baseline_* metrics."""
+    baseline.model.eval()
+    cands = ZSweepInference.predicted(baseline.model, data.x_test.to(device), 1)
+    metrics = score_candidates(data, cands.y, cands.mask, eps)
+    return {f"baseline_{k}": v for k, v in metrics.items() if k != "candidates_per_x"}
 
 
 def learning_rate(t, step: int) -> float:
@@ -112,7 +122,8 @@ def train(cfg, run_dir: Path) -> Dict[str, float]:
     loss_fn = build_loss(cfg.loss, inference, data, device)
     beta = build_schedule(cfg.beta)
     opt = torch.optim.Adam(energy.parameters(), lr=t.lr, weight_decay=t.weight_decay)
-    start = resume(run_dir, t.resume, energy, opt, device, loss_fn)
+    baseline = Baseline(cfg.energy, cfg.dataset, meta, t.lr, device) if t.baseline else None
+    start = resume(run_dir, t.resume, energy, opt, device, loss_fn, baseline)
     x_train, y_train = data.x_train.to(device), data.y_train.to(device)
     config_yaml = OmegaConf.to_yaml(cfg, resolve=True)
     log.info("run folder %s | data %s: %d train rows, %d test x | device %s%s", run_dir, data.source,
@@ -128,10 +139,12 @@ def train(cfg, run_dir: Path) -> Dict[str, float]:
             "model": energy.state_dict(), "optimizer": opt.state_dict(), "step": step,
             "rng": rng_state(), "config": config_yaml, "meta": meta,
             **({"loss": loss_fn.state_dict()} if hasattr(loss_fn, "state_dict") else {}),
+            **({"baseline": baseline.state_dict()} if baseline is not None else {}),
         })
 
     def landscape(step: int, cands=None) -> Dict[str, Any]:
-        figs = render_figures(energy, data, cfg.logger, device, candidates=cands)
+        figs = render_figures(energy, data, cfg.logger, device, candidates=cands,
+                              baseline=baseline.model if baseline is not None else None)
         for name, fig in figs.items():
             tb.figure(f"landscape/{name}", fig, step)
         return figs
@@ -162,6 +175,8 @@ def train(cfg, run_dir: Path) -> Dict[str, float]:
                 energy.set_beta(b)
             idx = torch.randint(0, len(x_train), (t.batch_size,), device=device)
             loss, stats = loss_fn(energy, x_train[idx], y_train[idx], b, step)
+            if baseline is not None:  # the same batch, its own optimiser
+                stats["baseline_mse"] = baseline.step(x_train[idx], y_train[idx], learning_rate(t, step))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             grad_norm = torch.nn.utils.clip_grad_norm_(energy.parameters(), clip)
@@ -193,6 +208,8 @@ def train(cfg, run_dir: Path) -> Dict[str, float]:
 
     result = evaluate_model(energy, inference, data, cfg.dataset.eps, device)
     metrics = {**result["metrics"], "train_time_s": train_seconds}
+    if baseline is not None:
+        metrics.update(evaluate_baseline(baseline, data, cfg.dataset.eps, device))
     figs = landscape(t.steps, cands=result["candidates"])
     save_figures(figs, run_dir / "figures")
     tb.hparams(hparams_of(cfg), {f"metrics/{k}": v for k, v in metrics.items()}, t.steps)
@@ -218,7 +235,7 @@ def check_run_folder(run_dir: Path, mode: str) -> None:
                         "to continue it, or choose another hydra.run.dir")
 
 
-def resume(run_dir: Path, mode: str, energy, opt, device, loss_fn=None) -> int:
+def resume(run_dir: Path, mode: str, energy, opt, device, loss_fn=None, baseline=None) -> int:
     """Restore model, optimiser and RNG states from run_dir's last good checkpoint; the step.
 
     mode=never refuses a folder that already holds checkpoints (they would be overwritten).
@@ -234,6 +251,8 @@ def resume(run_dir: Path, mode: str, energy, opt, device, loss_fn=None) -> int:
     restore(path, state, energy, opt)
     if "loss" in state and hasattr(loss_fn, "load_state_dict"):  # e.g. contrastive divergence's replay buffer
         loss_fn.load_state_dict(state["loss"])
+    if baseline is not None and "baseline" in state:
+        baseline.load_state_dict(state["baseline"])
     set_rng_state(state["rng"])
     log.info("resuming from %s (step %d)", path, state["step"])
     return int(state["step"])

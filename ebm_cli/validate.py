@@ -9,11 +9,16 @@ import re
 
 from omegaconf import OmegaConf
 
+from ebm_cli.data.video import SPRITES
 from ebm_cli.energies.base import ACTIVATIONS
 from ebm_cli.errors import UserError
 
 TASKS = ("train", "infer", "landscape", "compare_inference")
 CHAIN_ENERGIES = ()  # energies with chain_potentials(x) (sequence data); none for curves
+FRAME_ENERGIES = ("conv_latent", "conv_regressor")  # energies on frames (dataset=video)
+DECODERS = ("decoder", "conv_latent")  # latent energies that decode each z to one prediction
+PREDICTORS = (*DECODERS, "regressor", "conv_regressor")  # what inference=z_sweep can serve
+FRAME_INFERENCE = ("z_sweep", "gradient")
 
 
 def _require(ok: bool, key: str, value, rule: str) -> None:
@@ -51,19 +56,32 @@ def validate(cfg) -> None:
     d = cfg.dataset
     _positive(d, "dataset", "train_size", "test_size", "eps")
     _non_negative(d, "dataset", "noise")
-    _require(d.x_min < d.x_max, "dataset.x_min", d.x_min, f"must be below dataset.x_max={d.x_max}")
     _require(0 < d.test_fraction < 1, "dataset.test_fraction", d.test_fraction, "must be between 0 and 1")
     if d.path is not None:
         _require(os.path.isfile(d.path), "dataset.path", d.path, "no such file")
+    frames = d.name == "video"
+    if frames:
+        _validate_video(d)
+    else:
+        _require(d.x_min < d.x_max, "dataset.x_min", d.x_min, f"must be below dataset.x_max={d.x_max}")
 
     e = cfg.energy
-    _positive(e, "energy", "hidden")
+    if frames:
+        _require(e.name in FRAME_ENERGIES, "energy", e.name, "works on curves (flat x and y); frames (dataset=video) "
+                 "need energy=conv_latent or energy=conv_regressor")
+    else:
+        _require(e.name not in FRAME_ENERGIES, "energy", e.name, f"works on frames (dataset=video), not on "
+                 f"dataset={d.name}; use energy=mlp, decoder, latent_mlp or regressor")
+    _positive(e, "energy", "hidden", *(["channels"] if "channels" in e else []))
     _non_negative(e, "energy", "depth")
     _require(e.activation in ACTIVATIONS, "energy.activation", e.activation, f"must be one of {', '.join(ACTIVATIONS)}")
     if "z" in e:  # a latent energy
         _validate_latent(e)
 
     validate_inference(cfg.inference, e.name if task == "train" else None)
+    if frames and task == "train":
+        _require(cfg.inference.name in FRAME_INFERENCE, "inference", cfg.inference.name,
+                 "cannot search a frame of pixels; frames use inference=z_sweep (or gradient)")
 
     b = cfg.beta
     if b.name == "constant":
@@ -77,9 +95,18 @@ def validate(cfg) -> None:
 
     loss = cfg.loss
     if loss.name == "free_energy":
-        bounded = e.name == "decoder" and e.prior in ("none", "l2")
+        # a regressor's low-energy region is its one prediction; a decoder's, its K (or dim-z) predictions
+        bounded = e.name in PREDICTORS and e.get("prior", "none") in ("none", "l2")
         _require(bounded, "loss", "free_energy", "has no negative phase, so only an energy whose architecture bounds its "
-                 "low-energy region can use it (energy=decoder with energy.prior=none or l2); use loss=nll or loss=hinge")
+                 "low-energy region can use it (energy=decoder or conv_latent with energy.prior=none or l2, or a "
+                 "regressor); use loss=nll or loss=hinge")
+    if frames:
+        _require(loss.name in ("free_energy", "nll"), "loss", loss.name, "needs 1-D inputs and outputs (curves); "
+                 "frames train with loss=free_energy or loss=nll")
+        if loss.name == "nll" and "z" in e:  # log Z over frames must be exact: no y-grid in 256 dimensions
+            exact = e.free_energy.eliminate == "softmin" and e.free_energy.method in ("auto", "enumerate", "quadrature")
+            _require(exact, "loss", "nll", "on frames needs log Z in closed form: energy.free_energy.eliminate=softmin "
+                     "with method enumerate or quadrature")
     if loss.name == "nll":
         _require(loss.grid_points >= 2, "loss.grid_points", loss.grid_points, "must be >= 2")
     if loss.name == "cd":
@@ -104,6 +131,7 @@ def validate(cfg) -> None:
     lg = cfg.logger
     _non_negative(lg, "logger", "landscape_every")
     _require(lg.resolution >= 2, "logger.resolution", lg.resolution, "must be >= 2")
+    _positive(lg, "logger", "video_examples")
     _require(all(v > 0 for v in lg.slice_betas), "logger.slice_betas", list(lg.slice_betas), "every beta must be > 0")
 
 
@@ -116,7 +144,8 @@ def validate_inference(i, energy_name=None) -> None:
     if i.name == "z_sweep":
         _require(0 <= i.min_share < 1, "inference.min_share", i.min_share, "must be in [0, 1)")
         if energy_name is not None:
-            _require(energy_name == "decoder", "inference", "z_sweep", f"needs a decoder energy (energy=decoder), "
+            _require(energy_name in PREDICTORS, "inference", "z_sweep", f"needs an energy that decodes its predictions "
+                     f"({', '.join(PREDICTORS)}), "
                      f"not energy={energy_name}; use inference=grid or gradient")
     if i.name == "grid":
         _require(i.points >= 2, "inference.points", i.points, "must be >= 2")
@@ -157,8 +186,8 @@ def _validate_latent(e) -> None:
         _require(z.low < z.high, "energy.z.low", z.low, f"must be below energy.z.high={z.high}")
     _non_negative(z, "energy.z", "reg")
     _require(e.prior in ("none", "l2", "learned"), "energy.prior", e.prior, "must be none, l2 or learned")
-    if e.name != "decoder":
-        _require(e.prior == "none", "energy.prior", e.prior, f"R(x, z) belongs to energy=decoder; energy={e.name} has none")
+    if e.name not in DECODERS:
+        _require(e.prior == "none", "energy.prior", e.prior, f"R(x, z) belongs to decoder energies; energy={e.name} has none")
     if e.prior == "l2":
         _require(z.kind == "box", "energy.prior", "l2", f"R(z) = reg ||z||^2 needs a box z, not energy.z.kind={z.kind}")
     _require(f.eliminate in ("softmin", "min"), "energy.free_energy.eliminate", f.eliminate, "must be softmin or min")
@@ -172,3 +201,17 @@ def _validate_latent(e) -> None:
     if f.method == "minimize":
         _require(f.eliminate == "min", "energy.free_energy.method", f.method, "gives F_inf only: add energy.free_energy.eliminate=min")
     _positive(f, "energy.free_energy", "points", "samples", "restarts", "steps", "lr")
+
+
+def _validate_video(d) -> None:
+    """dataset=video: sizes the generator can draw (a file's own sizes are checked when it loads)."""
+    _positive(d, "dataset", "context", "moves", "sprite_size", "speed")
+    _require(d.sprite in SPRITES, "dataset.sprite", d.sprite, f"must be one of {', '.join(SPRITES)}")
+    if d.path is None:
+        _require(d.size >= 4, "dataset.size", d.size, "must be >= 4")
+        _require(d.sprite_size < d.size, "dataset.sprite_size", d.sprite_size, f"must be below dataset.size={d.size}")
+        _require(d.noise <= 1, "dataset.noise", d.noise, "must be <= 1 (pixels are in [0, 1])")
+        spread = (d.moves - 1) * max(1, round(d.speed))  # rows between the first and the last move
+        _require(spread <= d.size - d.sprite_size, "dataset.moves", d.moves,
+                 f"moves {max(1, round(d.speed))} pixels apart span {spread} rows; a sprite of {d.sprite_size} "
+                 f"pixels in {d.size} rows leaves room for {d.size - d.sprite_size}")

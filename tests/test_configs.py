@@ -25,6 +25,10 @@ REQUIRED = {
     # options that serve only a decoder energy
     ("inference", "z_sweep"): ["energy=decoder"],
     ("loss", "free_energy"): ["energy=decoder"],
+    # frames: a conv energy served by the z-sweep
+    ("dataset", "video"): ["energy=conv_latent", "inference=z_sweep", "loss=free_energy"],
+    ("energy", "conv_latent"): ["dataset=video", "inference=z_sweep", "loss=free_energy"],
+    ("energy", "conv_regressor"): ["dataset=video", "inference=z_sweep"],
 }
 
 

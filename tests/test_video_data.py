@@ -21,25 +21,34 @@ def sprite_position(frame):
     return rows.min(), cols.min()
 
 
-@pytest.mark.parametrize("size,moves", [(16, 3), (32, 3), (32, 5)])
-def test_generated_futures_are_the_known_moves_of_the_sprite(size, moves):
+@pytest.mark.parametrize("size,moves,speed", [(16, 3, 3.0), (16, 3, 2.0), (32, 3, 3.0), (32, 5, 4.0)])
+def test_generated_futures_are_the_known_moves_of_the_sprite(size, moves, speed):
     rng = np.random.default_rng(0)
     sprite = sprite_mask("square", 3)
+    step = int(speed)
     for _ in range(50):
-        context, futures = generate_clip(rng, size, 3, moves, sprite, speed=2.0)
-        assert context.shape == (3, size, size) and 1 <= len(futures) <= moves
-        # the sprite is whole in every frame, and the valid futures are pairwise different
+        context, futures = generate_clip(rng, size, 3, moves, sprite, speed=speed)
+        assert context.shape == (3, size, size) and futures.shape == (moves, size, size)
+        # the sprite is whole in every frame, and the K valid futures are pairwise different
         for frame in [*context, *futures]:
             assert frame.sum() == 9
-        flat = futures.reshape(len(futures), -1)
-        assert len({f.tobytes() for f in flat}) == len(futures)
+        assert len({f.tobytes() for f in futures}) == moves
+        # the context moves at constant velocity, horizontally by the speed (or bounced off a side wall)
+        pos = [sprite_position(f) for f in context]
+        v_row = pos[1][0] - pos[0][0]
+        assert pos[2][0] - pos[1][0] == v_row and abs(v_row) <= step // 2
         # all futures share the next column (the sprite keeps its horizontal motion) ...
         cols = {sprite_position(f)[1] for f in futures}
-        assert len(cols) == 1
-        # ... and differ in row by multiples of the speed (away from the walls)
-        rows = sorted(sprite_position(f)[0] for f in futures)
-        last_row = sprite_position(context[-1])[0]
-        assert max(abs(r - last_row) for r in rows) <= (moves // 2 + 1) * 2 + 1
+        assert len(cols) == 1 and abs(cols.pop() - pos[2][1]) <= step
+        # ... and move j is the straight continuation plus (j - (K - 1) / 2) * speed rows
+        rows = [sprite_position(f)[0] for f in futures]
+        straight = pos[2][0] + v_row
+        assert rows == [straight + (j - (moves - 1) // 2) * step for j in range(moves)]
+
+
+def test_moves_that_cannot_fit_the_frame_are_named():
+    with pytest.raises(UserError, match="dataset.moves=5 moves 4 pixels apart do not fit a sprite of 3 pixels in 16 rows"):
+        generate_clip(np.random.default_rng(0), 16, 3, 5, sprite_mask("square", 3), speed=4.0)
 
 
 def test_load_video_splits_generated_clips_into_rows_and_valid_sets():
@@ -110,4 +119,18 @@ def test_metrics_on_hand_made_frames():
     assert d[0, 1].tolist() == pytest.approx([8 * 0.25 / 16, 8 * 0.25 / 16])  # the blur is half-way to both
     ones = torch.ones(1, 2, dtype=torch.bool)
     assert sharpness_ratio(valid, ones, valid, ones) == pytest.approx(1.0)
-    assert sharpness_ratio(pred[:, 1:], ones[:, 1:], valid, ones) == pytest.approx(0.5)  # the blur has half the edges' contrast
+
+
+def test_sharpness_ratio_of_a_blur_of_separate_futures():
+    sprite = sprite_mask("square", 2)
+    futures = torch.tensor(render([(1, 1), (1, 5), (5, 3)], sprite, 9))[None]  # three separate sprites
+    ones = torch.ones(1, 3, dtype=torch.bool)
+    # the same frames: 1; at half contrast: 0.5
+    assert sharpness_ratio(futures, ones, futures, ones) == pytest.approx(1.0)
+    assert sharpness_ratio(futures / 2, ones, futures, ones) == pytest.approx(0.5)
+    # their mean (what MSE regression predicts): each sprite at 1/3 has a ninth of the squared
+    # gradient, three of them a third: sqrt(1/3). (The mean |gradient| would not drop at all.)
+    mean = futures.mean(1, keepdim=True)
+    assert sharpness_ratio(mean, ones[:, :1], futures, ones) == pytest.approx(3 ** -0.5)
+    # one sprite in the wrong place is still perfectly sharp
+    assert sharpness_ratio(futures[:, :1].roll(1, dims=-1), ones[:, :1], futures, ones) == pytest.approx(1.0)

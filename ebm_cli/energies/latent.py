@@ -178,54 +178,62 @@ class LatentMLPEnergy(LatentEnergy):
         return self.net(h)[:, 0]
 
 
-class DecoderEnergy(LatentEnergy):
+class DecodingEnergy(LatentEnergy):
     """E(x, y, z) = ||y - g(x, z)||^2 + R(x, z): every z decodes to one prediction y = g(x, z).
 
-    R is the energy of z itself: `prior=none` (R = 0), `l2` (R = reg ||z||^2, box z), or `learned`
-    (R = r(x, z), a network: how plausible mode z is at x; only the Gibbs NLL can train it, as its
-    log Z keeps it from sinking everywhere). Discrete z uses one network with K output heads;
-    continuous z feeds features(z) to the network next to x. The capacity of z (K, dim, reg) is what
-    keeps the low-energy region from covering all of y.
+    g reads an encoding h = encode(x) (subclasses define `encode` and `to_y`, the map from the
+    network's output to y units). Discrete z uses K output heads on h; continuous z feeds
+    features(z) to the network next to h. R is the energy of z itself: `prior=none` (R = 0), `l2`
+    (R = reg ||z||^2, box z), or `learned` (R = r(x, z), a network: how plausible mode z is at x;
+    only the Gibbs NLL can train it, as its log Z keeps it from sinking everywhere). The capacity of
+    z (K, dim, reg) is what keeps the low-energy region from covering all of y.
     """
 
-    def __init__(self, x_dim: int, x_low: float, x_high: float, y_space: BoxSpace, z_space,
-                 hidden: int, depth: int, activation: str, prior: str = "none", reg: float = 0.0,
-                 **free_energy_options):
+    def __init__(self, y_space: BoxSpace, z_space, enc_dim: int, hidden: int, depth: int, activation: str,
+                 prior: str = "none", reg: float = 0.0, **free_energy_options):
         super().__init__(y_space, z_space, **free_energy_options)
         self.prior, self.reg = prior, reg
-        self.x_norm = Normalizer(x_low, x_high)
-        self.y_norm = Normalizer(y_space.low, y_space.high)
         self.discrete = isinstance(z_space, fe.DiscreteZ)
         d = y_space.size
         if self.discrete:  # shared trunk, K heads of y (and K prior energies)
             k = z_space.k
-            self.net = mlp(x_dim, hidden, depth, k * d + (k if prior == "learned" else 0), activation)
+            self.net = mlp(enc_dim, hidden, depth, k * d + (k if prior == "learned" else 0), activation)
         else:
-            self.net = mlp(x_dim + z_feature_dim(z_space), hidden, depth, d + (prior == "learned"), activation)
+            self.net = mlp(enc_dim + z_feature_dim(z_space), hidden, depth, d + (prior == "learned"), activation)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover
+        """h(x): (B, enc_dim)."""
+        raise NotImplementedError
+
+    def to_y(self, out: torch.Tensor) -> torch.Tensor:  # pragma: no cover
+        """The network's outputs (..., D) in y units."""
+        raise NotImplementedError
 
     def decode_all(self, x: torch.Tensor, z: torch.Tensor):
         """g(x_b, z_bs) (B, S, *y_shape) in y units, and R(x_b, z_bs) (B, S), for z: (B, S, *z_shape)."""
         b, s, d = x.shape[0], z.shape[1], self.y_space.size
-        xn = self.x_norm(x.flatten(1))
+        h = self.encode(x)
         if self.discrete:
             k = self.z_space.k
-            out = self.net(xn)  # (B, K*d [+ K])
+            out = self.net(h)  # (B, K*d [+ K])
             heads = out[:, : k * d].view(b, k, d)
             idx = z[..., 0].round().long()  # (B, S)
             g = heads.gather(1, idx[..., None].expand(b, s, d))
-            r = out[:, k * d :].gather(1, idx) if self.prior == "learned" else torch.zeros(b, s, device=x.device)
+            r = self.prior_energy(z, out[:, k * d :].gather(1, idx) if self.prior == "learned" else None)
         else:
             feats = z_features(self.z_space, z.reshape(b * s, *z.shape[2:]))
-            out = self.net(torch.cat([xn.repeat_interleave(s, dim=0), feats], dim=1)).view(b, s, -1)
+            out = self.net(torch.cat([h.repeat_interleave(s, dim=0), feats], dim=1)).view(b, s, -1)
             g = out[..., :d]
-            if self.prior == "learned":
-                r = out[..., d]
-            elif self.prior == "l2":
-                r = self.reg * z.flatten(2).pow(2).sum(-1)
-            else:
-                r = torch.zeros(b, s, device=x.device)
-        g = g * self.y_norm.half_width + self.y_norm.center
-        return g.view(b, s, *self.y_space.shape), r
+            r = self.prior_energy(z, out[..., d] if self.prior == "learned" else None)
+        return self.to_y(g).view(b, s, *self.y_space.shape), r
+
+    def prior_energy(self, z: torch.Tensor, learned: Optional[torch.Tensor]) -> torch.Tensor:
+        """R for z: (B, S, *z_shape): the network's output `learned` (B, S), reg ||z||^2, or 0."""
+        if self.prior == "learned":
+            return learned
+        if self.prior == "l2":
+            return self.reg * z.flatten(2).pow(2).sum(-1)
+        return torch.zeros(z.shape[:2], device=z.device)
 
     def decode(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """The predictions y = g(x, z) that z sweeps: (B, S, *y_shape) for z (S, *z_shape) shared."""
@@ -263,3 +271,20 @@ class DecoderEnergy(LatentEnergy):
         g, r = self.decode_all(x, z.unsqueeze(0).expand(x.shape[0], *z.shape))
         log_mass = log_gaussian_box_mass(g.flatten(2), beta, self.y_space.low, self.y_space.high)  # (B, S)
         return torch.logsumexp(-beta * r + log_mass, dim=1) + log_w
+
+
+class DecoderEnergy(DecodingEnergy):
+    """The decoder energy on flat x and y, with MLP networks (the curves' latent model)."""
+
+    def __init__(self, x_dim: int, x_low: float, x_high: float, y_space: BoxSpace, z_space,
+                 hidden: int, depth: int, activation: str, prior: str = "none", reg: float = 0.0,
+                 **free_energy_options):
+        super().__init__(y_space, z_space, x_dim, hidden, depth, activation, prior, reg, **free_energy_options)
+        self.x_norm = Normalizer(x_low, x_high)
+        self.y_norm = Normalizer(y_space.low, y_space.high)
+
+    def encode(self, x):
+        return self.x_norm(x.flatten(1))
+
+    def to_y(self, out):
+        return out * self.y_norm.half_width + self.y_norm.center

@@ -1,4 +1,5 @@
-"""Multi-output prediction by sweeping z: y = g(x, z) for every z node of a decoder energy."""
+"""Multi-output prediction by sweeping z: y = g(x, z) for every z node of a decoder energy (and the
+one prediction f(x) of a regressor, which has no z: the baseline through the same path)."""
 
 import math
 
@@ -20,11 +21,14 @@ class ZSweepInference:
         self.k, self.dedup, self.min_share = k, dedup, min_share
 
     def check(self, energy) -> None:
-        if not hasattr(energy, "decode"):
-            raise UserError("inference=z_sweep needs a decoder energy (energy=decoder); use inference=grid or gradient")
+        if not (hasattr(energy, "decode") or hasattr(energy, "predict")):
+            raise UserError("inference=z_sweep needs an energy that decodes its predictions (energy=decoder, "
+                            "conv_latent, regressor or conv_regressor); use inference=grid or gradient")
 
     def __call__(self, energy, x: torch.Tensor, k: int = None) -> Candidates:
         k = k or self.k
+        if not hasattr(energy, "decode"):
+            return self.predicted(energy, x, k)
         with torch.no_grad():
             z, _ = energy.nodes(x.device)  # (S, *z_shape)
             y = energy.y_space.project(energy.decode(x, z))  # (B, S, *y_shape)
@@ -37,3 +41,15 @@ class ZSweepInference:
             cands = select_distinct(y, e, k, self.dedup, z=z_all)
         cands.evaluations = x.shape[0] * z.shape[0] * (z.shape[0] + 1)
         return cands
+
+    @staticmethod
+    def predicted(energy, x: torch.Tensor, k: int) -> Candidates:
+        """A regressor's one candidate f(x) per x (the other k - 1 slots masked), at energy 0."""
+        with torch.no_grad():
+            y = energy.y_space.project(energy.predict(x)).unsqueeze(1)  # (B, 1, *y_shape)
+            e = energy(x, y[:, 0])[:, None]
+        b = x.shape[0]
+        mask = torch.zeros(b, k, dtype=torch.bool, device=x.device)
+        mask[:, 0] = True
+        return Candidates(y=y.expand(b, k, *y.shape[2:]).clone(), energy=e.expand(b, k).clone(), mask=mask,
+                          evaluations=b)
