@@ -37,6 +37,11 @@ def one_line(exc: BaseException) -> str:
     text = str(exc).strip()
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     msg = lines[0] if lines else type(exc).__name__
+    if msg.endswith(":") and len(lines) > 1:  # "... raised while composing config:" + the reason below it
+        msg = f"{msg} {lines[1]}"
+        where = [ln.split(":", 1)[1].strip() for ln in lines[2:] if ln.startswith("full_key:")]
+        if where and where[0]:
+            msg += f" (at {where[0]})"
     if "Available options" in text:
         listing = text.split("Available options", 1)[1].split("Config search path", 1)[0]
         options = [ln for ln in listing.splitlines() if ln.startswith("\t")]

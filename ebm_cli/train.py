@@ -14,7 +14,7 @@ import torch
 from omegaconf import OmegaConf
 
 from ebm_cli.baseline import Baseline
-from ebm_cli.build import build_data, build_energy, build_inference, build_loss, data_meta, resolve_device
+from ebm_cli.build import BASELINES, build_data, build_energy, build_inference, build_loss, data_meta, resolve_device
 from ebm_cli.checkpoint import load_latest, remove_stale_temporaries, restore, rng_state, save_checkpoint, set_rng_state
 from ebm_cli.console import TrainingProgress, get_console, metrics_table
 from ebm_cli.errors import UserError
@@ -122,7 +122,9 @@ def train(cfg, run_dir: Path) -> Dict[str, float]:
     loss_fn = build_loss(cfg.loss, inference, data, device)
     beta = build_schedule(cfg.beta)
     opt = torch.optim.Adam(energy.parameters(), lr=t.lr, weight_decay=t.weight_decay)
-    baseline = Baseline(cfg.energy, cfg.dataset, meta, t.lr, device) if t.baseline else None
+    # (a regressor run is its own baseline: nothing to train next to it)
+    with_baseline = t.baseline and cfg.energy.name not in BASELINES.values()
+    baseline = Baseline(cfg.energy, cfg.dataset, meta, t.lr, device) if with_baseline else None
     start = resume(run_dir, t.resume, energy, opt, device, loss_fn, baseline)
     x_train, y_train = data.x_train.to(device), data.y_train.to(device)
     config_yaml = OmegaConf.to_yaml(cfg, resolve=True)

@@ -47,6 +47,8 @@ BAD_INPUTS = [
     (["dataset=curves_csv"], "dataset.path is required"),
     (["dataset=curves_csv", "dataset.path=missing.csv"], "dataset.path=missing.csv: no such file"),
     (["task=infer", "x=[0.0]"], "task=infer needs run_dir"),
+    # a preset's key that the swapped-in option lacks: the reason, not just "while composing config:"
+    (["experiment=curves_latent", "energy=mlp"], "composing config: Key 'prior' not in 'MLPConfig' (at energy.prior)"),
 ]
 
 

@@ -220,7 +220,7 @@ def test_compare_inference_runs_every_applicable_method(smoke_run, tmp_path, cap
     results = compare_inference(make_cfg("task=compare_inference", f"run_dir={run_dir}"), tmp_path)
     by_name = {r["method"]: r for r in results}
     assert [n for n, r in by_name.items() if r["applicable"]] == ["grid", "gradient", "langevin", "dfo", "cem"]
-    assert "needs a decoder energy" in by_name["z_sweep"]["reason"]
+    assert "needs an energy that decodes its predictions" in by_name["z_sweep"]["reason"]
     assert "chain-structured" in by_name["dp"]["reason"]
     for name in ("grid", "gradient", "langevin", "dfo", "cem"):
         r = by_name[name]

@@ -124,7 +124,7 @@ def test_min_share_drops_modes_the_prior_switches_off():
 @pytest.mark.parametrize("overrides,fragment", [
     (["energy=mlp", "loss=free_energy"], "loss=free_energy: has no negative phase"),
     (["energy=decoder", "energy.prior=learned", "loss=free_energy"], "loss=free_energy"),
-    (["energy=mlp", "inference=z_sweep"], "inference=z_sweep: needs a decoder energy"),
+    (["energy=mlp", "inference=z_sweep"], "inference=z_sweep: needs an energy that decodes its predictions"),
     (["energy=decoder", "energy.z.kind=torus"], "energy.z.kind=torus"),
     (["energy=decoder", "energy.z.k=0"], "energy.z.k=0: must be >= 1"),
     (["energy=decoder", "energy.prior=l2"], "needs a box z"),

@@ -1,4 +1,4 @@
-"""The curves experiments meet their targets (full size; a minute or two on 2 CPU cores)."""
+"""The curves and video experiments meet their targets (full size; a minute or two each on 2 CPU cores)."""
 
 import pytest
 
@@ -33,3 +33,13 @@ def test_latent_model_covers_three_branches_and_four_with_only_path_and_capacity
 def test_contrastive_divergence_with_langevin_negatives_covers_the_branches(tmp_path):
     metrics = train(make_cfg("loss=cd", "trainer.device=cpu"), tmp_path)
     assert metrics["coverage@0.05"] >= 0.85, metrics
+
+
+@pytest.mark.slow
+def test_video_latent_model_predicts_every_future_sharply_and_the_baseline_blurs(tmp_path):
+    """The preset on the default generator (K = 3 futures), tau = dataset.eps = 0.01 per-pixel MSE."""
+    m = train(make_cfg("experiment=video_latent", "trainer.device=cpu", "logger.landscape_every=0"), tmp_path)
+    assert m["coverage@0.01"] >= 0.90 and m["precision@0.01"] >= 0.90, m
+    assert m["sharpness_ratio"] >= 0.8 and m["latent_used"] == 3, m
+    # the MSE baseline, trained on the same batches: the average of the futures, near none of them
+    assert m["baseline_precision@0.01"] <= 0.3 and m["baseline_sharpness_ratio"] <= 0.7, m

@@ -88,6 +88,13 @@ def test_smoke_run_logs_the_image_grid_and_reports_model_and_baseline(smoke_vide
     assert set(state["baseline"]) == {"model", "optimizer"}
 
 
+def test_the_regressor_alone_is_the_baseline_and_predicts_one_frame(tmp_path):
+    m = train(make_cfg(*SMOKE, "energy=conv_regressor", "logger.landscape_every=0", "logger.tensorboard=false"), tmp_path)
+    assert m["candidates_per_x"] == 1.0
+    assert not any(k.startswith("baseline_") for k in m)  # nothing trained next to it
+    assert "baseline" not in torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=True)
+
+
 def test_landscape_task_redraws_the_grid(smoke_video_run, tmp_path):
     from ebm_cli.predict import landscape
 

@@ -23,8 +23,8 @@ class DFOInference:
         self.temperature, self.dedup, self.seed = temperature, dedup, seed
 
     def check(self, energy) -> None:
-        if not hasattr(energy, "y_space"):
-            raise UserError("inference=dfo needs a continuous y in a box")
+        if not hasattr(energy, "y_space") or len(energy.y_space.shape) != 1:
+            raise UserError("inference=dfo needs a continuous, flat y in a box (not frames: use inference=z_sweep)")
 
     def __call__(self, energy, x: torch.Tensor, k: int = None) -> Candidates:
         k, b, space = k or self.k, x.shape[0], energy.y_space
@@ -73,8 +73,8 @@ class CEMInference:
         self.sigma, self.dedup, self.seed = sigma, dedup, seed
 
     def check(self, energy) -> None:
-        if not hasattr(energy, "y_space"):
-            raise UserError("inference=cem needs a continuous y in a box")
+        if not hasattr(energy, "y_space") or len(energy.y_space.shape) != 1:
+            raise UserError("inference=cem needs a continuous, flat y in a box (not frames: use inference=z_sweep)")
 
     def __call__(self, energy, x: torch.Tensor, k: int = None) -> Candidates:
         k, b, space = k or self.k, x.shape[0], energy.y_space
