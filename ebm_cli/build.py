@@ -8,8 +8,10 @@ import torch
 from omegaconf import OmegaConf
 
 from ebm_cli.data.curves import CurvesData, load_curves
+from ebm_cli.data.translation import TranslationData, load_translation
 from ebm_cli.data.video import VideoData, load_video
 from ebm_cli.energies.base import BoxSpace
+from ebm_cli.energies.chain import ChainEnergy
 from ebm_cli.energies.conv import ConvLatentEnergy, ConvRegressorEnergy
 from ebm_cli.energies.latent import DecoderEnergy, LatentMLPEnergy, build_z_space
 from ebm_cli.energies.mlp import MLPEnergy, RegressorEnergy
@@ -20,7 +22,7 @@ from ebm_cli.inference.gradient import GradientInference
 from ebm_cli.inference.langevin import LangevinInference
 from ebm_cli.inference.grid import GridInference
 from ebm_cli.inference.z_sweep import ZSweepInference
-from ebm_cli.losses import ContrastiveDivergence, FreeEnergyLoss, GibbsNLL, Hinge
+from ebm_cli.losses import ChainNLL, ContrastiveDivergence, FreeEnergyLoss, GibbsNLL, Hinge
 
 
 def resolve_device(name: str) -> torch.device:
@@ -36,24 +38,29 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-Data = Union[CurvesData, VideoData]
+Data = Union[CurvesData, VideoData, TranslationData]
 FRAME_ENERGIES = ("conv_latent", "conv_regressor")  # energies on frames (dataset=video)
 BASELINES = {"curves": "regressor", "video": "conv_regressor"}  # the feed-forward MSE model per data kind
 
 
 def data_kind(dataset_cfg) -> str:
-    """curves | video: which data pipeline (and metrics, figures) a dataset config uses."""
-    return "video" if dataset_cfg.name == "video" else "curves"
+    """curves | video | translation: which data pipeline (and metrics, figures) a dataset uses."""
+    return dataset_cfg.name if dataset_cfg.name in ("video", "translation") else "curves"
 
 
 def build_data(cfg) -> Data:
-    if data_kind(cfg.dataset) == "video":
+    kind = data_kind(cfg.dataset)
+    if kind == "video":
         return load_video(cfg.dataset, cfg.seed)
+    if kind == "translation":
+        return load_translation(cfg.dataset, cfg.seed)
     return load_curves(cfg.dataset, cfg.seed)
 
 
 def data_meta(data: Data) -> Dict[str, Any]:
     """What an energy needs to be rebuilt without the data (stored in checkpoints)."""
+    if isinstance(data, TranslationData):
+        return {"src_vocab": data.src_vocab, "tgt_vocab": data.tgt_vocab, "length": int(data.y_train.shape[1])}
     x_shape = list(data.x_train.shape[1:])
     return {
         "x_dim": math.prod(x_shape),
@@ -67,6 +74,8 @@ def data_meta(data: Data) -> Dict[str, Any]:
 
 
 def build_energy(cfg, meta: Dict[str, Any]) -> torch.nn.Module:
+    if cfg.name == "chain":
+        return ChainEnergy(len(meta["src_vocab"]), len(meta["tgt_vocab"]), meta["length"], cfg.k, cfg.hidden, cfg.eliminate)
     space = BoxSpace(meta["y_low"], meta["y_high"], tuple(meta["y_shape"]))
     common = (meta["x_dim"], meta["x_low"], meta["x_high"], space)
     if cfg.name in ("mlp", "regressor"):
@@ -108,7 +117,7 @@ def build_inference(cfg, seed: int = 0):
     if cfg.name == "cem":
         return CEMInference(cfg.k, cfg.starts, cfg.samples, cfg.iters, cfg.elite, cfg.sigma, cfg.dedup, seed)
     if cfg.name == "dp":
-        return DPInference(cfg.k)
+        return DPInference(cfg.k, cfg.min_share)
     raise UserError(f"unknown inference method {cfg.name!r}")
 
 
@@ -118,9 +127,9 @@ def langevin_beta(cfg) -> SimpleNamespace:
     return SimpleNamespace(name=name, start=cfg.beta_start, end=cfg.beta_end, steps=max(cfg.steps - 1, 1), value=cfg.beta_end)
 
 
-def build_loss(cfg, inference, data: CurvesData, device):
+def build_loss(cfg, inference, data: Data, device):
     if cfg.name == "nll":
-        return GibbsNLL(cfg.grid_points)
+        return ChainNLL() if isinstance(data, TranslationData) else GibbsNLL(cfg.grid_points)
     if cfg.name == "free_energy":
         return FreeEnergyLoss()
     if cfg.name == "cd":

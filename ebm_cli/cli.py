@@ -36,9 +36,10 @@ def run_task(cfg: DictConfig, run_dir: Path, overrides=()) -> Optional[float]:
     name = cfg.task.name
     if name == "train":
         metrics = train.train(cfg, run_dir)
-        if cfg.objective not in metrics:
+        key = summary.metric_key(metrics, cfg.objective)
+        if key is None:
             raise UserError(f"objective={cfg.objective}: not a metric of this run (one of {', '.join(metrics)})")
-        return metrics[cfg.objective]
+        return metrics[key]
     if name == "infer":
         predict.infer(cfg, overrides)
         return None

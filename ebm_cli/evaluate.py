@@ -6,13 +6,16 @@ For test inputs x with valid sets V(x) and predicted candidates P(x):
   chamfer       mean over x of (mean_p min_v d + mean_v min_p d) / 2
   best_of_k     mean over x of min_p min_v d
 Distances: Euclidean |dy| for curves, per-pixel MSE for video frames (which also report how sharp
-the predictions are against the true frames).
+the predictions are against the true frames), mismatched tokens for translations (eps = 0: exact
+match; they also report BLEU through sacrebleu).
 """
 
-from typing import Callable, Dict
+from typing import Callable, Dict, List
 
+import sacrebleu
 import torch
 
+from ebm_cli.data.translation import TranslationData
 from ebm_cli.data.video import VideoData, mse_distance, sharpness_ratio
 
 Distance = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -59,8 +62,55 @@ def score_candidates(data, y: torch.Tensor, mask: torch.Tensor, eps: float) -> D
     """The metrics of candidates y: (M, P, *y_shape) with mask (M, P) for data's held-out inputs,
     with the data's own distance (and, for frames, the sharpness ratio)."""
     y, mask = y.cpu(), mask.cpu()
+    if isinstance(data, TranslationData):
+        return translation_metrics(data, y, mask, eps)
     if not isinstance(data, VideoData):
         return multi_output_metrics(y, mask, data.valid, data.valid_mask, eps)
     metrics = multi_output_metrics(y, mask, data.valid, data.valid_mask, eps, distance=mse_distance)
     metrics["sharpness_ratio"] = sharpness_ratio(y, mask, data.valid, data.valid_mask)
+    return metrics
+
+
+def token_mismatches(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Padded token sequences a: (M, P, T), b: (M, V, T) -> (M, P, V) positions that differ (0 = the
+    same sentence: after the end-of-sentence symbol both are padding)."""
+    return (a.unsqueeze(2) != b.unsqueeze(1)).sum(-1).double()
+
+
+def multi_reference_bleu(hypotheses: List[str], references: List[List[str]]) -> float:
+    """Corpus BLEU (sacrebleu) of one hypothesis per source against that source's references, whose
+    number may vary: a missing reference is filled with one of the source's own (which sacrebleu's
+    authors note leaves BLEU unchanged)."""
+    n = max(len(r) for r in references)
+    streams = [[refs[min(j, len(refs) - 1)] for refs in references] for j in range(n)]
+    return float(sacrebleu.corpus_bleu(hypotheses, streams).score)
+
+
+def pairwise_bleu(outputs: List[List[str]]) -> float:
+    """Diversity of each source's outputs: corpus BLEU of every output against every other output of
+    the same source (all ordered pairs). 100 = identical outputs; lower = more diverse. Sources with
+    one output have no pair; with none anywhere the outputs are as alike as can be: 100."""
+    hyps, refs = [], []
+    for out in outputs:
+        for i, a in enumerate(out):
+            for j, b in enumerate(out):
+                if i != j:
+                    hyps.append(a)
+                    refs.append(b)
+    return float(sacrebleu.corpus_bleu(hyps, [refs]).score) if hyps else 100.0
+
+
+def translation_metrics(data, y: torch.Tensor, mask: torch.Tensor, eps: float) -> Dict[str, float]:
+    """Exact-match coverage and precision (eps = 0), references covered per source, multi-reference
+    BLEU of the best candidate, pairwise BLEU between a source's candidates. y: (M, P, T) token ids."""
+    metrics = multi_output_metrics(y, mask, data.valid, data.valid_mask, eps, distance=token_mismatches)
+    d = token_mismatches(y, data.valid)
+    d = torch.where(mask[:, :, None] & data.valid_mask[:, None, :], d, torch.full_like(d, float("inf")))
+    covered = ((d.min(dim=1).values <= eps) & data.valid_mask).sum(1).double()
+    metrics["refs_covered"] = float(covered.mean())
+    metrics["refs_per_source"] = float(data.valid_mask.sum(1).double().mean())
+    outputs = [[data.decode(y[i, j]) for j in range(y.shape[1]) if mask[i, j]] for i in range(len(y))]
+    references = [[data.decode(v) for v, m in zip(data.valid[i], data.valid_mask[i]) if m] for i in range(len(y))]
+    metrics["bleu"] = multi_reference_bleu([o[0] for o in outputs], references)
+    metrics["pairwise_bleu"] = pairwise_bleu(outputs)
     return metrics

@@ -7,10 +7,12 @@ from typing import Dict, List, Optional
 import torch
 
 from ebm_cli import latent_view as lv
+from ebm_cli.data.translation import TranslationData
 from ebm_cli.data.video import VideoData
 from ebm_cli.free_energy import DiscreteZ
 from ebm_cli.inference.common import Candidates
 from ebm_cli.landscape import energy_grid, gibbs_slices, plot_landscape, plot_slices
+from ebm_cli.translation_view import translation_texts
 from ebm_cli.video_view import video_figures
 
 MAX_POINTS_DRAWN = 1500
@@ -23,6 +25,8 @@ def render_figures(energy, data, logger_cfg, device, candidates: Optional[Candid
     Frames (video) get the image grid instead (video_view), with the baseline's prediction."""
     if isinstance(data, VideoData):
         return video_figures(energy, data, logger_cfg, device, baseline)
+    if isinstance(data, TranslationData):  # sequences: TensorBoard text instead (render_texts)
+        return {}
     was_training = energy.training
     energy.eval()
     xs, ys, f = energy_grid(energy, data.x_low, data.x_high, logger_cfg.resolution, device)
@@ -40,6 +44,11 @@ def render_figures(energy, data, logger_cfg, device, candidates: Optional[Candid
         figs.update(latent_figures(energy, data, logger_cfg, device, points))
     energy.train(was_training)
     return figs
+
+
+def render_texts(energy, data, logger_cfg, device) -> Dict[str, str]:
+    """TensorBoard text of the run: {"translations": ...} for translation pairs, else nothing."""
+    return translation_texts(energy, data, logger_cfg, device) if isinstance(data, TranslationData) else {}
 
 
 def latent_figures(energy, data, logger_cfg, device, points) -> Dict[str, object]:

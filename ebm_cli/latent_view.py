@@ -62,12 +62,15 @@ def latent_usage(energy, x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -
 
     x: (M, *x_shape), y: (M, V, *y_shape) with mask (M, V) (the test inputs and their valid sets).
     """
-    z, _ = z_nodes(energy.z_space, USAGE_POINTS, x.device)
     m, v = y.shape[:2]
     x_rep = x.unsqueeze(1).expand(m, v, *x.shape[1:])[mask]
     pairs = y[mask]
-    winners = energy.energies(x_rep, pairs, z.unsqueeze(0).expand(len(pairs), *z.shape)).argmin(dim=1)
-    counts = torch.bincount(winners, minlength=len(z)).double()
+    if hasattr(energy, "mode_costs"):  # a chain with K modes: every z at once
+        winners, nodes = energy.mode_costs(x_rep, pairs).argmin(dim=1), energy.k
+    else:
+        z, _ = z_nodes(energy.z_space, USAGE_POINTS, x.device)
+        winners, nodes = energy.energies(x_rep, pairs, z.unsqueeze(0).expand(len(pairs), *z.shape)).argmin(dim=1), len(z)
+    counts = torch.bincount(winners, minlength=nodes).double()
     return (counts / counts.sum().clamp(min=1)).cpu()
 
 

@@ -67,6 +67,28 @@ class FreeEnergyLoss:
         return e_pos.mean(), {"e_pos": e_pos.detach().mean()}
 
 
+class ChainNLL:
+    """Exact Gibbs NLL of a target sequence under a chain energy with a discrete mode z, the
+    partition functions over all S^T sequences by the forward algorithm.
+
+    eliminate=softmin (soft-EM): -log P_beta(y | x) with P_beta(y, z | x) ∝ exp(-beta E(x, y, z)),
+        = -logsumexp_z(-beta E(x, y, z)) + logsumexp_z(-beta F_beta(x, z));
+        a mode's total mass exp(-beta F_beta(x, z)) is its prior, learned with it.
+    eliminate=min (hard-EM): min_z [beta E(x, y, z) - (-beta F_beta(x, z))], the NLL under the
+        mode that explains y best, each mode a normalised chain of its own.
+    """
+
+    def __call__(self, energy, x, y, beta: float, step: int) -> Tuple[torch.Tensor, Stats]:
+        potentials = energy.flat_potentials(x)  # the encoder runs once for both terms
+        e = energy.mode_energies(x, y, potentials)  # (B, K)
+        log_z = -beta * energy.mode_free_energies(x, beta, potentials)  # (B, K): log sum_y exp(-beta E(x, y, z))
+        if energy.eliminate == "min":
+            nll = (beta * e + log_z).min(dim=1).values
+        else:
+            nll = -torch.logsumexp(-beta * e, dim=1) + torch.logsumexp(log_z, dim=1)
+        return nll.mean(), {"e_pos": e.detach().min(dim=1).values.mean(), "log_z": log_z.detach().logsumexp(1).mean()}
+
+
 class Hinge:
     """Margin loss: relu(m + F(x, y) - F(x, y_bar)) + mean_r relu(m + F(x, y) - F(x, y_r)).
 

@@ -73,6 +73,33 @@ class VideoConfig:
 
 
 @dataclass
+class TranslationConfig:
+    """Translation pairs from a small synchronous grammar, each source with its valid translations."""
+
+    name: str = "translation"
+    path: Optional[str] = None  # UTF-8 TSV source<TAB>target (repeated sources: several targets); None = generate
+    train_size: int = 3000  # generated: distinct training sources (one row per valid translation)
+    test_size: int = 300  # generated: distinct held-out sources, built from the same words
+    test_fraction: float = 0.1  # TSV: share of the distinct sources held out
+    max_valid: int = 4  # generated: largest valid set (sentences with more translations are redrawn)
+    adjective_rate: float = 0.5  # generated: chance of an adjective in each noun phrase
+    adverb_rate: float = 0.5  # generated: chance of a closing adverb (hoy: word order; ahora: optional word)
+    eps: float = 0.0  # token mismatches allowed: 0 = exact match (coverage@0, precision@0)
+    seed: Optional[int] = None  # None = the run's seed
+
+
+@dataclass
+class ChainConfig:
+    """E(x, y, z) = sum_t u(x, z)[t, y_t] + sum_t p(z)[y_{t-1}, y_t]: a GRU source encoder, a
+    chain over the target positions, and K modes z."""
+
+    name: str = "chain"
+    hidden: int = 64
+    k: int = 4  # modes z; 1 = the one-mode baseline
+    eliminate: str = "min"  # min (hard-EM: each example trains the mode that explains it best) | softmin (soft-EM)
+
+
+@dataclass
 class MLPConfig:
     """An MLP energy F(x, y), or the explicit regressor y = f(x) (name=regressor)."""
 
@@ -209,10 +236,14 @@ class CEMInferenceConfig:
 
 @dataclass
 class DPInferenceConfig:
-    """Viterbi (min-sum) on chain-structured energies over discrete sequences: the k best."""
+    """Viterbi (min-sum) on chain-structured energies over discrete sequences: the k best
+    (with a latent mode: Viterbi per z, the k best distinct across z)."""
 
     name: str = "dp"
     k: int = 3
+    # latent modes: drop a mode whose P(z | x) ∝ exp(-beta F_beta(x, z)) is below this share of the
+    # likeliest mode's (F_beta by the forward algorithm); 0 keeps every mode's translation
+    min_share: float = 0.0
 
 
 @dataclass
@@ -318,6 +349,7 @@ class LoggerConfig:
     latent_betas: List[float] = field(default_factory=lambda: [1.0, 10.0, 100.0])  # F_beta panels (+ F_inf)
     progress: bool = True  # rich progress bar when stdout is a terminal
     video_examples: int = 4  # frames: held-out contexts shown in the image grid
+    text_examples: int = 5  # translations: held-out sources shown as TensorBoard text
 
 
 @dataclass
@@ -345,6 +377,8 @@ def register_configs() -> None:
         ("dataset", "curves_csv", CurvesCSVConfig),
         ("energy", "mlp", MLPConfig),
         ("dataset", "video", VideoConfig),
+        ("dataset", "translation", TranslationConfig),
+        ("energy", "chain", ChainConfig),
         ("energy", "latent", LatentEnergyConfig),
         ("energy", "conv_latent", ConvLatentConfig),
         ("energy", "conv_regressor", ConvRegressorConfig),

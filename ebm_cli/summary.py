@@ -5,12 +5,28 @@ import json
 import math
 import os
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 from ebm_cli.console import get_console, simple_table
 
 SHOWN = ("coverage@", "precision@", "chamfer", "train_time_s")  # metric columns of the printed table
 failed_jobs: List[str] = []  # "job: error" of the last summarised sweep, for the exit code
+
+
+def metric_key(metrics: Dict[str, float], name: str) -> Optional[str]:
+    """The key of metric `name` in metrics: itself, or the same metric at the same tolerance written
+    otherwise (the objective coverage@${dataset.eps} reads coverage@0.0 where eps = 0 is tagged @0)."""
+    if name in metrics:
+        return name
+    base, _, tol = name.partition("@")
+    for key in metrics:
+        k_base, _, k_tol = key.partition("@")
+        try:
+            if tol and k_base == base and float(k_tol) == float(tol):
+                return key
+        except ValueError:
+            continue
+    return None
 
 
 def summarise(sweep_dir: Path, objective: str, direction: str) -> List[Dict[str, Any]]:
@@ -24,7 +40,7 @@ def summarise(sweep_dir: Path, objective: str, direction: str) -> List[Dict[str,
         metrics = record.get("metrics", {})
         rows.append({
             "job": path.parent.name, "status": record.get("status", "?"),
-            "overrides": " ".join(record.get("overrides", [])), "objective": metrics.get(objective),
+            "overrides": " ".join(record.get("overrides", [])), "objective": metrics.get(metric_key(metrics, objective) or objective),
             **metrics, "error": record.get("error", ""),
         })
     sign = -1.0 if direction == "maximize" else 1.0

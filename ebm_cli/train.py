@@ -18,7 +18,7 @@ from ebm_cli.build import BASELINES, build_data, build_energy, build_inference, 
 from ebm_cli.checkpoint import load_latest, remove_stale_temporaries, restore, rng_state, save_checkpoint, set_rng_state
 from ebm_cli.console import TrainingProgress, get_console, metrics_table
 from ebm_cli.errors import UserError
-from ebm_cli.figures import render_figures, save_figures
+from ebm_cli.figures import render_figures, render_texts, save_figures
 from ebm_cli.latent_view import latent_usage, usage_metrics
 from ebm_cli.evaluate import score_candidates
 from ebm_cli.inference.z_sweep import ZSweepInference
@@ -53,7 +53,7 @@ def evaluate_model(energy, inference, data, eps: float, device) -> Dict[str, Any
         torch.cuda.synchronize()
     seconds = time.perf_counter() - start
     metrics = score_candidates(data, cands.y, cands.mask, eps)
-    if hasattr(energy, "z_space"):
+    if hasattr(energy, "z_space") or hasattr(energy, "mode_costs"):
         shares = latent_usage(energy, data.x_test.to(device), data.valid.to(device), data.valid_mask.to(device))
         metrics.update(usage_metrics(shares))
     metrics["infer_time_s"] = seconds
@@ -149,6 +149,8 @@ def train(cfg, run_dir: Path) -> Dict[str, float]:
                               baseline=baseline.model if baseline is not None else None)
         for name, fig in figs.items():
             tb.figure(f"landscape/{name}", fig, step)
+        for name, text in render_texts(energy, data, cfg.logger, device).items():
+            tb.text(f"landscape/{name}", text, step)
         return figs
 
     def stop(status: str, step: int, error: UserError, then=None) -> None:

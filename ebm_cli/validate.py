@@ -14,8 +14,11 @@ from ebm_cli.energies.base import ACTIVATIONS
 from ebm_cli.errors import UserError
 
 TASKS = ("train", "infer", "landscape", "compare_inference")
-CHAIN_ENERGIES = ()  # energies with chain_potentials(x) (sequence data); none for curves
+CHAIN_ENERGIES = ("chain",)  # energies over discrete sequences that dynamic programming serves
 FRAME_ENERGIES = ("conv_latent", "conv_regressor")  # energies on frames (dataset=video)
+ENERGIES_FOR = {"curves": ("mlp", "decoder", "latent_mlp", "regressor"), "video": FRAME_ENERGIES,
+                "translation": CHAIN_ENERGIES}
+DATA_WHAT = {"curves": "flat x and y", "video": "frames", "translation": "token sequences"}
 DECODERS = ("decoder", "conv_latent")  # latent energies that decode each z to one prediction
 PREDICTORS = (*DECODERS, "regressor", "conv_regressor")  # what inference=z_sweep can serve
 FRAME_INFERENCE = ("z_sweep", "gradient")
@@ -54,34 +57,42 @@ def validate(cfg) -> None:
              "must be maximize or minimize")
 
     d = cfg.dataset
-    _positive(d, "dataset", "train_size", "test_size", "eps")
-    _non_negative(d, "dataset", "noise")
+    kind = d.name if d.name in ("video", "translation") else "curves"
+    _positive(d, "dataset", "train_size", "test_size")
     _require(0 < d.test_fraction < 1, "dataset.test_fraction", d.test_fraction, "must be between 0 and 1")
     if d.path is not None:
         _require(os.path.isfile(d.path), "dataset.path", d.path, "no such file")
-    frames = d.name == "video"
-    if frames:
-        _validate_video(d)
+    if kind == "translation":
+        _validate_translation(d)
     else:
+        _positive(d, "dataset", "eps")
+        _non_negative(d, "dataset", "noise")
+    if kind == "video":
+        _validate_video(d)
+    if kind == "curves":
         _require(d.x_min < d.x_max, "dataset.x_min", d.x_min, f"must be below dataset.x_max={d.x_max}")
 
     e = cfg.energy
-    if frames:
-        _require(e.name in FRAME_ENERGIES, "energy", e.name, "works on curves (flat x and y); frames (dataset=video) "
-                 "need energy=conv_latent or energy=conv_regressor")
-    else:
-        _require(e.name not in FRAME_ENERGIES, "energy", e.name, f"works on frames (dataset=video), not on "
-                 f"dataset={d.name}; use energy=mlp, decoder, latent_mlp or regressor")
-    _positive(e, "energy", "hidden", *(["channels"] if "channels" in e else []))
-    _non_negative(e, "energy", "depth")
-    _require(e.activation in ACTIVATIONS, "energy.activation", e.activation, f"must be one of {', '.join(ACTIVATIONS)}")
+    allowed = ENERGIES_FOR[kind]
+    _require(e.name in allowed, "energy", e.name, f"does not work on dataset={d.name} ({DATA_WHAT[kind]}); "
+             f"use energy={' or '.join(allowed)}")
+    _positive(e, "energy", "hidden", *[k for k in ("channels", "k") if k in e])
+    if "depth" in e:
+        _non_negative(e, "energy", "depth")
+    if "activation" in e:
+        _require(e.activation in ACTIVATIONS, "energy.activation", e.activation, f"must be one of {', '.join(ACTIVATIONS)}")
+    if e.name == "chain":
+        _require(e.eliminate in ("softmin", "min"), "energy.eliminate", e.eliminate, "must be softmin or min")
     if "z" in e:  # a latent energy
         _validate_latent(e)
 
     validate_inference(cfg.inference, e.name if task == "train" else None)
-    if frames and task == "train":
+    if kind == "video" and task == "train":
         _require(cfg.inference.name in FRAME_INFERENCE, "inference", cfg.inference.name,
                  "cannot search a frame of pixels; frames use inference=z_sweep (or gradient)")
+    if kind == "translation" and task == "train":
+        _require(cfg.inference.name == "dp", "inference", cfg.inference.name,
+                 "searches a continuous y; translations are sequences of words: use inference=dp")
 
     b = cfg.beta
     if b.name == "constant":
@@ -100,7 +111,10 @@ def validate(cfg) -> None:
         _require(bounded, "loss", "free_energy", "has no negative phase, so only an energy whose architecture bounds its "
                  "low-energy region can use it (energy=decoder or conv_latent with energy.prior=none or l2, or a "
                  "regressor); use loss=nll or loss=hinge")
-    if frames:
+    if kind == "translation":
+        _require(loss.name == "nll", "loss", loss.name, "needs a continuous y; a chain energy trains by the exact "
+                 "negative log-likelihood: loss=nll")
+    if kind == "video":
         _require(loss.name in ("free_energy", "nll"), "loss", loss.name, "needs 1-D inputs and outputs (curves); "
                  "frames train with loss=free_energy or loss=nll")
         if loss.name == "nll" and "z" in e:  # log Z over frames must be exact: no y-grid in 256 dimensions
@@ -215,3 +229,11 @@ def _validate_video(d) -> None:
         _require(spread <= d.size - d.sprite_size, "dataset.moves", d.moves,
                  f"moves {max(1, round(d.speed))} pixels apart span {spread} rows; a sprite of {d.sprite_size} "
                  f"pixels in {d.size} rows leaves room for {d.size - d.sprite_size}")
+
+
+def _validate_translation(d) -> None:
+    """dataset=translation: the grammar's sizes and the exact-match tolerance."""
+    _non_negative(d, "dataset", "eps")
+    _require(d.max_valid >= 1, "dataset.max_valid", d.max_valid, "must be >= 1")
+    for key in ("adjective_rate", "adverb_rate"):
+        _require(0 <= d[key] <= 1, f"dataset.{key}", d[key], "must be in [0, 1]")

@@ -137,7 +137,7 @@ def test_an_npz_with_another_sprite_trains_and_evaluates(tmp_path):
 
 
 @pytest.mark.parametrize("overrides,message", [
-    (["energy=mlp"], "energy=mlp: works on curves"),
+    (["energy=mlp"], "energy=mlp: does not work on dataset=video (frames)"),
     (["inference=grid"], "inference=grid: cannot search a frame of pixels"),
     (["loss=hinge"], "loss=hinge: needs 1-D inputs and outputs"),
     (["energy.free_energy.eliminate=min", "loss=nll"], "loss=nll: on frames needs log Z in closed form"),
@@ -151,7 +151,7 @@ def test_impossible_video_settings_are_named(overrides, message):
 
 
 def test_frame_energies_are_refused_on_curves():
-    with pytest.raises(UserError, match="energy=conv_latent: works on frames"):
+    with pytest.raises(UserError, match="energy=conv_latent: does not work on dataset=curves"):
         validate(make_cfg("energy=conv_latent"))
 
 

@@ -2,8 +2,8 @@
 
     E(y) = sum_t u[t, y_t] + sum_{t>1} p[t, y_{t-1}, y_t]
 
-with unary terms u: (B, T, S) and pairwise terms p: (B, T-1, S, S) (or (S, S), shared by every
-step and sequence). Min-sum (Viterbi) gives the argmin and the k best sequences; sum-product (the
+with unary terms u: (B, T, S) and pairwise terms p: (B, T-1, S, S), or (B, S, S) shared by the
+steps of each sequence, or (S, S) shared by every step and sequence. Min-sum (Viterbi) gives the argmin and the k best sequences; sum-product (the
 forward algorithm) gives F_beta = -1/beta log sum_y exp(-beta E(y)) over all S^T sequences. All
 are batched and vectorised over the batch and the states; the loop over t only queues tensor
 operations (no value is read back to the host inside it).
@@ -22,6 +22,8 @@ def _pairwise_at(p: torch.Tensor, t: int, batch: int) -> torch.Tensor:
     """Transition energies into step t (t >= 1): (B, S, S), indexed [previous, next]."""
     if p.dim() == 2:
         return p.unsqueeze(0).expand(batch, *p.shape)
+    if p.dim() == 3:
+        return p
     return p[:, t - 1]
 
 
@@ -84,20 +86,61 @@ def sequence_energy(u: torch.Tensor, p: torch.Tensor, y: torch.Tensor) -> torch.
 
 class DPInference:
     """inference=dp: exact argmin and k best sequences of a chain-structured energy, which
-    provides chain_potentials(x) -> (u (B, T, S), p (B, T-1, S, S) or (S, S))."""
+    provides chain_potentials(x) -> (u (B, T, S), p (B, T-1, S, S), (B, S, S) or (S, S)).
 
-    def __init__(self, k: int):
-        self.k = k
+    A chain with a discrete latent mode (latent_potentials(x) -> u (B, K, T, S), p (K, S, S))
+    gets Viterbi per z, so K translations, of which the k best distinct ones are kept: by
+    E(x, y, z) where the modes share one partition function (eliminate=softmin; there min_share > 0
+    drops modes whose P(z | x) ∝ exp(-beta F_beta(x, z)) is below that share of the likeliest one's),
+    by E(x, y, z) - F_beta(x, z) where each mode is normalised alone (eliminate=min). The forward
+    algorithm gives F_beta(x, z).
+    """
+
+    def __init__(self, k: int, min_share: float = 0.0):
+        self.k, self.min_share = k, min_share
 
     def check(self, energy) -> None:
-        if not hasattr(energy, "chain_potentials"):
+        if not (hasattr(energy, "chain_potentials") or hasattr(energy, "latent_potentials")):
             raise UserError("inference=dp needs a chain-structured energy over discrete sequences "
                             "(a sum of unary and pairwise terms); this energy is not one: use inference=grid or gradient")
 
     def __call__(self, energy, x: torch.Tensor, k: int = None) -> Candidates:
         k = k or self.k
+        if hasattr(energy, "latent_potentials"):
+            return self.per_mode(energy, x, k)
         with torch.no_grad():
             u, p = energy.chain_potentials(x)
             e, paths = kbest_viterbi(u, p, k)
         b, steps, s = u.shape
         return Candidates(y=paths, energy=e, mask=torch.isfinite(e), evaluations=b * steps * s * s * k)
+
+    def per_mode(self, energy, x: torch.Tensor, k: int) -> Candidates:
+        """Viterbi for every z; the k best distinct sequences across z, with their z."""
+        with torch.no_grad():
+            u, p = energy.flat_potentials(x)  # (B*K, T, S), (B*K, S, S)
+            e, paths = viterbi(u, p)
+            b, modes = x.shape[0], energy.k
+            e, paths = e.view(b, modes), paths.view(b, modes, -1)
+            if self.min_share > 0 or energy.eliminate == "min":
+                f = forward_free_energy(u, p, energy.beta).view(b, modes)
+            if energy.eliminate == "min":  # modes normalised one by one: rank by -1/beta log P(y | x, z)
+                e = e - f
+            elif self.min_share > 0:
+                weak = -energy.beta * (f - f.min(dim=1, keepdim=True).values) < math.log(self.min_share)
+                e = torch.where(weak, torch.full_like(e, math.inf), e)
+            same = (paths.unsqueeze(2) == paths.unsqueeze(1)).all(-1)  # (B, K, K): identical sequences
+            order = torch.argsort(e, dim=1)  # keep the lowest-energy copy of each sequence
+            rank = torch.empty_like(order).scatter_(1, order, torch.arange(modes, device=x.device).expand(b, modes))
+            earlier = same & (rank.unsqueeze(1) < rank.unsqueeze(2))  # [b, i, j]: j is a better copy of i
+            e = torch.where(earlier.any(dim=2), torch.full_like(e, math.inf), e)
+            best = torch.argsort(e, dim=1)[:, :k]
+            padded = torch.arange(k, device=x.device) >= modes  # k > K: slots beyond the K modes
+            if best.shape[1] < k:
+                best = torch.cat([best, best[:, :1].expand(b, k - best.shape[1])], dim=1)
+            energies = e.gather(1, best)
+            mask = torch.isfinite(energies) & ~padded
+            mask[:, 0] = True  # the best sequence is always a candidate
+            z = best.unsqueeze(2).to(u.dtype)
+            y = paths.gather(1, best.unsqueeze(2).expand(b, k, paths.shape[2]))
+            steps, s = u.shape[1:]
+        return Candidates(y=y, energy=energies, mask=mask, z=z, evaluations=b * modes * steps * s * s)

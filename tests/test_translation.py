@@ -1,0 +1,178 @@
+"""dataset=translation end to end: the grammar's valid sets, the TSV loader, the chain energy's
+dynamic programming against brute force, BLEU against sacrebleu called directly, and a smoke run
+whose text summaries are read back from the event file."""
+
+import itertools
+import math
+from types import SimpleNamespace
+
+import pytest
+import sacrebleu
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from ebm_cli.data.translation import grammar_sentence, load_translation, load_tsv
+from ebm_cli.energies.chain import ChainEnergy
+from ebm_cli.errors import UserError
+from ebm_cli.evaluate import multi_reference_bleu, pairwise_bleu, translation_metrics
+from ebm_cli.inference.dp import DPInference
+from ebm_cli.losses import ChainNLL
+from ebm_cli.train import train
+from ebm_cli.validate import validate
+from helpers import make_cfg
+
+SMOKE = ["experiment=translation_latent", "debug=smoke"]
+
+
+def grammar_cfg(**overrides):
+    base = dict(path=None, train_size=200, test_size=40, test_fraction=0.2, max_valid=4, adjective_rate=0.5,
+                adverb_rate=0.5, seed=0)
+    return SimpleNamespace(**{**base, **overrides})
+
+
+def test_grammar_valid_sets_are_the_products_of_the_choices():
+    rng = __import__("numpy").random.default_rng(0)
+    seen_lengths = set()
+    for _ in range(300):
+        src, targets = grammar_sentence(rng)
+        choices = 1
+        for word in src:  # each synonym pair, the order of hoy and the optional "right" double the set
+            choices *= 2 if word in ("ve", "busca", "ama", "grande", "pequeno", "hoy", "ahora") else 1
+        assert len(set(targets)) == len(targets) == choices
+        seen_lengths.update(len(t) for t in targets)
+        if "hoy" in src:
+            assert all(t[0] == "today" or t[-1] == "today" for t in targets)
+        if "ahora" in src:
+            assert {t[-2:] for t in targets} <= {("right", "now")} | {(t[-2], "now") for t in targets}
+        assert all(t[0] in ("the", "today") for t in targets)
+    assert len(seen_lengths) >= 4  # optional words and "looks for": targets of different lengths
+
+
+def test_generated_split_holds_out_unseen_sources_built_from_seen_words():
+    data = load_translation(grammar_cfg(), seed=0)
+    train_sources = {data.source_text(x) for x in data.x_train}
+    test_sources = [data.source_text(x) for x in data.x_test]
+    assert len(test_sources) == 40 and not train_sources & set(test_sources)
+    train_words = {w for s in train_sources for w in s.split()}
+    assert {w for s in test_sources for w in s.split()} <= train_words
+    assert 1 <= int(data.valid_mask.sum(1).min()) and int(data.valid_mask.sum(1).max()) <= 4
+    # every target ends with EOS (id 1), then pads (id 0)
+    ends = (data.y_train == 1).int().argmax(1)
+    assert all(data.y_train[i, ends[i] + 1:].eq(0).all() for i in range(len(ends)))
+
+
+def test_tsv_repeated_sources_are_valid_sets_and_bad_lines_are_named(tmp_path):
+    good = tmp_path / "pairs.tsv"
+    good.write_text("# German to English\n\nder hund\tthe dog\nder hund\tthe hound\ndie katze\tthe cat\n"
+                    "ein hund\ta dog\n", encoding="utf-8")
+    assert load_tsv(str(good)) == {"der hund": ["the dog", "the hound"], "die katze": ["the cat"], "ein hund": ["a dog"]}
+    bad = tmp_path / "bad.tsv"
+    bad.write_text("der hund\tthe dog\nno tab here\n", encoding="utf-8")
+    with pytest.raises(UserError, match=r"bad.tsv: line 2: expected source<TAB>target, got 0 tabs"):
+        load_tsv(str(bad))
+    bad.write_text("der hund\t \n", encoding="utf-8")
+    with pytest.raises(UserError, match="line 1: empty target"):
+        load_tsv(str(bad))
+    bad.write_bytes(b"\xff\xfe\x00bad")
+    with pytest.raises(UserError, match="not UTF-8 text"):
+        load_tsv(str(bad))
+
+
+@pytest.mark.parametrize("eliminate", ["softmin", "min"])
+def test_chain_dp_matches_brute_force_on_a_tiny_vocabulary(eliminate):
+    torch.manual_seed(0)
+    energy = ChainEnergy(src_vocab=6, tgt_vocab=3, length=4, k=2, hidden=8, eliminate=eliminate)
+    x = torch.tensor([[1, 2, 3, 0], [4, 5, 0, 0]])
+    seqs = torch.tensor(list(itertools.product(range(3), repeat=4)))  # all 81 target sequences
+    e_all = torch.stack([energy.mode_energies(x[b:b + 1].expand(len(seqs), -1), seqs) for b in range(2)])  # (B, N, K)
+    for beta in (0.01, 1.0, 30.0):
+        f = energy.mode_free_energies(x, beta)  # forward algorithm
+        brute = -torch.logsumexp(-beta * e_all, dim=1) / beta
+        assert torch.allclose(f, brute, rtol=1e-5, atol=1e-5)
+    # Viterbi per mode is the argmin over all sequences; the NLL is the exact one
+    cands = DPInference(k=2)(energy, x)
+    for b in range(2):
+        best = {tuple(seqs[e_all[b, :, z].argmin()].tolist()) for z in range(2)}
+        got = {tuple(cands.y[b, j].tolist()) for j in range(2) if cands.mask[b, j]}
+        assert got == best
+    y = seqs[[5, 40]]
+    beta = 0.7
+    loss, _ = ChainNLL()(energy, x, y, beta, 0)
+    e_y = torch.stack([e_all[b, [5, 40][b]] for b in range(2)])  # (B, K)
+    log_z = torch.logsumexp(-beta * e_all, dim=1)  # (B, K)
+    if eliminate == "softmin":
+        brute = -torch.logsumexp(-beta * e_y, 1) + torch.logsumexp(log_z, 1)
+    else:
+        brute = (beta * e_y + log_z).min(1).values
+    assert float(loss) == pytest.approx(float(brute.mean()), rel=1e-5)
+
+
+def test_bleu_figures_agree_with_sacrebleu_called_directly():
+    hyps = ["the cat sees the dog", "the boy eats the fish today"]
+    refs = [["the cat sees the dog", "the cat watches the dog"], ["today the boy eats the fish"]]
+    # variable reference counts: the missing second reference repeats the first
+    direct = sacrebleu.corpus_bleu(hyps, [["the cat sees the dog", "today the boy eats the fish"],
+                                          ["the cat watches the dog", "today the boy eats the fish"]]).score
+    assert multi_reference_bleu(hyps, refs) == pytest.approx(direct)
+    outputs = [["the cat sees the dog", "the cat watches the dog"], ["the boy eats"]]
+    pairs = sacrebleu.corpus_bleu(["the cat sees the dog", "the cat watches the dog"],
+                                  [["the cat watches the dog", "the cat sees the dog"]]).score
+    assert pairwise_bleu(outputs) == pytest.approx(pairs)
+    assert pairwise_bleu([["one"], ["two"]]) == 100.0  # no source with two outputs: no diversity
+
+
+def test_exact_match_metrics_on_hand_made_outputs():
+    data = load_translation(grammar_cfg(train_size=20, test_size=3), seed=1)
+    k = 4
+    y = data.valid.clone()  # predict exactly the valid sets ...
+    mask = data.valid_mask.clone()
+    m = translation_metrics(data, y, mask, 0.0)
+    assert m["coverage@0"] == 1.0 and m["precision@0"] == 1.0 and m["bleu"] == pytest.approx(100.0)
+    assert m["refs_covered"] == pytest.approx(float(data.valid_mask.sum(1).double().mean()))
+    y[:, 0, 0] = 2  # ... but change the first word of every first candidate
+    m2 = translation_metrics(data, y, mask, 0.0)
+    assert m2["precision@0"] == pytest.approx(1 - 3 / float(mask.sum()))
+    assert y.shape[1] <= k
+
+
+@pytest.fixture(scope="module")
+def smoke_translation_run(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("translation_run")
+    return run_dir, train(make_cfg(*SMOKE), run_dir)
+
+
+def test_smoke_run_logs_translations_as_text_and_reports_the_metrics(smoke_translation_run):
+    run_dir, metrics = smoke_translation_run
+    for key in ("coverage@0", "precision@0", "refs_covered", "bleu", "pairwise_bleu", "latent_entropy"):
+        assert key in metrics and math.isfinite(metrics[key])
+    acc = EventAccumulator(str(run_dir / "tb"), size_guidance={"tensors": 0})
+    acc.Reload()
+    events = acc.Tensors("landscape/translations/text_summary")
+    assert [e.step for e in events] == [15, 30]
+    text = events[-1].tensor_proto.string_val[0].decode()
+    assert "| source | valid translations | z | output |" in text and text.count("\n") >= 5 * 4
+
+
+def test_a_tsv_in_another_language_pair_trains_and_evaluates(tmp_path):
+    nouns = {"hund": "dog", "katze": "cat", "maus": "mouse", "vogel": "bird", "pferd": "horse", "fuchs": "fox"}
+    verbs = {"sieht": ["sees", "watches"], "jagt": ["chases"], "mag": ["likes", "fancies"]}
+    lines = ["# German to English, generated in the test"]
+    for (a, ea), v, (b, eb) in itertools.product(nouns.items(), verbs, nouns.items()):
+        for ev in verbs[v]:
+            lines.append(f"der {a} {v} den {b}\tthe {ea} {ev} the {eb}")
+    path = tmp_path / "de_en.tsv"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    metrics = train(make_cfg(*SMOKE, f"dataset.path={path}", "logger.landscape_every=0"), tmp_path / "run")
+    assert 0 <= metrics["coverage@0"] <= 1 and metrics["refs_per_source"] > 1
+
+
+@pytest.mark.parametrize("overrides,message", [
+    (["energy=mlp"], "energy=mlp: does not work on dataset=translation (token sequences)"),
+    (["inference=grid"], "inference=grid: searches a continuous y"),
+    (["loss=hinge"], "loss=hinge: needs a continuous y"),
+    (["energy.eliminate=max"], "energy.eliminate=max: must be softmin or min"),
+    (["dataset.max_valid=0"], "dataset.max_valid=0: must be >= 1"),
+])
+def test_impossible_translation_settings_are_named(overrides, message):
+    with pytest.raises(UserError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        validate(make_cfg(*SMOKE, *overrides))
