@@ -78,3 +78,13 @@ def save_figures(figs: Dict[str, object], folder: Path) -> List[Path]:
         paths.append(folder / f"{name}.png")
         fig.savefig(paths[-1])
     return paths
+
+
+def save_texts(texts: Dict[str, str], folder: Path) -> List[Path]:
+    """folder/<name>.md for each text summary; the paths written."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, text in texts.items():
+        paths.append(folder / f"{name}.md")
+        paths[-1].write_text(text + "\n", encoding="utf-8")
+    return paths

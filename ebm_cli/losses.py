@@ -5,6 +5,8 @@ from typing import Dict, Tuple
 
 import torch
 
+from ebm_cli.energies.chain import eliminate_modes
+
 from ebm_cli.inference.common import pairwise_energy
 from ebm_cli.inference.langevin import langevin_chains
 
@@ -68,25 +70,20 @@ class FreeEnergyLoss:
 
 
 class ChainNLL:
-    """Exact Gibbs NLL of a target sequence under a chain energy with a discrete mode z, the
-    partition functions over all S^T sequences by the forward algorithm.
+    """Exact negative log-likelihood of target sequences under a chain energy with K modes z.
 
-    eliminate=softmin (soft-EM): -log P_beta(y | x) with P_beta(y, z | x) ∝ exp(-beta E(x, y, z)),
-        = -logsumexp_z(-beta E(x, y, z)) + logsumexp_z(-beta F_beta(x, z));
-        a mode's total mass exp(-beta F_beta(x, z)) is its prior, learned with it.
-    eliminate=min (hard-EM): min_z [beta E(x, y, z) - (-beta F_beta(x, z))], the NLL under the
-        mode that explains y best, each mode a normalised chain of its own.
+    Each mode is a Gibbs distribution over all S^T sequences, P(y | x, z) = exp(-E(x, y, z)) / Z,
+    its log Z by the forward algorithm; z is eliminated from -log P(y | x, z) by the min
+    (eliminate=min, hard-EM) or the soft-min at beta with a uniform prior over modes (softmin,
+    soft-EM: at beta = 1 the exact NLL of the uniform mixture).
     """
 
     def __call__(self, energy, x, y, beta: float, step: int) -> Tuple[torch.Tensor, Stats]:
         potentials = energy.flat_potentials(x)  # the encoder runs once for both terms
         e = energy.mode_energies(x, y, potentials)  # (B, K)
-        log_z = -beta * energy.mode_free_energies(x, beta, potentials)  # (B, K): log sum_y exp(-beta E(x, y, z))
-        if energy.eliminate == "min":
-            nll = (beta * e + log_z).min(dim=1).values
-        else:
-            nll = -torch.logsumexp(-beta * e, dim=1) + torch.logsumexp(log_z, dim=1)
-        return nll.mean(), {"e_pos": e.detach().min(dim=1).values.mean(), "log_z": log_z.detach().logsumexp(1).mean()}
+        f = energy.mode_free_energies(x, 1.0, potentials)  # (B, K): -log Z(x, z)
+        loss = eliminate_modes(e - f, energy.eliminate, beta)
+        return loss.mean(), {"e_pos": e.detach().min(dim=1).values.mean(), "log_z": (-f).detach().mean()}
 
 
 class Hinge:

@@ -11,7 +11,7 @@ from ebm_cli.build import baseline_config, build_data, build_energy, build_infer
 from ebm_cli.checkpoint import find_checkpoint, load_checkpoint, restore
 from ebm_cli.console import get_console, simple_table
 from ebm_cli.errors import UserError
-from ebm_cli.figures import render_figures, save_figures
+from ebm_cli.figures import render_figures, render_texts, save_figures, save_texts
 from ebm_cli.validate import validate, validate_inference
 
 log = logging.getLogger("ebm_cli")
@@ -97,6 +97,7 @@ def landscape(cfg, overrides: Sequence[str] = ()) -> List[Path]:
     cands = inference(energy, data.x_test.to(device))
     figs = render_figures(energy, data, run_cfg.logger, device, candidates=cands,  # drawn as the run drew them
                           baseline=load_baseline(run_cfg, state, device))
-    paths = save_figures(figs, run_dir / "figures")
+    paths = save_figures(figs, run_dir / "figures") + save_texts(render_texts(energy, data, run_cfg.logger, device),
+                                                                  run_dir / "figures")
     log.info("wrote %s", ", ".join(str(p) for p in paths))
     return paths

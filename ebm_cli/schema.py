@@ -96,7 +96,9 @@ class ChainConfig:
     name: str = "chain"
     hidden: int = 64
     k: int = 4  # modes z; 1 = the one-mode baseline
-    eliminate: str = "min"  # min (hard-EM: each example trains the mode that explains it best) | softmin (soft-EM)
+    # how z leaves -log P(y | x, z): min (hard-EM: each example trains the mode that explains it
+    # best) | softmin at the run's beta (soft-EM, a uniform prior over modes; anneal beta upward)
+    eliminate: str = "softmin"
 
 
 @dataclass
@@ -241,8 +243,8 @@ class DPInferenceConfig:
 
     name: str = "dp"
     k: int = 3
-    # latent modes: drop a mode whose P(z | x) ∝ exp(-beta F_beta(x, z)) is below this share of the
-    # likeliest mode's (F_beta by the forward algorithm); 0 keeps every mode's translation
+    # latent modes: drop a mode's translation whose P(y | x, z) is below this share of the best
+    # one's (log Z by the forward algorithm); 0 keeps every mode's translation
     min_share: float = 0.0
 
 

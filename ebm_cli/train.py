@@ -18,7 +18,7 @@ from ebm_cli.build import BASELINES, build_data, build_energy, build_inference, 
 from ebm_cli.checkpoint import load_latest, remove_stale_temporaries, restore, rng_state, save_checkpoint, set_rng_state
 from ebm_cli.console import TrainingProgress, get_console, metrics_table
 from ebm_cli.errors import UserError
-from ebm_cli.figures import render_figures, render_texts, save_figures
+from ebm_cli.figures import render_figures, render_texts, save_figures, save_texts
 from ebm_cli.latent_view import latent_usage, usage_metrics
 from ebm_cli.evaluate import score_candidates
 from ebm_cli.inference.z_sweep import ZSweepInference
@@ -216,6 +216,7 @@ def train(cfg, run_dir: Path) -> Dict[str, float]:
         metrics.update(evaluate_baseline(baseline, data, cfg.dataset.eps, device))
     figs = landscape(t.steps, cands=result["candidates"])
     save_figures(figs, run_dir / "figures")
+    save_texts(render_texts(energy, data, cfg.logger, device), run_dir / "figures")
     tb.hparams(hparams_of(cfg), {f"metrics/{k}": v for k, v in metrics.items()}, t.steps)
     tb.close()
     write_json(run_dir / "metrics.json", {"status": "completed", "task": "train", "step": t.steps, "metrics": metrics})

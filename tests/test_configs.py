@@ -29,6 +29,9 @@ REQUIRED = {
     ("dataset", "video"): ["energy=conv_latent", "inference=z_sweep", "loss=free_energy"],
     ("energy", "conv_latent"): ["dataset=video", "inference=z_sweep", "loss=free_energy"],
     ("energy", "conv_regressor"): ["dataset=video", "inference=z_sweep"],
+    # sequences: the chain energy served by dynamic programming
+    ("dataset", "translation"): ["energy=chain", "inference=dp"],
+    ("energy", "chain"): ["dataset=translation", "inference=dp"],
 }
 
 

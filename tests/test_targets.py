@@ -43,3 +43,13 @@ def test_video_latent_model_predicts_every_future_sharply_and_the_baseline_blurs
     assert m["sharpness_ratio"] >= 0.8 and m["latent_used"] == 3, m
     # the MSE baseline, trained on the same batches: the average of the futures, near none of them
     assert m["baseline_precision@0.01"] <= 0.3 and m["baseline_sharpness_ratio"] <= 0.7, m
+
+
+@pytest.mark.slow
+def test_translation_modes_cover_the_valid_sets_and_one_mode_covers_one_in_n(tmp_path):
+    """Held-out sources (unseen, built from seen words), K = 4 modes against the K = 1 baseline."""
+    m = train(make_cfg("experiment=translation_latent", "trainer.device=cpu", "logger.landscape_every=0"), tmp_path / "k4")
+    assert m["precision@0"] >= 0.95 and m["coverage@0"] >= 0.90, m
+    one = train(make_cfg("experiment=translation_latent", "trainer.device=cpu", "logger.landscape_every=0",
+                         "energy.k=1"), tmp_path / "k1")
+    assert abs(one["coverage@0"] - 1 / one["refs_per_source"]) <= 0.05, one  # one translation per source

@@ -21,8 +21,10 @@ from ebm_cli.inference.dp import forward_free_energy, sequence_energy
 class ChainEnergy(nn.Module):
     """x: (B, Ls) source ids (0 pads); y: (B, T) target ids; z in {0, ..., K-1}.
 
-    eliminate: how z leaves the sequence-level free energy, `min` (beta = inf, hard-EM style) or
-    `softmin` (the run's finite beta, soft-EM style); the trainer sets beta every step.
+    eliminate: how z leaves -log P(y | x, z): `min` (beta = inf, hard-EM style: each example trains
+    the mode that explains it best) or `softmin` at the run's beta (soft-EM style: every mode in
+    proportion to exp(-beta cost)); the trainer sets beta every step, so annealing beta upward
+    goes from training every mode on everything to hard assignments.
     """
 
     def __init__(self, src_vocab: int, tgt_vocab: int, length: int, k: int, hidden: int, eliminate: str = "softmin"):
@@ -72,17 +74,22 @@ class ChainEnergy(nn.Module):
         u, p = potentials if potentials is not None else self.flat_potentials(x)
         return forward_free_energy(u, p, beta).view(x.shape[0], self.k)
 
-    def mode_costs(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """How well each mode explains y, comparable across modes: (B, K). For eliminate=min, where
-        each mode is a chain normalised on its own, -1/beta log P_beta(y | x, z) = E - F_beta(x, z);
-        for softmin, where the modes share one partition function, E itself."""
-        potentials = self.flat_potentials(x)
-        e = self.mode_energies(x, y, potentials)
-        return e - self.mode_free_energies(x, self.beta, potentials) if self.eliminate == "min" else e
+    def mode_costs(self, x: torch.Tensor, y: torch.Tensor, potentials=None) -> torch.Tensor:
+        """-log P(y | x, z) for every mode: (B, K). Each mode is a chain normalised on its own (the
+        Gibbs distribution exp(-E(x, y, z)) / Z(x, z), Z by the forward algorithm), so the modes
+        compete as a uniform mixture and none can win by sinking its partition function."""
+        potentials = potentials if potentials is not None else self.flat_potentials(x)
+        return self.mode_energies(x, y, potentials) - self.mode_free_energies(x, 1.0, potentials)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """F(x, y) with z eliminated: min_z E (eliminate=min) or the soft-min at beta: (B,)."""
-        e = self.mode_energies(x, y)
-        if self.eliminate == "min":
-            return e.min(dim=1).values
-        return -torch.logsumexp(-self.beta * e, dim=1) / self.beta
+        """F(x, y): -log P(y | x, z) with z eliminated, by min_z (eliminate=min) or by the soft-min
+        at the run's beta, -1/beta log (1/K) sum_z exp(-beta (-log P(y | x, z))): (B,)."""
+        return eliminate_modes(self.mode_costs(x, y), self.eliminate, self.beta)
+
+
+def eliminate_modes(costs: torch.Tensor, eliminate: str, beta: float) -> torch.Tensor:
+    """(B, K) per-mode costs -> (B,): the min (hard-EM), or the soft-min at beta with a uniform
+    prior over the K modes (soft-EM; beta -> inf gives the min, beta -> 0 the mean)."""
+    if eliminate == "min" or math.isinf(beta):
+        return costs.min(dim=1).values
+    return -(torch.logsumexp(-beta * costs, dim=1) - math.log(costs.shape[1])) / beta

@@ -89,11 +89,9 @@ class DPInference:
     provides chain_potentials(x) -> (u (B, T, S), p (B, T-1, S, S), (B, S, S) or (S, S)).
 
     A chain with a discrete latent mode (latent_potentials(x) -> u (B, K, T, S), p (K, S, S))
-    gets Viterbi per z, so K translations, of which the k best distinct ones are kept: by
-    E(x, y, z) where the modes share one partition function (eliminate=softmin; there min_share > 0
-    drops modes whose P(z | x) ∝ exp(-beta F_beta(x, z)) is below that share of the likeliest one's),
-    by E(x, y, z) - F_beta(x, z) where each mode is normalised alone (eliminate=min). The forward
-    algorithm gives F_beta(x, z).
+    gets Viterbi per z, so K translations, of which the k best distinct ones are kept, ranked by
+    -log P(y | x, z) = E(x, y, z) + log Z(x, z) (the forward algorithm gives log Z); min_share > 0
+    drops a translation whose probability is below that share of the best one's.
     """
 
     def __init__(self, k: int, min_share: float = 0.0):
@@ -121,13 +119,11 @@ class DPInference:
             e, paths = viterbi(u, p)
             b, modes = x.shape[0], energy.k
             e, paths = e.view(b, modes), paths.view(b, modes, -1)
-            if self.min_share > 0 or energy.eliminate == "min":
-                f = forward_free_energy(u, p, energy.beta).view(b, modes)
-            if energy.eliminate == "min":  # modes normalised one by one: rank by -1/beta log P(y | x, z)
-                e = e - f
-            elif self.min_share > 0:
-                weak = -energy.beta * (f - f.min(dim=1, keepdim=True).values) < math.log(self.min_share)
-                e = torch.where(weak, torch.full_like(e, math.inf), e)
+            # -log P(y | x, z), comparable across modes (each normalised alone; a uniform prior)
+            e = e - forward_free_energy(u, p, 1.0).view(b, modes)
+            if self.min_share > 0:  # P(y_z | x, z) below min_share of the best candidate's: dropped
+                e = torch.where(e - e.min(dim=1, keepdim=True).values > math.log(1 / self.min_share),
+                                torch.full_like(e, math.inf), e)
             same = (paths.unsqueeze(2) == paths.unsqueeze(1)).all(-1)  # (B, K, K): identical sequences
             order = torch.argsort(e, dim=1)  # keep the lowest-energy copy of each sequence
             rank = torch.empty_like(order).scatter_(1, order, torch.arange(modes, device=x.device).expand(b, modes))
