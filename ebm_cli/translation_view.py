@@ -5,25 +5,27 @@ from typing import Dict
 
 import torch
 
-from ebm_cli.inference.dp import viterbi
+from ebm_cli.inference.dp import forward_free_energy, viterbi
 
 
 @torch.no_grad()
 def translation_table(energy, data, examples: int, device) -> str:
-    """A markdown table: source | valid translations | z | output | E(x, y, z) | valid?"""
+    """A markdown table: source | valid translations | z | output | E(x, y, z) | -log P(y | x, z) | valid?"""
     n = min(examples, len(data.x_test))
     x = data.x_test[:n].to(device)
     u, p = energy.flat_potentials(x)
     e, paths = viterbi(u, p)
+    nll = (e - forward_free_energy(u, p, 1.0)).view(n, energy.k).cpu()  # -log P(y | x, z)
     e, paths = e.view(n, energy.k).cpu(), paths.view(n, energy.k, -1).cpu()
-    lines = ["| source | valid translations | z | output | E(x, y, z) | valid |", "|---|---|---|---|---|---|"]
+    lines = ["| source | valid translations | z | output | E(x, y, z) | -log P(y \\| x, z) | valid |",
+             "|---|---|---|---|---|---|---|"]
     for i in range(n):
         valid = [data.decode(v) for v, m in zip(data.valid[i], data.valid_mask[i]) if m]
         for z in range(energy.k):
             out = data.decode(paths[i, z])
             first = z == 0
             lines.append(f"| {data.source_text(data.x_test[i]) if first else ''} | {' / '.join(valid) if first else ''} "
-                         f"| {z} | {out} | {float(e[i, z]):.3g} | {'yes' if out in valid else 'no'} |")
+                         f"| {z} | {out} | {float(e[i, z]):.3g} | {float(nll[i, z]):.3g} | {'yes' if out in valid else 'no'} |")
     return "\n".join(lines)
 
 
