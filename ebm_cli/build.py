@@ -7,6 +7,7 @@ from typing import Any, Dict, Union
 import torch
 from omegaconf import OmegaConf
 
+from ebm_cli.data import data_kind
 from ebm_cli.data.curves import CurvesData, load_curves
 from ebm_cli.data.translation import TranslationData, load_translation
 from ebm_cli.data.video import VideoData, load_video
@@ -39,13 +40,7 @@ def resolve_device(name: str) -> torch.device:
 
 
 Data = Union[CurvesData, VideoData, TranslationData]
-FRAME_ENERGIES = ("conv_latent", "conv_regressor")  # energies on frames (dataset=video)
 BASELINES = {"curves": "regressor", "video": "conv_regressor"}  # the feed-forward MSE model per data kind
-
-
-def data_kind(dataset_cfg) -> str:
-    """curves | video | translation: which data pipeline (and metrics, figures) a dataset uses."""
-    return dataset_cfg.name if dataset_cfg.name in ("video", "translation") else "curves"
 
 
 def build_data(cfg) -> Data:

@@ -7,7 +7,8 @@ from typing import Any, Dict, List, Sequence
 import torch
 from omegaconf import OmegaConf
 
-from ebm_cli.build import baseline_config, build_data, build_energy, build_inference, data_kind, resolve_device
+from ebm_cli.build import baseline_config, build_data, build_energy, build_inference, resolve_device
+from ebm_cli.data import data_kind
 from ebm_cli.checkpoint import find_checkpoint, load_checkpoint, restore
 from ebm_cli.console import get_console, simple_table
 from ebm_cli.errors import UserError

@@ -9,6 +9,7 @@ import re
 
 from omegaconf import OmegaConf
 
+from ebm_cli.data import data_kind
 from ebm_cli.data.video import SPRITES
 from ebm_cli.energies.base import ACTIVATIONS
 from ebm_cli.errors import UserError
@@ -57,7 +58,7 @@ def validate(cfg) -> None:
              "must be maximize or minimize")
 
     d = cfg.dataset
-    kind = d.name if d.name in ("video", "translation") else "curves"
+    kind = data_kind(d)
     _positive(d, "dataset", "train_size", "test_size")
     _require(0 < d.test_fraction < 1, "dataset.test_fraction", d.test_fraction, "must be between 0 and 1")
     if d.path is not None:
@@ -139,6 +140,9 @@ def validate(cfg) -> None:
     _require(t.lr_schedule in ("constant", "cosine"), "trainer.lr_schedule", t.lr_schedule, "must be constant or cosine")
     _non_negative(t, "trainer", "lr_min")
     _require(t.resume in ("never", "auto"), "trainer.resume", t.resume, "must be never or auto")
+    if t.baseline:
+        _require(kind != "translation", "trainer.baseline", True, "has no feed-forward MSE model for sentences; "
+                 "the one-mode baseline of a chain energy is its own run with energy.k=1")
     _require(t.grad_clip is None or t.grad_clip > 0, "trainer.grad_clip", t.grad_clip, "must be > 0 or null")
     _require(re.fullmatch(r"auto|cpu|cuda(:\d+)?", t.device) is not None, "trainer.device", t.device, "must be auto, cpu, cuda or cuda:N")
 

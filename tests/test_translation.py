@@ -173,6 +173,7 @@ def test_a_tsv_in_another_language_pair_trains_and_evaluates(tmp_path):
     (["loss=hinge"], "loss=hinge: needs a continuous y"),
     (["energy.eliminate=max"], "energy.eliminate=max: must be softmin or min"),
     (["dataset.max_valid=0"], "dataset.max_valid=0: must be >= 1"),
+    (["trainer.baseline=true"], "trainer.baseline=True: has no feed-forward MSE model for sentences"),
 ])
 def test_impossible_translation_settings_are_named(overrides, message):
     with pytest.raises(UserError, match=message.replace("(", r"\(").replace(")", r"\)")):
