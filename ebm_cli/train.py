@@ -144,14 +144,16 @@ def train(cfg, run_dir: Path) -> Dict[str, float]:
             **({"baseline": baseline.state_dict()} if baseline is not None else {}),
         })
 
-    def landscape(step: int, cands=None) -> Dict[str, Any]:
+    def landscape(step: int, cands=None):
+        """Draw and log the figures (and text summaries) of the energy at this step; both."""
         figs = render_figures(energy, data, cfg.logger, device, candidates=cands,
                               baseline=baseline.model if baseline is not None else None)
         for name, fig in figs.items():
             tb.figure(f"landscape/{name}", fig, step)
-        for name, text in render_texts(energy, data, cfg.logger, device).items():
+        texts = render_texts(energy, data, cfg.logger, device)
+        for name, text in texts.items():
             tb.text(f"landscape/{name}", text, step)
-        return figs
+        return figs, texts
 
     def stop(status: str, step: int, error: UserError, then=None) -> None:
         tb.close()
@@ -214,9 +216,9 @@ def train(cfg, run_dir: Path) -> Dict[str, float]:
     metrics = {**result["metrics"], "train_time_s": train_seconds}
     if baseline is not None:
         metrics.update(evaluate_baseline(baseline, data, cfg.dataset.eps, device))
-    figs = landscape(t.steps, cands=result["candidates"])
+    figs, texts = landscape(t.steps, cands=result["candidates"])
     save_figures(figs, run_dir / "figures")
-    save_texts(render_texts(energy, data, cfg.logger, device), run_dir / "figures")
+    save_texts(texts, run_dir / "figures")
     tb.hparams(hparams_of(cfg), {f"metrics/{k}": v for k, v in metrics.items()}, t.steps)
     tb.close()
     write_json(run_dir / "metrics.json", {"status": "completed", "task": "train", "step": t.steps, "metrics": metrics})
