@@ -104,11 +104,9 @@ def translation_metrics(data, y: torch.Tensor, mask: torch.Tensor, eps: float) -
     """Exact-match coverage and precision (eps = 0), references covered per source, multi-reference
     BLEU of the best candidate, pairwise BLEU between a source's candidates. y: (M, P, T) token ids."""
     metrics = multi_output_metrics(y, mask, data.valid, data.valid_mask, eps, distance=token_mismatches)
-    d = token_mismatches(y, data.valid)
-    d = torch.where(mask[:, :, None] & data.valid_mask[:, None, :], d, torch.full_like(d, float("inf")))
-    covered = ((d.min(dim=1).values <= eps) & data.valid_mask).sum(1).double()
-    metrics["refs_covered"] = float(covered.mean())
-    metrics["refs_per_source"] = float(data.valid_mask.sum(1).double().mean())
+    refs_per_source = float(data.valid_mask.sum(1).double().mean())
+    metrics["refs_covered"] = metrics[f"coverage@{eps:g}"] * refs_per_source  # covered pairs / sources
+    metrics["refs_per_source"] = refs_per_source
     outputs = [[data.decode(y[i, j]) for j in range(y.shape[1]) if mask[i, j]] for i in range(len(y))]
     references = [[data.decode(v) for v, m in zip(data.valid[i], data.valid_mask[i]) if m] for i in range(len(y))]
     metrics["bleu"] = multi_reference_bleu([o[0] for o in outputs], references)

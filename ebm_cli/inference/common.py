@@ -55,6 +55,7 @@ def select_distinct(y: torch.Tensor, e: torch.Tensor, k: int, tol: float, z: Opt
     y = _take(y, order)
     z = _take(z, order) if z is not None else None
     flat = y.reshape(b, s, -1)
+    flat = flat if flat.is_floating_point() else flat.float()  # token ids: identical sequences are 0 apart
     close = torch.cdist(flat, flat) <= tol  # (B, S, S)
     keep = torch.zeros(b, s, dtype=torch.bool, device=e.device)
     finite = torch.isfinite(e)

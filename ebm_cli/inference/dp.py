@@ -15,7 +15,7 @@ from typing import Tuple
 import torch
 
 from ebm_cli.errors import UserError
-from ebm_cli.inference.common import Candidates
+from ebm_cli.inference.common import Candidates, select_distinct
 
 
 def _pairwise_at(p: torch.Tensor, t: int, batch: int) -> torch.Tensor:
@@ -124,19 +124,9 @@ class DPInference:
             if self.min_share > 0:  # P(y_z | x, z) below min_share of the best candidate's: dropped
                 e = torch.where(e - e.min(dim=1, keepdim=True).values > math.log(1 / self.min_share),
                                 torch.full_like(e, math.inf), e)
-            same = (paths.unsqueeze(2) == paths.unsqueeze(1)).all(-1)  # (B, K, K): identical sequences
-            order = torch.argsort(e, dim=1)  # keep the lowest-energy copy of each sequence
-            rank = torch.empty_like(order).scatter_(1, order, torch.arange(modes, device=x.device).expand(b, modes))
-            earlier = same & (rank.unsqueeze(1) < rank.unsqueeze(2))  # [b, i, j]: j is a better copy of i
-            e = torch.where(earlier.any(dim=2), torch.full_like(e, math.inf), e)
-            best = torch.argsort(e, dim=1)[:, :k]
-            padded = torch.arange(k, device=x.device) >= modes  # k > K: slots beyond the K modes
-            if best.shape[1] < k:
-                best = torch.cat([best, best[:, :1].expand(b, k - best.shape[1])], dim=1)
-            energies = e.gather(1, best)
-            mask = torch.isfinite(energies) & ~padded
-            mask[:, 0] = True  # the best sequence is always a candidate
-            z = best.unsqueeze(2).to(u.dtype)
-            y = paths.gather(1, best.unsqueeze(2).expand(b, k, paths.shape[2]))
-            steps, s = u.shape[1:]
-        return Candidates(y=y, energy=energies, mask=mask, z=z, evaluations=b * modes * steps * s * s)
+            # the k best distinct sequences (identical ones across modes count once), with their z
+            z = torch.arange(modes, device=x.device, dtype=u.dtype).view(1, modes, 1).expand(b, modes, 1)
+            cands = select_distinct(paths, e, k, 0.5, z=z)
+        steps, s = u.shape[1:]
+        cands.evaluations = b * modes * steps * s * s
+        return cands
