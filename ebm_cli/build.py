@@ -1,31 +1,171 @@
-"""The one place that turns config nodes into objects (data, energies, inference, losses)."""
+"""The one builder: config nodes that name their class with `_target_` -> objects.
 
+Every swappable component (dataset, energy, z space, inference method, loss, beta schedule) is
+built by `build(node, path, **context)`:
+
+1. its class is imported from `_target_` (a user's module in the working directory or on
+   PYTHONPATH works: the CLI puts the working directory on sys.path);
+2. the node's keys are checked against the constructor's keyword arguments and their type hints
+   (a typed schema derived from the signature: a misspelled key or a wrong type is one line);
+3. Hydra's `instantiate` builds nested components (energy.z, energy.free_energy) and a partial of the
+   class, which is then called with the data-dependent arguments (`context`) the constructor asks
+   for by name: sizes and boxes for energies, the y space for inference methods and losses.
+
+An impossible value raised by a constructor (`BadArgument`) comes out as `inference.k=0: must be > 0`.
+"""
+
+import collections.abc
+import dataclasses
+import functools
+import inspect
 import math
-from types import SimpleNamespace
-from typing import Any, Dict, Union
+import typing
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
-from omegaconf import OmegaConf
+from hydra.errors import InstantiationException
+from hydra.utils import get_class, instantiate
+from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
-from ebm_cli.data import data_kind
-from ebm_cli.data.curves import CurvesData, load_curves
-from ebm_cli.data.translation import TranslationData, load_translation
-from ebm_cli.data.video import VideoData, load_video
-from ebm_cli.energies.base import BoxSpace
-from ebm_cli.energies.chain import ChainEnergy
-from ebm_cli.energies.conv import ConvLatentEnergy, ConvRegressorEnergy
-from ebm_cli.energies.latent import DecoderEnergy, LatentMLPEnergy, build_z_space
-from ebm_cli.energies.mlp import MLPEnergy, RegressorEnergy
-from ebm_cli.errors import UserError
-from ebm_cli.inference.dfo import CEMInference, DFOInference
-from ebm_cli.inference.dp import DPInference
-from ebm_cli.inference.gradient import GradientInference
-from ebm_cli.inference.langevin import LangevinInference
-from ebm_cli.inference.grid import GridInference
-from ebm_cli.inference.z_sweep import ZSweepInference
-from ebm_cli.losses import ChainNLL, ContrastiveDivergence, FreeEnergyLoss, GibbsNLL, Hinge
+from ebm_cli.core.dataset import Dataset
+from ebm_cli.core.energy import PredictorEnergy
+from ebm_cli.core.inference import Inference
+from ebm_cli.core.loss import Loss
+from ebm_cli.errors import BadArgument, UserError
+
+PRIMITIVES = (int, float, bool, str)
 
 
+# -- importing and checking a node -------------------------------------------------------------------
+def locate(target: str, path: str) -> type:
+    """The class named by `_target_`; a target that cannot be imported is one line."""
+    try:
+        return get_class(target)
+    except Exception as exc:  # ImportError wrapped by Hydra, or "not a class"
+        cause = exc.__cause__ or exc
+        reason = str(cause).strip().splitlines()
+        reason = [r.strip() for r in reason if r.strip() and not r.startswith("Are you sure")]
+        module = target.rsplit(".", 1)[0]
+        raise UserError(f"{path}: cannot import {target} ({reason[-1] if reason else type(cause).__name__}); "
+                        f"put {module.split('.')[0]}.py in the working directory or on PYTHONPATH") from None
+
+
+def parameters(cls: type) -> Tuple[Dict[str, inspect.Parameter], bool]:
+    """The constructor's keyword arguments (without self) and whether it takes **kwargs."""
+    params = dict(inspect.signature(cls).parameters)
+    var_kw = any(p.kind is p.VAR_KEYWORD for p in params.values())
+    named = {k: p for k, p in params.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    return named, var_kw
+
+
+def _config_type(annotation) -> Any:
+    """The OmegaConf type that checks a value of this annotation (Any where it cannot)."""
+    if annotation in PRIMITIVES:
+        return annotation
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is typing.Union and len(args) == 2 and type(None) in args:  # Optional[X]
+        inner = _config_type(next(a for a in args if a is not type(None)))
+        return Optional[inner] if inner is not Any else Any
+    if origin in (list, tuple, collections.abc.Sequence) and args:
+        item = args[0]
+        if item in PRIMITIVES and (origin is not tuple or len(args) == 1 or args[1] is Ellipsis):
+            return List[item]
+    return Any
+
+
+def _hints(cls: type) -> Dict[str, Any]:
+    try:
+        return typing.get_type_hints(cls.__init__)
+    except Exception:  # unresolvable string annotations: no type checks, keys only
+        return {}
+
+
+def checked_values(node: Dict[str, Any], path: str, provided=()) -> Dict[str, Any]:
+    """The node (a plain dict with `_target_`) with its keys checked against the class's keyword
+    arguments and its values converted to their annotated types; nested components checked too."""
+    cls = locate(str(node["_target_"]), path)
+    params, var_kw = parameters(cls)
+    hints = _hints(cls)
+    out: Dict[str, Any] = {"_target_": node["_target_"]}
+    fields = []
+    for key, value in node.items():
+        if key.startswith("_"):  # _target_, _partial_, ...
+            out[key] = value
+            continue
+        if key not in params and not var_kw:
+            takes = ", ".join(k for k in params if k not in provided) or "no arguments"
+            raise UserError(f"{path}.{key}: {cls.__name__} has no argument '{key}' (it takes: {takes})")
+        if isinstance(value, dict) and "_target_" in value:
+            out[key] = checked_values(value, f"{path}.{key}")
+        else:
+            fields.append((key, _config_type(hints.get(key, Any)), dataclasses.field(default=MISSING)))
+            out[key] = value
+    schema = dataclasses.make_dataclass(f"{cls.__name__}Config", fields)
+    plain = {k: out[k] for k, _, _ in fields}
+    try:
+        typed = OmegaConf.to_container(OmegaConf.merge(OmegaConf.structured(schema), plain))
+    except OmegaConfBaseException as exc:
+        key = str(getattr(exc, "full_key", "") or "")
+        value = plain.get(key.split(".")[0], "?")
+        first = str(exc).strip().splitlines()[0]
+        raise UserError(f"{path}.{key}={value}: {first}" if key else f"{path}: {first}") from None
+    out.update(typed)
+    for name, p in params.items():
+        if p.default is p.empty and name not in out and name not in provided:
+            raise UserError(f"{path}: {cls.__name__} needs '{name}', which its config does not set" +
+                            (f" and the runner does not provide (it provides: {', '.join(provided)})" if provided else ""))
+    return out
+
+
+# -- building ----------------------------------------------------------------------------------------
+def build(node, path: str, **context) -> Any:
+    """The object that `node` (a config node or dict with `_target_`) describes; `context` holds
+    the data-dependent arguments, passed to the constructor where it asks for them by name."""
+    plain = OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else dict(node)
+    if not isinstance(plain, dict) or "_target_" not in plain:
+        raise UserError(f"{path}: its config names no class (_target_: module.Class)")
+    values = checked_values(plain, path, provided=tuple(context))
+    cls = get_class(values["_target_"])
+    params, _ = parameters(cls)
+    try:
+        factory = instantiate(OmegaConf.create(values), _partial_=True, _convert_="all")
+    except InstantiationException as exc:  # a nested component's constructor refused its arguments
+        raise _one_line(exc.__cause__ or exc, f"{path}.{_full_key(exc)}", values) from None
+    wanted = {k: v for k, v in context.items() if k in params and k not in values}
+    try:
+        return factory(**wanted)
+    except BadArgument as err:
+        if err.name in wanted:  # a value from the data the component cannot use
+            raise UserError(f"{path}={cls.__name__}: {err.name}={err.value} (from the data): {err.rule}") from None
+        raise UserError(f"{path}.{err.name}={err.value}: {err.rule}") from None
+    except UserError:
+        raise
+    except Exception as exc:
+        raise _one_line(exc, path, values, cls.__name__) from None
+
+
+def _full_key(exc: InstantiationException) -> str:
+    lines = [ln for ln in str(exc).splitlines() if ln.startswith("full_key:")]
+    return lines[0].split(":", 1)[1].strip() if lines else "?"
+
+
+def _one_line(exc: BaseException, path: str, values: Dict[str, Any], name: str = "") -> UserError:
+    if isinstance(exc, BadArgument):
+        return UserError(f"{path}.{exc.name}={exc.value}: {exc.rule}")
+    if isinstance(exc, UserError):
+        return exc
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    return UserError(f"{path}: {name or values.get('_target_')} failed to build ({type(exc).__name__}: {first})")
+
+
+def materialise(meta: Dict[str, Any]) -> Dict[str, Any]:
+    """A data kind's energy arguments with their `_target_` nodes (the y space) built."""
+    return {k: instantiate(v) if isinstance(v, dict) and "_target_" in v else v for k, v in meta.items()}
+
+
+# -- the device --------------------------------------------------------------------------------------
 def resolve_device(name: str) -> torch.device:
     """auto = cuda when available; asking for cuda without one is a UserError."""
     if name == "auto":
@@ -39,98 +179,114 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-Data = Union[CurvesData, VideoData, TranslationData]
-BASELINES = {"curves": "regressor", "video": "conv_regressor"}  # the feed-forward MSE model per data kind
+# -- a whole run's components --------------------------------------------------------------------------
+@functools.lru_cache(maxsize=1)
+def _dataset(node_yaml: str, run_seed: int) -> Dataset:
+    data = build(OmegaConf.create(node_yaml), "dataset", run_seed=run_seed)
+    if not isinstance(data, Dataset):
+        raise UserError(f"dataset: {type(data).__name__} must subclass ebm_cli.core.dataset.Dataset")
+    data.check()
+    return data
 
 
-def build_data(cfg) -> Data:
-    kind = data_kind(cfg.dataset)
-    if kind == "video":
-        return load_video(cfg.dataset, cfg.seed)
-    if kind == "translation":
-        return load_translation(cfg.dataset, cfg.seed)
-    return load_curves(cfg.dataset, cfg.seed)
+def build_dataset(cfg) -> Dataset:
+    """The run's data (loaded once per process for the same dataset config and seed)."""
+    return _dataset(OmegaConf.to_yaml(cfg.dataset, resolve=True), int(cfg.seed))
 
 
-def data_meta(data: Data) -> Dict[str, Any]:
-    """What an energy needs to be rebuilt without the data (stored in checkpoints)."""
-    if isinstance(data, TranslationData):
-        return {"src_vocab": data.src_vocab, "tgt_vocab": data.tgt_vocab, "length": int(data.y_train.shape[1])}
-    x_shape = list(data.x_train.shape[1:])
-    return {
-        "x_dim": math.prod(x_shape),
-        "x_shape": x_shape,
-        "x_low": data.x_low,
-        "x_high": data.x_high,
-        "y_low": data.y_low,
-        "y_high": data.y_high,
-        "y_shape": list(data.y_train.shape[1:]),
-    }
+def build_energy(node, meta: Dict[str, Any]) -> torch.nn.Module:
+    """The energy of `node` for data with these energy arguments (Dataset.energy_args)."""
+    energy = build(node, "energy", **materialise(meta))
+    if not isinstance(energy, torch.nn.Module):
+        raise UserError(f"energy: {type(energy).__name__} must be a torch.nn.Module with forward(x, y) -> (B,)")
+    return energy
 
 
-def build_energy(cfg, meta: Dict[str, Any]) -> torch.nn.Module:
-    if cfg.name == "chain":
-        return ChainEnergy(len(meta["src_vocab"]), len(meta["tgt_vocab"]), meta["length"], cfg.k, cfg.hidden, cfg.eliminate)
-    space = BoxSpace(meta["y_low"], meta["y_high"], tuple(meta["y_shape"]))
-    common = (meta["x_dim"], meta["x_low"], meta["x_high"], space)
-    if cfg.name in ("mlp", "regressor"):
-        cls = {"mlp": MLPEnergy, "regressor": RegressorEnergy}[cfg.name]
-        return cls(*common, cfg.hidden, cfg.depth, cfg.activation)
-    frames = (meta.get("x_shape", [meta["x_dim"]]), meta["x_low"], meta["x_high"], space)
-    if cfg.name == "conv_regressor":
-        return ConvRegressorEnergy(*frames, cfg.channels, cfg.hidden, cfg.depth, cfg.activation)
-    z_space, f = build_z_space(cfg.z), cfg.free_energy
-    options = dict(eliminate=f.eliminate, method=f.method, points=f.points, samples=f.samples,
-                   restarts=f.restarts, steps=f.steps, lr=f.lr)
-    if cfg.name == "decoder":
-        return DecoderEnergy(*common, z_space, cfg.hidden, cfg.depth, cfg.activation, prior=cfg.prior, reg=cfg.z.reg, **options)
-    if cfg.name == "conv_latent":
-        return ConvLatentEnergy(*frames, z_space, cfg.channels, cfg.hidden, cfg.depth, cfg.activation,
-                                prior=cfg.prior, reg=cfg.z.reg, **options)
-    if cfg.name == "latent_mlp":
-        return LatentMLPEnergy(*common, z_space, cfg.hidden, cfg.depth, cfg.activation, **options)
-    raise UserError(f"unknown energy {cfg.name!r}")
+def check_energy(energy: torch.nn.Module, data: Dataset) -> None:
+    """An energy returns one finite-typed value per pair: forward(x, y) on two training rows must
+    give shape (2,). Run in eval mode with the RNG state restored, so training is unchanged."""
+    name = type(energy).__name__
+    x, y = data.x_train[:2], data.y_train[:2]
+    was_training = energy.training
+    with torch.random.fork_rng(devices=[]), torch.no_grad():
+        energy.eval()
+        try:
+            out = energy(x, y)
+        except Exception as exc:
+            first = (str(exc).strip().splitlines() or [""])[0]
+            raise UserError(f"energy {name}: forward(x, y) failed on 2 training pairs (x {tuple(x.shape)}, "
+                            f"y {tuple(y.shape)}): {type(exc).__name__}: {first}") from None
+        finally:
+            energy.train(was_training)
+    if not isinstance(out, torch.Tensor) or tuple(out.shape) != (len(x),) or not out.is_floating_point():
+        got = f"shape {tuple(out.shape)} ({out.dtype})" if isinstance(out, torch.Tensor) else type(out).__name__
+        raise UserError(f"energy {name}: forward(x, y) must return one float energy per pair, shape ({len(x)},) "
+                        f"for {len(x)} pairs; it returned {got}")
 
 
-def baseline_config(energy_cfg, dataset_cfg):
-    """The feed-forward MSE baseline's energy config: the run's energy sizes, as a regressor."""
-    keys = ("hidden", "depth", "activation") + (("channels",) if data_kind(dataset_cfg) == "video" else ())
-    return OmegaConf.create({"name": BASELINES[data_kind(dataset_cfg)], **{k: energy_cfg[k] for k in keys}})
+def build_inference(node, y_space, seed: int, path: str = "inference") -> Inference:
+    method = build(node, path, y_space=y_space, seed=seed)
+    if not isinstance(method, Inference):
+        raise UserError(f"{path}: {type(method).__name__} must subclass ebm_cli.core.inference.Inference")
+    return method
 
 
-def build_inference(cfg, seed: int = 0):
-    if cfg.name == "grid":
-        return GridInference(cfg.k, cfg.points, cfg.dedup)
-    if cfg.name == "gradient":
-        return GradientInference(cfg.k, cfg.starts, cfg.steps, cfg.lr, cfg.lr_min, cfg.optimizer, cfg.tol, cfg.dedup, seed)
-    if cfg.name == "z_sweep":
-        return ZSweepInference(cfg.k, cfg.dedup, cfg.min_share)
-    if cfg.name == "langevin":
-        return LangevinInference(cfg.k, cfg.chains, cfg.steps, cfg.step_size, langevin_beta(cfg), cfg.grad_clip, cfg.dedup, seed)
-    if cfg.name == "dfo":
-        return DFOInference(cfg.k, cfg.starts, cfg.samples, cfg.iters, cfg.sigma, cfg.shrink, cfg.temperature, cfg.dedup, seed)
-    if cfg.name == "cem":
-        return CEMInference(cfg.k, cfg.starts, cfg.samples, cfg.iters, cfg.elite, cfg.sigma, cfg.dedup, seed)
-    if cfg.name == "dp":
-        return DPInference(cfg.k, cfg.min_share)
-    raise UserError(f"unknown inference method {cfg.name!r}")
+def build_schedule(node) -> Any:
+    """A beta schedule: any callable step -> beta > 0."""
+    schedule = build(node, "beta")
+    try:
+        first = float(schedule(0))
+    except Exception as exc:
+        raise UserError(f"beta: {type(schedule).__name__}(step) must return the inverse temperature at that step "
+                        f"({type(exc).__name__}: {exc})") from None
+    if not (first > 0 and math.isfinite(first)):
+        raise UserError(f"beta: {type(schedule).__name__}(0) = {first}; an inverse temperature must be finite and > 0")
+    return schedule
 
 
-def langevin_beta(cfg) -> SimpleNamespace:
-    """The beta schedule of a Langevin config: beta_start -> beta_end over its steps."""
-    name = cfg.anneal if cfg.anneal != "constant" else "constant"
-    return SimpleNamespace(name=name, start=cfg.beta_start, end=cfg.beta_end, steps=max(cfg.steps - 1, 1), value=cfg.beta_end)
+@dataclass
+class Run:
+    """Everything a training run is made of, built and checked against each other."""
+
+    data: Dataset
+    meta: Dict[str, Any]  # the energy's data-dependent arguments (kept in checkpoints)
+    energy: torch.nn.Module
+    inference: Inference
+    loss: Loss
+    beta: Any
+    device: torch.device
 
 
-def build_loss(cfg, inference, data: Data, device):
-    if cfg.name == "nll":
-        return ChainNLL() if isinstance(data, TranslationData) else GibbsNLL(cfg.grid_points)
-    if cfg.name == "free_energy":
-        return FreeEnergyLoss()
-    if cfg.name == "cd":
-        space = BoxSpace(data.y_low, data.y_high, tuple(data.y_train.shape[1:]))
-        return ContrastiveDivergence(cfg.steps, cfg.step_size, cfg.grad_clip, cfg.buffer_size, cfg.reinit, cfg.alpha,
-                                     space, device)
-    if cfg.name == "hinge":
-        return Hinge(cfg.margin, cfg.exclude, cfg.x_window, inference, data.x_train, data.y_train).to(device)
-    raise UserError(f"unknown loss {cfg.name!r}")
+def build_run(cfg) -> Run:
+    """Data, energy, inference method, loss and beta schedule of a training config, each checked
+    against the others (the energy's output, what the inference method and loss need): every
+    problem is one UserError, raised before anything is written."""
+    device = resolve_device(cfg.trainer.device)
+    data = build_dataset(cfg)
+    meta = data.energy_args()
+    energy = build_energy(cfg.energy, meta)
+    check_energy(energy, data)
+    energy = energy.to(device)
+    inference = build_inference(cfg.inference, data.y_space, cfg.seed)
+    inference.check(energy)
+    loss = build(cfg.loss, "loss", y_space=data.y_space, inference=inference, data=data, device=device)
+    if not isinstance(loss, Loss):
+        raise UserError(f"loss: {type(loss).__name__} must subclass ebm_cli.core.loss.Loss")
+    loss.check(energy)
+    beta = build_schedule(cfg.beta)
+    return Run(data, meta, energy, inference, loss, beta, device)
+
+
+def build_baseline(data_cls: type, energy_node, meta: Dict[str, Any]) -> Optional[torch.nn.Module]:
+    """The feed-forward MSE model of a data kind (its `baseline` class), with the sizes of the run's
+    energy config that its constructor shares (hidden, depth, activation, channels); None if the
+    data kind has none."""
+    if data_cls.baseline is None:
+        return None
+    params, _ = parameters(get_class(data_cls.baseline))
+    shared = {k: v for k, v in OmegaConf.to_container(energy_node, resolve=True).items()
+              if k in params and not isinstance(v, dict) and not k.startswith("_")}
+    model = build({"_target_": data_cls.baseline, **shared}, "baseline", **materialise(meta))
+    if not isinstance(model, PredictorEnergy):
+        raise UserError(f"trainer.baseline: {data_cls.baseline} must be a PredictorEnergy (one prediction f(x))")
+    return model

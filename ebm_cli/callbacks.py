@@ -1,4 +1,5 @@
-"""Hydra callbacks: refuse a bad config before Hydra creates or overwrites any run folder."""
+"""Hydra callbacks (Hydra stays at the edge, with cli.py): refuse a bad config before Hydra creates or
+overwrites any run folder; write the summary of a sweep."""
 
 import json
 from pathlib import Path
@@ -6,11 +7,11 @@ from pathlib import Path
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from ebm_cli.build import build_data, resolve_device
-from ebm_cli.checkpoint import find_checkpoint, load_checkpoint
-from ebm_cli.errors import Rejected, UserError
-from ebm_cli.summary import print_summary, summarise
-from ebm_cli.train import check_run_folder, write_json
+from ebm_cli.build import resolve_device
+from ebm_cli.errors import Rejected, UserError, one_line
+from ebm_cli.runtime.checkpoint import find_checkpoint, load_checkpoint
+from ebm_cli.runtime.run_folder import check_run_folder, write_json
+from ebm_cli.runtime.summary import print_summary, summarise
 from ebm_cli.validate import validate
 
 
@@ -18,16 +19,20 @@ class ValidateConfig(Callback):
     """on_run_start runs after composition and before run_job creates the run folder."""
 
     def on_run_start(self, config: DictConfig, **kwargs) -> None:
+        from ebm_cli.tasks.train import prepare  # imported here: `ebm-run --help` stays fast
+
         try:
             validate(config)
             resolve_device(config.trainer.device)
             if config.task.name == "train":
                 check_run_folder(Path(str(config.hydra.run.dir)), config.trainer.resume)
-                build_data(config)  # a malformed data file fails here, not mid-run
+                prepare(config)  # data, energy, inference, loss, schedule built and checked: nothing fails mid-run
             else:  # infer / landscape read a finished run: a missing or broken checkpoint fails here
                 load_checkpoint(find_checkpoint(Path(config.run_dir)))
         except UserError as err:
             raise Rejected(err) from None
+        except Exception as exc:  # anything else would become Hydra's warning, and the folder made anyway
+            raise Rejected(UserError(one_line(exc))) from None
 
 
 class SweepSummary(Callback):

@@ -16,8 +16,8 @@ import rich
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from ebm_cli import summary
 from ebm_cli.errors import Rejected, UserError, is_config_error, one_line
+from ebm_cli.runtime import summary
 from ebm_cli.schema import register_configs
 
 log = logging.getLogger("ebm_cli")
@@ -31,7 +31,7 @@ def run_task(cfg: DictConfig, run_dir: Path, overrides=()) -> Optional[float]:
     overrides: the command line's; infer and landscape use the run's own inference method
     unless it names another (inference=...), with its inference.<key>=... applied.
     """
-    from ebm_cli import predict, train  # imported here so `ebm-run --help` stays fast
+    from ebm_cli.tasks import compare, infer, train  # imported here so `ebm-run --help` stays fast
 
     name = cfg.task.name
     if name == "train":
@@ -41,15 +41,13 @@ def run_task(cfg: DictConfig, run_dir: Path, overrides=()) -> Optional[float]:
             raise UserError(f"objective={cfg.objective}: not a metric of this run (one of {', '.join(metrics)})")
         return metrics[key]
     if name == "infer":
-        predict.infer(cfg, overrides)
+        infer.infer(cfg, overrides)
         return None
     if name == "landscape":
-        predict.landscape(cfg, overrides)
+        infer.landscape(cfg, overrides)
         return None
     if name == "compare_inference":
-        from ebm_cli.compare import compare_inference
-
-        compare_inference(cfg, run_dir)
+        compare.compare_inference(cfg, run_dir)
         return None
     raise UserError(f"task.name={name}: unknown task")
 
@@ -74,7 +72,7 @@ def hydra_main(cfg: DictConfig) -> Optional[float]:
 
 def record_failure(run_dir: Path, exc: BaseException) -> None:
     """metrics.json of a job that failed before training wrote its own (diverged, preempted)."""
-    from ebm_cli.train import write_json
+    from ebm_cli.runtime.run_folder import write_json
 
     path = run_dir / "metrics.json"
     if run_dir.is_dir() and not path.exists():
@@ -91,6 +89,10 @@ def _log_to_file(message: str) -> None:
 
 def main() -> None:
     """Console script `ebm-run` (and `python -m ebm_cli`)."""
+    # A user's own components (`_target_: my_module.MyEnergy`) live next to where they run ebm-run;
+    # a console script does not put the working directory on sys.path, so the runner does.
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
     show_traceback = os.environ.get("HYDRA_FULL_ERROR") == "1"
     console = rich.get_console()
     if not console.is_terminal:  # a log file or pipe: wide lines rather than wrapped tables and logs

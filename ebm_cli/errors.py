@@ -14,6 +14,40 @@ class UserError(Exception):
         self.exit_code = exit_code
 
 
+class BadArgument(UserError):
+    """An impossible value for one keyword argument of a component (`k=0`, `sigma=-1`).
+
+    Components raise it from their constructors with the argument's own name; the builder, which
+    knows where the component sits in the config, reports it as `inference.k=0: must be > 0`.
+    """
+
+    def __init__(self, name: str, value, rule: str):
+        super().__init__(f"{name}={value}: {rule}")
+        self.name, self.value, self.rule = name, value, rule
+
+
+def require(ok: bool, name: str, value, rule: str) -> None:
+    """Raise BadArgument(name, value, rule) unless ok: a constructor's one-line argument check."""
+    if not ok:
+        raise BadArgument(name, value, rule)
+
+
+def require_positive(**values) -> None:
+    """Every given argument > 0 (and finite)."""
+    for name, value in values.items():
+        require(value > 0 and value != float("inf"), name, value, "must be > 0" if value <= 0 else "must be finite")
+
+
+def require_non_negative(**values) -> None:
+    """Every given argument >= 0 (and finite)."""
+    for name, value in values.items():
+        require(value >= 0 and value != float("inf"), name, value, "must be >= 0" if value < 0 else "must be finite")
+
+
+def require_choice(name: str, value, choices) -> None:
+    require(value in choices, name, value, f"must be one of {', '.join(map(str, choices))}")
+
+
 class Rejected(BaseException):
     """Carries a UserError out of a Hydra callback.
 

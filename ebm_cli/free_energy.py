@@ -15,104 +15,15 @@ sum over its K values (counting measure, V = K).
 """
 
 import math
-from dataclasses import dataclass
-from typing import Callable, Tuple
+from typing import Callable, Optional, Tuple
 
 import torch
 
+from ebm_cli.core.spaces import DiscreteZ, has_grid
+from ebm_cli.errors import require, require_choice, require_positive
+
 EnergyOfZ = Callable[[torch.Tensor], torch.Tensor]
-
-
-@dataclass(frozen=True)
-class DiscreteZ:
-    """z in {0, ..., K-1}, fed to energies as a float index of shape (1,)."""
-
-    k: int
-
-    def values(self, device=None) -> torch.Tensor:
-        return torch.arange(self.k, device=device, dtype=torch.float32)[:, None]  # (K, 1)
-
-    @property
-    def log_volume(self) -> float:
-        return math.log(self.k)
-
-
-@dataclass(frozen=True)
-class BoxZ:
-    """z in [low, high]^dim (Lebesgue measure)."""
-
-    dim: int
-    low: float = -1.0
-    high: float = 1.0
-
-    def grid(self, points: int, device=None) -> Tuple[torch.Tensor, float]:
-        """Midpoints of points**dim equal cells: (points**dim, dim), and log of one cell's volume."""
-        width = (self.high - self.low) / points
-        axis = self.low + width * (torch.arange(points, device=device, dtype=torch.float32) + 0.5)
-        mesh = torch.meshgrid(*([axis] * self.dim), indexing="ij")
-        return torch.stack([m.reshape(-1) for m in mesh], dim=-1), self.dim * math.log(width)
-
-    def sample(self, n: int, generator=None, device=None) -> torch.Tensor:
-        u = torch.rand(n, self.dim, generator=generator, device=device)
-        return self.low + (self.high - self.low) * u
-
-    def project(self, z: torch.Tensor) -> torch.Tensor:
-        return z.clamp(self.low, self.high)
-
-    @property
-    def log_volume(self) -> float:
-        return self.dim * math.log(self.high - self.low)
-
-
-@dataclass(frozen=True)
-class CircleZ:
-    """An angle z in [0, 2 pi) with periodic ends (arc-length measure); shape (1,)."""
-
-    dim: int = 1
-
-    def grid(self, points: int, device=None) -> Tuple[torch.Tensor, float]:
-        width = 2 * math.pi / points
-        return (width * torch.arange(points, device=device, dtype=torch.float32))[:, None], math.log(width)
-
-    def sample(self, n: int, generator=None, device=None) -> torch.Tensor:
-        return 2 * math.pi * torch.rand(n, 1, generator=generator, device=device)
-
-    def project(self, z: torch.Tensor) -> torch.Tensor:
-        return torch.remainder(z, 2 * math.pi)
-
-    @property
-    def log_volume(self) -> float:
-        return math.log(2 * math.pi)
-
-
-@dataclass(frozen=True)
-class SphereZ:
-    """A unit vector z on the sphere S^(dim-1) in R^dim (surface measure); Monte Carlo only."""
-
-    dim: int
-
-    def sample(self, n: int, generator=None, device=None) -> torch.Tensor:
-        g = torch.randn(n, self.dim, generator=generator, device=device)
-        return g / g.norm(dim=1, keepdim=True)
-
-    def project(self, z: torch.Tensor) -> torch.Tensor:
-        return z / z.norm(dim=-1, keepdim=True).clamp(min=1e-12)
-
-    @property
-    def log_volume(self) -> float:  # area of S^(d-1): 2 pi^(d/2) / Gamma(d/2)
-        return math.log(2) + (self.dim / 2) * math.log(math.pi) - math.lgamma(self.dim / 2)
-
-
-MAX_GRID_NODES = 4096  # a z-grid larger than this is replaced by Monte Carlo samples
-
-
-def auto_method(space, points: int) -> str:
-    """enumerate (discrete z), quadrature (a box or circle grid of <= MAX_GRID_NODES), monte_carlo."""
-    if isinstance(space, DiscreteZ):
-        return "enumerate"
-    if isinstance(space, (BoxZ, CircleZ)) and points ** space.dim <= MAX_GRID_NODES:
-        return "quadrature"
-    return "monte_carlo"
+METHODS = ("auto", "enumerate", "quadrature", "monte_carlo", "minimize")
 
 
 def soft_min(e: torch.Tensor, beta: float, log_weight: float = 0.0) -> torch.Tensor:
@@ -138,26 +49,14 @@ def over_nodes(energy_fn: EnergyOfZ, z: torch.Tensor, log_weight: float, beta: f
     return soft_min(e, beta, log_weight), best_z(z, e)
 
 
-def enumerate_discrete(energy_fn: EnergyOfZ, space: DiscreteZ, beta: float, batch: int, device=None):
-    """Exact: every one of the K values of z."""
-    return over_nodes(energy_fn, space.values(device), 0.0, beta, batch)
-
-
-def quadrature(energy_fn: EnergyOfZ, space, beta: float, batch: int, points: int = 64, device=None):
-    """Midpoint rule on an even z-grid (low-dimensional z): sum_g exp(-beta E_g) * cell volume."""
-    z, log_cell = space.grid(points, device)
-    return over_nodes(energy_fn, z, log_cell, beta, batch)
-
-
-def monte_carlo(energy_fn: EnergyOfZ, space, beta: float, batch: int, samples: int = 1024, generator=None, device=None):
+def monte_carlo(energy_fn: EnergyOfZ, space, beta: float, batch: int, samples: int, generator=None, device=None):
     """Uniform samples: ∫ exp(-beta E) dz ≈ V * mean_s exp(-beta E_s). Unbiased inside the log only."""
     z = space.sample(batch * samples, generator=generator, device=device).view(batch, samples, -1)
     e = energy_fn(z)
     return soft_min(e, beta, space.log_volume - math.log(samples)), best_z(z, e)
 
 
-def minimize(energy_fn: EnergyOfZ, space, batch: int, restarts: int = 8, steps: int = 200, lr: float = 0.05,
-             generator=None, device=None):
+def minimize(energy_fn: EnergyOfZ, space, batch: int, restarts: int, steps: int, lr: float, generator=None, device=None):
     """F_inf = min_z E by Adam from `restarts` random starts (for z of higher dimension)."""
     z = space.sample(batch * restarts, generator=generator, device=device).view(batch, restarts, -1)
     z = z.clone().requires_grad_(True)
@@ -174,23 +73,66 @@ def minimize(energy_fn: EnergyOfZ, space, batch: int, restarts: int = 8, steps: 
     return e.min(dim=1).values, best_z(z.detach(), e)
 
 
-def free_energy(energy_fn: EnergyOfZ, space, beta: float, batch: int, method: str = "auto", device=None, **options):
-    """F_beta over z (beta = inf: F_inf = min_z E) by the method that suits the space.
+class FreeEnergy:
+    """How a latent energy eliminates z: the one place F_beta / F_inf over z is computed.
 
-    auto: enumeration for a discrete z, quadrature for a box or circle whose grid has at most
-    MAX_GRID_NODES points, Monte Carlo otherwise (a sphere, or more dimensions); `minimize`
-    gives F_inf only.
+    Args:
+        eliminate: `softmin` (F_beta at the run's beta, which the trainer sets every step) or
+            `min` (F_inf).
+        method: `auto` (enumerate a discrete z; quadrature on an even grid for a box or circle whose
+            grid has at most MAX_GRID_NODES points; Monte Carlo otherwise), `enumerate`,
+            `quadrature`, `monte_carlo` (fresh uniform samples while training, fixed seeded nodes
+            otherwise) or `minimize` (Adam on z; F_inf only).
+        points: quadrature / z-sweep nodes per z dimension.
+        samples: Monte Carlo draws per (x, y).
+        restarts, steps, lr: `minimize`: Adam on z from this many random starts, steps, step size.
     """
-    if method == "auto":
-        method = auto_method(space, options.get("points", 64))
-    if method == "enumerate":
-        return enumerate_discrete(energy_fn, space, beta, batch, device)
-    if method == "quadrature":
-        return quadrature(energy_fn, space, beta, batch, device=device, **options)
-    if method == "monte_carlo":
-        return monte_carlo(energy_fn, space, beta, batch, device=device, **options)
-    if method == "minimize":
-        if not math.isinf(beta):
-            raise ValueError("method=minimize computes F_inf only: use beta=inf, or quadrature / monte_carlo")
-        return minimize(energy_fn, space, batch, device=device, **options)
-    raise ValueError(f"unknown free-energy method {method!r}")
+
+    def __init__(self, eliminate: str = "softmin", method: str = "auto", points: int = 32, samples: int = 256,
+                 restarts: int = 4, steps: int = 50, lr: float = 0.05):
+        require_choice("eliminate", eliminate, ("softmin", "min"))
+        require_choice("method", method, METHODS)
+        require_positive(points=points, samples=samples, restarts=restarts, steps=steps, lr=lr)
+        require(method != "minimize" or eliminate == "min", "method", method,
+                "gives F_inf only: add energy.free_energy.eliminate=min")
+        self.eliminate, self.method = eliminate, method
+        self.points, self.samples, self.restarts, self.steps, self.lr = points, samples, restarts, steps, lr
+
+    def check(self, space) -> None:
+        """Refuse a method that cannot serve this z space (BadArgument naming `method`)."""
+        discrete = isinstance(space, DiscreteZ)
+        if self.method == "enumerate":
+            require(discrete, "method", self.method, "needs a discrete z")
+        if self.method in ("quadrature", "monte_carlo", "minimize"):
+            require(not discrete, "method", self.method, "is for a continuous z; use enumerate")
+        if self.method == "quadrature":
+            require(space.gridded, "method", self.method, "needs a box or circle z")
+
+    def resolved(self, space) -> str:
+        """The method `auto` stands for on this space."""
+        if self.method != "auto":
+            return self.method
+        if isinstance(space, DiscreteZ):
+            return "enumerate"
+        return "quadrature" if has_grid(space, self.points) else "monte_carlo"
+
+    def nodes(self, space, device=None) -> Tuple[torch.Tensor, float]:
+        """The fixed z nodes (S, *z_shape) and the log measure of each (see the spaces' `nodes`)."""
+        return space.nodes(self.points, device)
+
+    def uses_fixed_nodes(self, space, training: bool) -> bool:
+        """Enumeration, quadrature, and Monte Carlo outside training: one deterministic F for
+        inference and figures."""
+        method = self.resolved(space)
+        return method in ("enumerate", "quadrature") or (method == "monte_carlo" and not training)
+
+    def __call__(self, energy_fn: EnergyOfZ, space, beta: float, batch: int, training: bool = False,
+                 generator: Optional[torch.Generator] = None, device=None):
+        """F_beta over z (beta = inf: F_inf = min_z E): (B,), and the best z seen (B, *z_shape)."""
+        method = self.resolved(space)
+        if self.uses_fixed_nodes(space, training):
+            z, log_w = self.nodes(space, device)
+            return over_nodes(energy_fn, z, log_w, beta, batch)
+        if method == "monte_carlo":
+            return monte_carlo(energy_fn, space, beta, batch, self.samples, generator, device)
+        return minimize(energy_fn, space, batch, self.restarts, self.steps, self.lr, generator, device)

@@ -10,7 +10,7 @@ from helpers import make_cfg
 @pytest.fixture(scope="session")
 def smoke_run(tmp_path_factory):
     """One finished `debug=smoke` training run, shared by the tests that read it back."""
-    from ebm_cli.train import train
+    from ebm_cli.tasks.train import train
 
     run_dir = tmp_path_factory.mktemp("smoke_run")
     cfg = make_cfg("debug=smoke")

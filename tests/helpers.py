@@ -4,17 +4,12 @@ import shutil
 import sys
 from pathlib import Path
 
-from hydra import compose, initialize_config_module
-
-from ebm_cli.schema import register_configs
-
-register_configs()
+from ebm_cli import compose_config
 
 
 def make_cfg(*overrides: str):
     """The composed ebm-run config (the same files `ebm-run` reads), with overrides."""
-    with initialize_config_module("ebm_cli.configs", version_base="1.3"):
-        return compose("config", overrides=list(overrides))
+    return compose_config(*overrides)
 
 
 def ebm_run_command():
@@ -24,7 +19,7 @@ def ebm_run_command():
 
 
 def write_csv(path: Path, branches, xs, noise=0.0, seed=0):
-    """A curves CSV in the DESIGN.md format: one row per (x, branch)."""
+    """A curves CSV (header x,y): one row per (x, branch)."""
     import torch
 
     gen = torch.Generator().manual_seed(seed)
@@ -34,5 +29,3 @@ def write_csv(path: Path, branches, xs, noise=0.0, seed=0):
             lines.append(f"{x:.6f},{f(x) + noise * float(torch.randn(1, generator=gen)):.6f}")
     path.write_text("\n".join(lines) + "\n")
     return path
-
-

@@ -47,8 +47,16 @@ BAD_INPUTS = [
     (["dataset=curves_csv"], "dataset.path is required"),
     (["dataset=curves_csv", "dataset.path=missing.csv"], "dataset.path=missing.csv: no such file"),
     (["task=infer", "x=[0.0]"], "task=infer needs run_dir"),
-    # a preset's key that the swapped-in option lacks: the reason, not just "while composing config:"
-    (["experiment=curves_latent", "energy=mlp"], "composing config: Key 'prior' not in 'MLPConfig' (at energy.prior)"),
+    # a preset's key that the swapped-in option lacks: the key and the class's own arguments
+    (["experiment=curves_latent", "energy=mlp"], "energy.prior: MLPEnergy has no argument 'prior' (it takes: hidden, depth, activation)"),
+    # an interpolation that cannot be resolved
+    (["inference.k=${energy.z.k}"], "inference.k: Interpolation key 'energy.z.k' not found"),
+    # an energy for other data
+    (["experiment=translation_latent", "energy=mlp"], "energy: MLPEnergy needs 'x_dim'"),
+    (["energy.hidden=abc"], "energy.hidden=abc: Value 'abc' of type 'str' could not be converted to Integer"),
+    (["+energy.hiden=3"], "energy.hiden: MLPEnergy has no argument 'hiden'"),
+    (["energy=chain"], "AttentionChainEnergy needs 'src_vocab'"),
+    (["inference=dp"], "inference=dp needs a chain-structured energy"),
 ]
 
 

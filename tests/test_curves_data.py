@@ -5,14 +5,20 @@ import math
 import pytest
 import torch
 
-from ebm_cli.data.curves import branch_functions, group_by_x, load_curves, read_curves_csv
+from ebm_cli.build import build, build_dataset
+from ebm_cli.datasets.curves.data import branch_functions, group_by_x, read_curves_csv
 from ebm_cli.errors import UserError
 from helpers import make_cfg, write_csv
 
 
+def load_curves(cfg, seed):
+    """The dataset of cfg at this run seed, built afresh (build_dataset caches one per process)."""
+    return build(cfg.dataset, "dataset", run_seed=seed)
+
+
 def test_generated_valid_sets_are_the_branches():
     cfg = make_cfg("dataset.test_size=11", "dataset.train_size=300")
-    data = load_curves(cfg.dataset, 0)
+    data = build_dataset(cfg)
     assert data.x_train.shape == (300, 1) and data.y_train.shape == (300, 1)
     assert data.valid.shape == (11, 3, 1) and data.valid_mask.all()
     x = data.x_test[:, 0]
@@ -21,12 +27,13 @@ def test_generated_valid_sets_are_the_branches():
     # every training y lies near one of the branches (noise 0.02 -> within 5 sigma)
     train_branches = torch.stack([f(data.x_train[:, 0]) for f in branch_functions(cfg.dataset.branches)], 1)
     assert ((train_branches - data.y_train).abs().min(dim=1).values < 0.1).all()
-    assert data.y_low < float(data.valid.min()) and data.y_high > float(data.valid.max())
+    assert data.y_space.low < float(data.valid.min()) and data.y_space.high > float(data.valid.max())
 
 
 def test_generation_is_seeded():
     cfg = make_cfg()
-    a, b, c = load_curves(cfg.dataset, 0), load_curves(cfg.dataset, 0), load_curves(cfg.dataset, 1)
+    a, b, c = load_curves(cfg, 0), load_curves(cfg, 0), load_curves(cfg, 1)
+    assert a is not b
     assert torch.equal(a.y_train, b.y_train) and not torch.equal(a.y_train, c.y_train)
 
 
@@ -52,7 +59,7 @@ def test_csv_with_four_branches_splits_by_x(tmp_path):
     xs = [i / 20 - 1 for i in range(41)]
     path = write_csv(tmp_path / "four.csv", branches, xs)
     cfg = make_cfg("dataset=curves_csv", f"dataset.path={path}")
-    data = load_curves(cfg.dataset, 0)
+    data = build_dataset(cfg)
     assert data.valid.shape[1] == 4 and data.valid_mask.all()
     assert len(data.x_test) == round(0.2 * 41) and len(data.x_train) == 4 * (41 - len(data.x_test))
     # train and test x are disjoint

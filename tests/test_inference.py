@@ -3,27 +3,26 @@
 import pytest
 import torch
 
-from ebm_cli.energies.base import BoxSpace, Energy
-from ebm_cli.inference.common import select_distinct
+from ebm_cli.core.energy import Energy
+from ebm_cli.core.inference import select_distinct
+from ebm_cli.core.spaces import BoxSpace
 from ebm_cli.inference.gradient import GradientInference
 from ebm_cli.inference.grid import GridInference
 
 
 class DoubleWell(Energy):
-    """F(x, y) = (y^2 - a(x)^2)^2 + 0.01 y, a(x) = 0.7 + 0.2 x: minima near y = +-a(x)."""
-
-    def __init__(self):
-        super().__init__()
-        self.y_space = BoxSpace(-1.5, 1.5, (1,))
+    """F(x, y) = (y^2 - a(x)^2)^2 + 0.01 y, a(x) = 0.7 + 0.2 x: minima near y = +-a(x), y in [-1.5, 1.5]."""
 
     def forward(self, x, y):
         a = 0.7 + 0.2 * x[:, 0]
         return (y[:, 0] ** 2 - a**2) ** 2 + 0.01 * y[:, 0]  # tilt: the negative well is lower
 
 
+WELL_BOX = BoxSpace(-1.5, 1.5, (1,))
 METHODS = {
-    "grid": GridInference(k=2, points=601, dedup=0.05),
-    "gradient": GradientInference(k=2, starts=16, steps=300, lr=0.05, lr_min=1e-3, optimizer="adam", tol=1e-7, dedup=0.05),
+    "grid": GridInference(k=2, points=601, dedup=0.05, y_space=WELL_BOX),
+    "gradient": GradientInference(k=2, starts=16, steps=300, lr=0.05, lr_min=1e-3, optimizer="adam", tol=1e-7, dedup=0.05,
+                                  y_space=WELL_BOX),
 }
 
 
@@ -42,12 +41,12 @@ def test_finds_both_wells_best_first(name):
 
 def test_single_well_leaves_extra_slots_masked():
     class Bowl(Energy):
-        y_space = BoxSpace(-1.0, 1.0, (1,))
-
         def forward(self, x, y):
             return (y[:, 0] - 0.3) ** 2
 
-    for method in (GridInference(3, 201, 0.02), GradientInference(3, 8, 200, 0.05, 1e-3, "adam", 1e-7, 0.02)):
+    box = BoxSpace(-1.0, 1.0, (1,))
+    for method in (GridInference(3, 201, 0.02, y_space=box),
+                   GradientInference(3, 8, 200, 0.05, 1e-3, "adam", 1e-7, 0.02, y_space=box)):
         cands = method(Bowl(), torch.zeros(2, 1))
         assert cands.mask.tolist() == [[True, False, False]] * 2
         assert torch.allclose(cands.y[:, 0, 0], torch.tensor(0.3), atol=0.01)

@@ -3,27 +3,30 @@ density, dynamic programming against brute-force enumeration, and the CD loss.""
 
 import itertools
 import math
+from importlib import resources
 
 import pytest
 import torch
 from omegaconf import OmegaConf
 
-from ebm_cli import schema
 from ebm_cli.build import build_inference
-from ebm_cli.energies.base import BoxSpace, Energy
+from ebm_cli.core.energy import ChainEnergy, Energy
+from ebm_cli.core.spaces import BoxSpace, DiscreteZ
+from ebm_cli.dynamic_programming import forward_free_energy, kbest_viterbi, sequence_energy, viterbi
 from ebm_cli.errors import UserError
-from ebm_cli.inference.dp import DPInference, forward_free_energy, kbest_viterbi, sequence_energy, viterbi
+from ebm_cli.inference.dp import DPInference
 from ebm_cli.inference.langevin import langevin_chains
 
 TOL = 0.02  # every method must land within this distance of a true minimum
 
 
 class Analytic(Energy):
-    """F(x, y) = f(y) for a fixed function f of y: (B, D) -> (B,); x is ignored."""
+    """F(x, y) = f(y) for a fixed function f of y: (B, D) -> (B,); x is ignored. `box` is the y box
+    that inference methods are given (y_space=)."""
 
     def __init__(self, f, dims: int, low=-2.0, high=2.0):
         super().__init__()
-        self.f, self.y_space = f, BoxSpace(low, high, (dims,))
+        self.f, self.box = f, BoxSpace(low, high, (dims,))
 
     def forward(self, x, y):
         return self.f(y)
@@ -61,8 +64,11 @@ CASES = {
     "mixture": (mixture, 1, [[-1.0], [1.0]]),
 }
 METHODS = ["grid", "gradient", "langevin", "dfo", "cem"]
-SCHEMAS = {"grid": schema.GridInferenceConfig, "gradient": schema.GradientInferenceConfig,
-           "langevin": schema.LangevinInferenceConfig, "dfo": schema.DFOInferenceConfig, "cem": schema.CEMInferenceConfig}
+
+
+def packaged(name):
+    """The packaged config of inference=<name> (configs/inference/<name>.yaml): its defaults."""
+    return OmegaConf.create((resources.files("ebm_cli.configs") / "inference" / f"{name}.yaml").read_text())
 
 
 # Settings that differ from the defaults (which are sized for the trained curves energies, whose
@@ -75,9 +81,9 @@ SETTINGS = {("grid", 2): {"points": 201}, ("gradient", 2): {"steps": 500},
             ("dfo", 1): {"temperature": 0.01}, ("dfo", 2): {"temperature": 0.01}}
 
 
-def method(name, dims, k):
-    cfg = OmegaConf.merge(OmegaConf.structured(SCHEMAS[name]), {"k": k, **COMMON, **SETTINGS.get((name, dims), {})})
-    return build_inference(cfg, seed=0)
+def method(name, box, k):
+    cfg = OmegaConf.merge(packaged(name), {"k": k, **COMMON, **SETTINGS.get((name, box.size), {})})
+    return build_inference(cfg, box, seed=0)
 
 
 @pytest.mark.parametrize("case", list(CASES))
@@ -87,7 +93,7 @@ def test_each_method_finds_the_global_minimum_and_with_several_starts_all_minima
     energy = Analytic(f, dims)
     minima = torch.tensor(minima)
     x = torch.zeros(2, 1)  # two identical inputs: a batch, not a single problem
-    inference = method(name, dims, len(minima))
+    inference = method(name, energy.box, len(minima))
     inference.check(energy)
     cands = inference(energy, x)
     assert cands.mask[:, : len(minima)].all(), f"{name} found fewer than {len(minima)} minima on {case}"
@@ -108,7 +114,7 @@ def test_langevin_at_beta_one_samples_the_gibbs_density():
     gen = torch.Generator().manual_seed(0)
     n = 4000
     y0 = -3 + 6 * torch.rand(1, n, 1, generator=gen)
-    y = langevin_chains(energy, torch.zeros(1, 1), y0, steps=3000, step_size=5e-3, beta=lambda t: 1.0,
+    y = langevin_chains(energy, torch.zeros(1, 1), y0, energy.box, steps=3000, step_size=5e-3, beta=lambda t: 1.0,
                         generator=gen)[0, :, 0].double()
     mean, second = (w * mu).sum(), (w * (mu ** 2 + sd ** 2)).sum()
     assert abs(float(y.mean() - mean)) < 0.05 and abs(float((y ** 2).mean() - second)) < 0.05
@@ -123,7 +129,8 @@ def test_langevin_at_beta_one_samples_the_gibbs_density():
 def test_langevin_without_noise_is_projected_gradient_descent():
     energy = Analytic(bowl, 1)
     y0 = torch.tensor([[[1.9]], [[-1.9]]])
-    y = langevin_chains(energy, torch.zeros(2, 1), y0, steps=500, step_size=0.05, beta=lambda t: 1.0, noise=False)
+    y = langevin_chains(energy, torch.zeros(2, 1), y0, energy.box, steps=500, step_size=0.05, beta=lambda t: 1.0,
+                        noise=False)
     assert torch.allclose(y, torch.full_like(y, 0.5), atol=1e-4)
 
 
@@ -167,28 +174,44 @@ def test_kbest_beyond_the_number_of_sequences_is_masked():
     assert torch.isfinite(best[:, :4]).all() and torch.isinf(best[:, 4:]).all()
 
 
-class Chain(torch.nn.Module):
+class Chain(ChainEnergy):
+    """A chain energy with fixed potentials: K modes, u (B, K, T, S) and p (K, S, S)."""
+
     def __init__(self, u, p):
-        super().__init__()
+        super().__init__(DiscreteZ(u.shape[1]))
         self.u, self.p = u, p
 
-    def chain_potentials(self, x):
+    def potentials(self, x):
         return self.u, self.p
 
 
 def test_dp_inference_returns_the_k_best_sequences_and_refuses_other_energies():
-    u, p = random_chain(2, 4, 3)
-    _, e = brute_force(u, p)
-    cands = DPInference(k=3)(Chain(u, p), torch.zeros(2, 1))
-    assert cands.y.shape == (2, 3, 4) and cands.mask.all()
-    assert torch.allclose(cands.energy, e.sort(dim=1).values[:, :3])
+    """One Viterbi path per mode, ranked by -log P(y | x, z) = E(x, y, z) + log Z(x, z): the same
+    as enumerating every sequence of every mode."""
+    b, modes, steps, s = 2, 4, 4, 3
+    gen = torch.Generator().manual_seed(0)
+    u = torch.randn(b, modes, steps, s, generator=gen, dtype=torch.float64)
+    p = torch.randn(modes, s, s, generator=gen, dtype=torch.float64)
+    best_cost, best_seq = [], []
+    for z in range(modes):
+        seqs, e = brute_force(u[:, z], p[z])  # (S^T, T), (B, S^T)
+        cost = e + torch.logsumexp(-e, dim=1, keepdim=True)  # -log P(y | x, z)
+        best_cost.append(cost.min(dim=1).values)
+        best_seq.append(seqs[cost.argmin(dim=1)])
+    best_cost, best_seq = torch.stack(best_cost, 1), torch.stack(best_seq, 1)  # (B, K), (B, K, T)
+    cands = DPInference(k=3)(Chain(u, p), torch.zeros(b, 1))
+    assert cands.y.shape == (b, 3, steps) and cands.mask.all()
+    order = best_cost.argsort(dim=1)[:, :3]
+    assert torch.allclose(cands.energy, best_cost.gather(1, order))
+    assert torch.equal(cands.y, best_seq.gather(1, order[..., None].expand(b, 3, steps)))
+    assert torch.equal(cands.z[..., 0].long(), order)
     with pytest.raises(UserError, match="needs a chain-structured energy"):
         DPInference(k=3).check(Analytic(bowl, 1))
 
 
 def test_cd_trains_and_its_replay_buffer_is_checkpointed_and_resumed(tmp_path):
-    from ebm_cli.checkpoint import load_checkpoint
-    from ebm_cli.train import train
+    from ebm_cli.runtime.checkpoint import load_checkpoint
+    from ebm_cli.tasks.train import train
     from helpers import make_cfg
 
     overrides = ["debug=smoke", "loss=cd", "loss.buffer_size=256", "logger.landscape_every=0"]
@@ -213,13 +236,13 @@ def test_cd_trains_and_its_replay_buffer_is_checkpointed_and_resumed(tmp_path):
 def test_compare_inference_runs_every_applicable_method(smoke_run, tmp_path, capsys):
     import json
 
-    from ebm_cli.compare import compare_inference
+    from ebm_cli.tasks.compare import compare_inference
     from helpers import make_cfg
 
     run_dir, _, _ = smoke_run
     results = compare_inference(make_cfg("task=compare_inference", f"run_dir={run_dir}"), tmp_path)
     by_name = {r["method"]: r for r in results}
-    assert [n for n, r in by_name.items() if r["applicable"]] == ["grid", "gradient", "langevin", "dfo", "cem"]
+    assert sorted(n for n, r in by_name.items() if r["applicable"]) == sorted(["grid", "gradient", "langevin", "dfo", "cem"])
     assert "needs an energy that decodes its predictions" in by_name["z_sweep"]["reason"]
     assert "chain-structured" in by_name["dp"]["reason"]
     for name in ("grid", "gradient", "langevin", "dfo", "cem"):
@@ -228,12 +251,12 @@ def test_compare_inference_runs_every_applicable_method(smoke_run, tmp_path, cap
     saved = json.loads((tmp_path / "compare_inference.json").read_text())
     assert [r["method"] for r in saved["results"]] == list(by_name)
     out = capsys.readouterr().out
-    assert "inference methods on mlp" in out and all(name in out for name in by_name)
+    assert "inference methods on MLPEnergy" in out and all(name in out for name in by_name)
 
 
 def test_grid_gives_the_exact_gibbs_probabilities():
     energy = Analytic(mixture, 1, low=-3.0, high=3.0)
-    grid_method = method("grid", 1, 2)
+    grid_method = method("grid", energy.box, 2)
     grid, p = grid_method.probabilities(energy, torch.zeros(2, 1), beta=1.0)
     assert p.shape == (2, len(grid)) and torch.allclose(p.sum(1), torch.ones(2))
     # at beta = 1, F = -log(mixture density): P on the grid is the density times the cell width

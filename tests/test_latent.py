@@ -4,24 +4,28 @@ import math
 
 import pytest
 import torch
+from hydra.errors import MissingConfigException
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from ebm_cli import predict
-from ebm_cli.build import build_energy
-from ebm_cli.errors import UserError
+from ebm_cli.build import build_energy, build_run
+from ebm_cli.core.energy import pairwise_energy
+from ebm_cli.core.spaces import BoxSpace
+from ebm_cli.errors import UserError, one_line
 from ebm_cli.inference.grid import GridInference
 from ebm_cli.inference.z_sweep import ZSweepInference
-from ebm_cli.train import train
+from ebm_cli.tasks import infer as infer_task
+from ebm_cli.tasks.train import train
 from ebm_cli.validate import validate
 from helpers import make_cfg
 
-META = {"x_dim": 1, "x_low": -1.0, "x_high": 1.0, "y_low": -1.5, "y_high": 1.5, "y_shape": [1]}
+Y_SPACE = BoxSpace(-1.5, 1.5, (1,))
+META = {"x_dim": 1, "x_shape": [1], "x_low": -1.0, "x_high": 1.0, "y_shape": [1], "y_space": Y_SPACE.to_config()}
 BETAS = [1e-3, 1e-1, 1.0, 10.0, 1e3, 1e6]
 
 
 def decoder(z_kind="discrete", prior="learned", seed=0, **z):
     torch.manual_seed(seed)
-    cfg = make_cfg("energy=decoder", f"energy.prior={prior}", f"energy.z.kind={z_kind}",
+    cfg = make_cfg("energy=decoder", f"energy.prior={prior}", f"energy/z={z_kind}",
                    *[f"energy.z.{k}={v}" for k, v in z.items()])
     return build_energy(cfg.energy, META)
 
@@ -33,7 +37,7 @@ def test_discrete_free_energy_is_an_exact_log_sum_exp_and_tends_to_the_min():
     e = energy.energies(x, y, z.unsqueeze(0).expand(2, 4, 1))  # (2, 4), by hand below
     for beta in BETAS:
         energy.set_beta(beta)
-        f, z_best = energy.free_energy(x, y)
+        f, z_best = energy.free_energy_with_z(x, y)
         expected = -torch.logsumexp(-beta * e.double(), dim=1) / beta
         assert torch.isfinite(f).all()
         assert torch.allclose(f.double(), expected, rtol=1e-5, atol=1e-5 * max(1, 1 / beta)), beta
@@ -67,13 +71,13 @@ def test_exact_log_partition_is_the_integral_of_exp_minus_beta_free_energy(z_kin
     ("box", ["energy.z.dim=3", "energy.free_energy.eliminate=min", "energy.free_energy.method=minimize",
              "energy.free_energy.steps=5"]),
     ("box", ["energy.z.dim=1", "energy.free_energy.method=monte_carlo"]),
-    ("box", ["energy.z.dim=1", "energy.prior=l2", "energy.z.reg=0.5"]),
+    ("box", ["energy.z.dim=1", "energy.prior=l2", "energy.reg=0.5"]),
 ])
 @pytest.mark.parametrize("name", ["decoder", "latent_mlp"])
 def test_every_z_space_and_method_gives_finite_values_and_gradients(name, z_kind, extra):
     if name == "latent_mlp":
         extra = [o for o in extra if "prior" not in o and "reg" not in o]  # R(z) belongs to the decoder
-    cfg = make_cfg(f"energy={name}", f"energy.z.kind={z_kind}", *extra)
+    cfg = make_cfg(f"energy={name}", f"energy/z={z_kind}", *extra)
     validate(cfg)
     energy = build_energy(cfg.energy, META)
     x, y = torch.rand(5, 1) * 2 - 1, (torch.rand(5, 1) * 2 - 1).requires_grad_(True)
@@ -96,13 +100,13 @@ def test_z_sweep_returns_one_distinct_candidate_per_z_with_its_z():
         last.bias.copy_(torch.tensor([-1.0, 0.0, 1.0]) / float(energy.y_norm.half_width))
     energy.set_beta(1000.0)
     x = torch.tensor([[0.0], [0.5]])
-    cands = ZSweepInference(k=3, dedup=0.02)(energy, x)
+    cands = ZSweepInference(k=3, dedup=0.02, y_space=Y_SPACE)(energy, x)
     assert cands.mask.all()
     got = sorted(zip(cands.y[0, :, 0].tolist(), cands.z[0, :, 0].tolist()))
     assert [v for pair in got for v in pair] == pytest.approx([-1.0, 0.0, 0.0, 1.0, 1.0, 2.0], abs=1e-5)
     # grid inference on F_inf finds the same three minima, and their z by argmin over z
     with energy.at_beta(math.inf):
-        grid = GridInference(k=3, points=601, dedup=0.02)(energy, x)
+        grid = GridInference(k=3, points=601, dedup=0.02, y_space=Y_SPACE)(energy, x)
     found = sorted(zip(grid.y[1, :, 0].tolist(), grid.z[1, :, 0].tolist()))
     assert [v for pair in found for v in pair] == pytest.approx([v for pair in got for v in pair], abs=1e-2)
 
@@ -116,25 +120,34 @@ def test_min_share_drops_modes_the_prior_switches_off():
         last.bias.copy_(torch.tensor([-1.0 / 1.5, 0.0, 1.0 / 1.5, 0.0, 0.0, 0.01]))
     energy.set_beta(1000.0)
     x = torch.zeros(1, 1)
-    assert ZSweepInference(k=3, dedup=0.02)(energy, x).mask.sum() == 3
-    kept = ZSweepInference(k=3, dedup=0.02, min_share=0.05)(energy, x)
+    assert ZSweepInference(k=3, dedup=0.02, y_space=Y_SPACE)(energy, x).mask.sum() == 3
+    kept = ZSweepInference(k=3, dedup=0.02, min_share=0.05, y_space=Y_SPACE)(energy, x)
     assert kept.mask.sum() == 2 and 2.0 not in kept.z[0][kept.mask[0]].flatten().tolist()
 
 
 @pytest.mark.parametrize("overrides,fragment", [
-    (["energy=mlp", "loss=free_energy"], "loss=free_energy: has no negative phase"),
+    (["energy=mlp", "loss=free_energy"], "loss=free_energy has no negative phase"),
     (["energy=decoder", "energy.prior=learned", "loss=free_energy"], "loss=free_energy"),
-    (["energy=mlp", "inference=z_sweep"], "inference=z_sweep: needs an energy that decodes its predictions"),
-    (["energy=decoder", "energy.z.kind=torus"], "energy.z.kind=torus"),
+    (["energy=mlp", "inference=z_sweep"], "inference=z_sweep needs an energy that decodes its predictions"),
     (["energy=decoder", "energy.z.k=0"], "energy.z.k=0: must be >= 1"),
-    (["energy=decoder", "energy.prior=l2"], "needs a box z"),
-    (["energy=decoder", "energy.z.kind=box", "energy.free_energy.method=minimize"], "gives F_inf only"),
-    (["energy=decoder", "energy.free_energy.method=quadrature"], "is for a continuous z"),
-    (["energy=decoder", "energy.z.kind=sphere", "energy.z.dim=1"], "must be >= 2 for a sphere"),
+    (["energy=decoder", "energy.prior=l2"], "energy.prior=l2: R(z) = reg ||z||^2 needs a box z"),
+    (["energy=decoder", "energy/z=box", "energy.free_energy.method=minimize"],
+     "energy.free_energy.method=minimize: gives F_inf only"),
+    (["energy=decoder", "energy.free_energy.method=quadrature"], "energy.free_energy.method=quadrature: is for a continuous z"),
+    (["energy=decoder", "energy/z=sphere", "energy.z.dim=1"], "energy.z.dim=1: must be >= 2 for a sphere"),
 ])
 def test_impossible_latent_settings_are_named(overrides, fragment):
-    with pytest.raises(UserError, match=fragment.replace("(", r"\(").replace(".", r"\.")):
-        validate(make_cfg(*overrides))
+    with pytest.raises(UserError) as err:
+        build_run(make_cfg(*overrides))
+    assert fragment in str(err.value) and "\n" not in str(err.value)
+
+
+def test_an_unknown_z_space_is_named_with_the_available_ones():
+    """The z kind is a config group (energy/z=...): an unknown one fails when the config is composed."""
+    with pytest.raises(MissingConfigException) as err:
+        build_run(make_cfg("energy=decoder", "energy/z=torus"))
+    message = one_line(err.value)
+    assert "energy/z/torus" in message and "available: box, circle, discrete, sphere" in message
 
 
 @pytest.fixture(scope="module")
@@ -162,29 +175,29 @@ def test_latent_run_logs_its_images_and_usage(latent_run):
 
 def test_latent_checkpoint_keeps_the_final_beta_and_infer_prints_z(latent_run, capsys):
     run_dir, cfg, _ = latent_run
-    energy, run_cfg, _ = predict.load_run(run_dir, torch.device("cpu"))
+    energy, run_cfg, _ = infer_task.load_run(run_dir, torch.device("cpu"))
     assert energy.beta == pytest.approx(1000.0)  # the schedule's final value, saved with the weights
-    results = predict.infer(make_cfg("task=infer", f"run_dir={run_dir}", "x=[0.0,0.5]"))
+    results = infer_task.infer(make_cfg("task=infer", f"run_dir={run_dir}", "x=[0.0,0.5]"))
     assert [len(r["candidates"]) for r in results] == [3, 3]  # the run's own inference: z_sweep, k = K
     assert sorted(c["z"][0] for c in results[0]["candidates"]) == [0.0, 1.0, 2.0]
     assert "z_sweep" in capsys.readouterr().out
     # naming a method on the command line uses it instead; inference.<key> alone edits the run's
-    grid = predict.infer(make_cfg("task=infer", f"run_dir={run_dir}", "x=[0.0]", "inference=grid", "inference.k=1"),
+    grid = infer_task.infer(make_cfg("task=infer", f"run_dir={run_dir}", "x=[0.0]", "inference=grid", "inference.k=1"),
                          overrides=["inference=grid", "inference.k=1"])
     assert len(grid[0]["candidates"]) == 1 and "z" in grid[0]["candidates"][0]
-    one = predict.infer(make_cfg("task=infer", f"run_dir={run_dir}", "x=[0.0]", "inference.k=1"), overrides=["inference.k=1"])
+    one = infer_task.infer(make_cfg("task=infer", f"run_dir={run_dir}", "x=[0.0]", "inference.k=1"), overrides=["inference.k=1"])
     assert len(one[0]["candidates"]) == 1
     # naming the run's own method keeps its settings (k = K = 3) and changes only the named keys
     same = ["inference=z_sweep", "inference.dedup=0.03"]
-    kept = predict.infer(make_cfg("task=infer", f"run_dir={run_dir}", "x=[0.0]", *same), overrides=same)
+    kept = infer_task.infer(make_cfg("task=infer", f"run_dir={run_dir}", "x=[0.0]", *same), overrides=same)
     assert len(kept[0]["candidates"]) == 3
     with pytest.raises(UserError, match="inference.min_share=2.0"):
         bad = ["inference=z_sweep", "inference.min_share=2"]
-        predict.infer(make_cfg("task=infer", f"run_dir={run_dir}", "x=[0.0]", *bad), overrides=bad)
+        infer_task.infer(make_cfg("task=infer", f"run_dir={run_dir}", "x=[0.0]", *bad), overrides=bad)
 
 
 def test_general_latent_mlp_trains_by_nll_through_its_free_energy(tmp_path):
-    metrics = train(make_cfg("debug=smoke", "energy=latent_mlp", "energy.z.kind=circle", "energy.free_energy.points=8",
+    metrics = train(make_cfg("debug=smoke", "energy=latent_mlp", "energy/z=circle", "energy.free_energy.points=8",
                              "loss.grid_points=32", "logger.landscape_every=0"), tmp_path)
     assert math.isfinite(metrics["chamfer"]) and "latent_entropy" in metrics
 
@@ -195,11 +208,9 @@ def test_decoder_trains_by_hinge_through_its_free_energy(tmp_path):
 
 
 
-@pytest.mark.parametrize("extra", [["energy.prior=learned"], ["energy.z.kind=box"], ["energy.z.kind=circle", "energy.free_energy.eliminate=min"],
-                                   ["energy.z.kind=sphere", "energy.z.dim=3"]])
+@pytest.mark.parametrize("extra", [["energy.prior=learned"], ["energy/z=box"], ["energy/z=circle", "energy.free_energy.eliminate=min"],
+                                   ["energy/z=sphere", "energy.z.dim=3"]])
 def test_decoder_batched_pairwise_form_equals_one_pair_at_a_time(extra):
-    from ebm_cli.inference.common import pairwise_energy
-
     torch.manual_seed(0)
     energy = build_energy(make_cfg("energy=decoder", *extra).energy, META).eval()
     energy.set_beta(7.0)

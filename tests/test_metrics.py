@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from ebm_cli.evaluate import multi_output_metrics
+from ebm_cli.core.metrics import multi_output_metrics
 
 
 def test_hand_computed_case():

@@ -17,12 +17,11 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from ebm_cli import checkpoint as ckpt
-from ebm_cli.errors import one_line
-from ebm_cli.errors import UserError
-from ebm_cli.losses import GibbsNLL
-from ebm_cli.signals import PREEMPTED_EXIT_CODE
-from ebm_cli.train import DIVERGED_EXIT_CODE, resume, train
+from ebm_cli.errors import UserError, one_line
+from ebm_cli.losses.nll import NLL
+from ebm_cli.runtime import checkpoint as ckpt
+from ebm_cli.runtime.signals import PREEMPTED_EXIT_CODE
+from ebm_cli.tasks.train import DIVERGED_EXIT_CODE, resume, train
 from helpers import ebm_run_command, make_cfg
 
 # Small and quick, with a checkpoint every 10 steps and no figures in the loop.
@@ -43,15 +42,16 @@ def uninterrupted(tmp_path_factory):
 
 def fail_at(monkeypatch, step_to_fail, action):
     """Wrap the NLL so that `action()` happens during training step `step_to_fail` (0-based)."""
-    original = GibbsNLL.__call__
+    original, calls = NLL.__call__, []
 
-    def wrapped(self, energy, x, y, beta, step):
-        loss, stats = original(self, energy, x, y, beta, step)
-        if step == step_to_fail:
+    def wrapped(self, energy, x, y, beta):
+        loss, stats = original(self, energy, x, y, beta)
+        calls.append(None)  # one call per training step: this is step len(calls) - 1
+        if len(calls) - 1 == step_to_fail:
             loss, stats = action(loss, stats)
         return loss, stats
 
-    monkeypatch.setattr(GibbsNLL, "__call__", wrapped)
+    monkeypatch.setattr(NLL, "__call__", wrapped)
 
 
 def test_sigterm_saves_and_resume_matches_uninterrupted(tmp_path, monkeypatch, uninterrupted):
@@ -103,9 +103,9 @@ def test_resume_falls_back_from_a_broken_last_checkpoint(tmp_path, uninterrupted
     good = torch.load(uninterrupted[0] / "checkpoints" / "previous.pt", weights_only=True)
     torch.save(good, folder / "previous.pt")
     cfg = make_cfg(*SHORT)
-    from ebm_cli.build import build_data, build_energy, data_meta
+    from ebm_cli.build import build_dataset, build_energy
 
-    energy = build_energy(cfg.energy, data_meta(build_data(cfg)))
+    energy = build_energy(cfg.energy, build_dataset(cfg).energy_args())
     opt = torch.optim.Adam(energy.parameters())
     for broken in (b"", (uninterrupted[0] / "checkpoints" / "last.pt").read_bytes()[:500], os.urandom(4096)):
         (folder / "last.pt").write_bytes(broken)
@@ -139,7 +139,7 @@ def test_disk_full_while_saving_keeps_the_old_checkpoint(tmp_path, monkeypatch):
 def test_sigkill_mid_save_leaves_the_old_checkpoint(tmp_path):
     script = textwrap.dedent(f"""
         import os, time, torch
-        from ebm_cli import checkpoint
+        from ebm_cli.runtime import checkpoint
         from pathlib import Path
         folder = Path({str(tmp_path)!r})
         checkpoint.save_checkpoint(folder, {{"step": 1, "w": torch.ones(1000)}})

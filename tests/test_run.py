@@ -7,10 +7,10 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
 
-from ebm_cli import predict
-from ebm_cli.checkpoint import load_checkpoint
 from ebm_cli.errors import UserError
-from ebm_cli.train import train
+from ebm_cli.runtime.checkpoint import load_checkpoint
+from ebm_cli.tasks import infer as predict
+from ebm_cli.tasks.train import train
 from helpers import make_cfg, write_csv
 
 
@@ -54,7 +54,7 @@ def test_tensorboard_events_read_back(smoke_run):
     start = plugin_data_pb2.HParamsPluginData.FromString(plugin["_hparams_/session_start_info"])
     hp = start.session_start_info.hparams
     assert hp["trainer.lr"].number_value == pytest.approx(cfg.trainer.lr)
-    assert hp["energy.name"].string_value == "mlp"
+    assert hp["energy._target_"].string_value == "ebm_cli.energies.mlp.MLPEnergy"
     exp = plugin_data_pb2.HParamsPluginData.FromString(plugin["_hparams_/experiment"])
     assert "metrics/coverage@0.05" in [m.name.tag for m in exp.experiment.metric_infos]
 
@@ -101,3 +101,14 @@ def test_csv_with_four_branches_trains_and_evaluates(tmp_path):
     metrics = train(cfg, tmp_path / "run")
     assert metrics["candidates_per_x"] <= 4 and 0 <= metrics["coverage@0.05"] <= 1
     assert not (tmp_path / "run" / "tb").exists()
+
+
+def test_the_tasks_are_callable_from_python(tmp_path):
+    """The README's "From Python" lines: compose, train into a new folder, infer from it."""
+    from ebm_cli import compose_config
+
+    run_dir = tmp_path / "runs" / "smoke"
+    metrics = train(compose_config("debug=smoke", "energy.hidden=32", "logger.landscape_every=0"), run_dir)
+    assert (run_dir / "metrics.json").is_file() and 0 <= metrics["coverage@0.05"] <= 1
+    results = predict.infer(compose_config("task=infer", f"run_dir={run_dir}", "x=[0.0,0.5]"))
+    assert len(results) == 2 and results[0]["candidates"]

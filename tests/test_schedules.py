@@ -2,17 +2,19 @@ import math
 
 import pytest
 
-from ebm_cli.schedules import build_schedule, constant, cosine, exponential, linear, piecewise
+from ebm_cli.build import build_schedule
+from ebm_cli.schedules import Annealed, Constant, Piecewise
 from helpers import make_cfg
 
 
 def test_schedule_values():
-    assert constant(2.0)(123) == 2.0
-    assert linear(0.1, 1.1, 10)(5) == pytest.approx(0.6)
-    assert exponential(0.1, 10.0, 10)(5) == pytest.approx(1.0)
-    assert cosine(1.0, 3.0, 10)(0) == pytest.approx(1.0) and cosine(1.0, 3.0, 10)(10) == pytest.approx(3.0)
-    assert linear(0.1, 1.0, 10)(50) == pytest.approx(1.0)  # holds the end value after `steps`
-    step = piecewise([0.3, 1.0, 3.0], [10, 20])
+    assert Constant(2.0)(123) == 2.0
+    assert Annealed(0.1, 1.1, 10, "linear")(5) == pytest.approx(0.6)
+    assert Annealed(0.1, 10.0, 10, "exponential")(5) == pytest.approx(1.0)
+    cosine = Annealed(1.0, 3.0, 10, "cosine")
+    assert cosine(0) == pytest.approx(1.0) and cosine(10) == pytest.approx(3.0)
+    assert Annealed(0.1, 1.0, 10, "linear")(50) == pytest.approx(1.0)  # holds the end value after `steps`
+    step = Piecewise([0.3, 1.0, 3.0], [10, 20])
     assert [step(s) for s in (0, 9, 10, 19, 20, 99)] == [0.3, 0.3, 1.0, 1.0, 3.0, 3.0]
 
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from ebm_cli.train import train
+from ebm_cli.tasks.train import train
 from helpers import make_cfg, write_csv
 
 # the branches of experiments/curves/make_csv.py's default four-branch file
@@ -51,5 +51,5 @@ def test_translation_modes_cover_the_valid_sets_and_one_mode_covers_one_in_n(tmp
     m = train(make_cfg("experiment=translation_latent", "trainer.device=cpu", "logger.landscape_every=0"), tmp_path / "k4")
     assert m["precision@0"] >= 0.95 and m["coverage@0"] >= 0.90, m
     one = train(make_cfg("experiment=translation_latent", "trainer.device=cpu", "logger.landscape_every=0",
-                         "energy.k=1"), tmp_path / "k1")
+                         "energy.z.k=1"), tmp_path / "k1")
     assert abs(one["coverage@0"] - 1 / one["refs_per_source"]) <= 0.05, one  # one translation per source

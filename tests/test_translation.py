@@ -4,30 +4,34 @@ whose text summaries are read back from the event file."""
 
 import itertools
 import math
-from types import SimpleNamespace
 
 import pytest
 import sacrebleu
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from ebm_cli.data.translation import grammar_sentence, load_translation, load_tsv
-from ebm_cli.energies.chain import ChainEnergy
+from ebm_cli.build import build_run
+from ebm_cli.core.spaces import DiscreteZ, SequenceSpace
+from ebm_cli.datasets.translation import Translation
+from ebm_cli.datasets.translation.data import load_tsv
+from ebm_cli.datasets.translation.grammar import grammar_sentence
+from ebm_cli.datasets.translation.metrics import multi_reference_bleu, pairwise_bleu, translation_metrics
+from ebm_cli.energies.chain import AttentionChainEnergy
 from ebm_cli.errors import UserError
-from ebm_cli.evaluate import multi_reference_bleu, pairwise_bleu, translation_metrics
+from ebm_cli.free_energy import FreeEnergy
 from ebm_cli.inference.dp import DPInference
-from ebm_cli.losses import ChainNLL
-from ebm_cli.train import train
-from ebm_cli.validate import validate
+from ebm_cli.losses.nll import NLL
+from ebm_cli.tasks.train import prepare, train
 from helpers import make_cfg
 
 SMOKE = ["experiment=translation_latent", "debug=smoke"]
 
 
-def grammar_cfg(**overrides):
+def load_translation(run_seed=0, **overrides):
+    """The generated translation dataset with small sizes (its own seed 0, which wins over the run's)."""
     base = dict(path=None, train_size=200, test_size=40, test_fraction=0.2, max_valid=4, adjective_rate=0.5,
                 adverb_rate=0.5, seed=0)
-    return SimpleNamespace(**{**base, **overrides})
+    return Translation(**{**base, **overrides}, run_seed=run_seed)
 
 
 def test_grammar_valid_sets_are_the_products_of_the_choices():
@@ -49,7 +53,7 @@ def test_grammar_valid_sets_are_the_products_of_the_choices():
 
 
 def test_generated_split_holds_out_unseen_sources_built_from_seen_words():
-    data = load_translation(grammar_cfg(), seed=0)
+    data = load_translation()
     train_sources = {data.source_text(x) for x in data.x_train}
     test_sources = [data.source_text(x) for x in data.x_test]
     assert len(test_sources) == 40 and not train_sources & set(test_sources)
@@ -81,7 +85,9 @@ def test_tsv_repeated_sources_are_valid_sets_and_bad_lines_are_named(tmp_path):
 @pytest.mark.parametrize("eliminate", ["softmin", "min"])
 def test_chain_dp_matches_brute_force_on_a_tiny_vocabulary(eliminate):
     torch.manual_seed(0)
-    energy = ChainEnergy(src_vocab=6, tgt_vocab=3, length=4, k=2, hidden=8, eliminate=eliminate)
+    energy = AttentionChainEnergy(hidden=8, z=DiscreteZ(2), free_energy=FreeEnergy(eliminate=eliminate),
+                                  src_vocab=[f"s{i}" for i in range(6)], tgt_vocab=[f"t{i}" for i in range(3)], length=4)
+    y_space = SequenceSpace(states=3, length=4)
     x = torch.tensor([[1, 2, 3, 0], [4, 5, 0, 0]])
     seqs = torch.tensor(list(itertools.product(range(3), repeat=4)))  # all 81 target sequences
     e_all = torch.stack([energy.mode_energies(x[b:b + 1].expand(len(seqs), -1), seqs) for b in range(2)])  # (B, N, K)
@@ -90,14 +96,15 @@ def test_chain_dp_matches_brute_force_on_a_tiny_vocabulary(eliminate):
         brute = -torch.logsumexp(-beta * e_all, dim=1) / beta
         assert torch.allclose(f, brute, rtol=1e-5, atol=1e-5)
     # Viterbi per mode is the argmin over all sequences; the NLL is the exact one
-    cands = DPInference(k=2)(energy, x)
+    cands = DPInference(k=2, y_space=y_space)(energy, x)
     for b in range(2):
         best = {tuple(seqs[e_all[b, :, z].argmin()].tolist()) for z in range(2)}
         got = {tuple(cands.y[b, j].tolist()) for j in range(2) if cands.mask[b, j]}
         assert got == best
     y = seqs[[5, 40]]
     beta = 0.7
-    loss, _ = ChainNLL()(energy, x, y, beta, 0)
+    energy.set_beta(beta)  # the chain soft-minimises its modes at its own beta (the trainer sets it every step)
+    loss, _ = NLL(y_space=y_space)(energy, x, y, beta)
     e_y = torch.stack([e_all[b, [5, 40][b]] for b in range(2)])  # (B, K)
     nll = e_y + torch.logsumexp(-e_all, dim=1)  # -log P(y | x, z), each mode normalised: (B, K)
     if eliminate == "softmin":  # the uniform mixture, z soft-minimised at beta
@@ -122,15 +129,15 @@ def test_bleu_figures_agree_with_sacrebleu_called_directly():
 
 
 def test_exact_match_metrics_on_hand_made_outputs():
-    data = load_translation(grammar_cfg(train_size=20, test_size=3), seed=1)
+    data = load_translation(run_seed=1, train_size=20, test_size=3)
     k = 4
     y = data.valid.clone()  # predict exactly the valid sets ...
     mask = data.valid_mask.clone()
-    m = translation_metrics(data, y, mask, 0.0)
+    m = translation_metrics(y, mask, data.valid, data.valid_mask, 0.0, data.decode)
     assert m["coverage@0"] == 1.0 and m["precision@0"] == 1.0 and m["bleu"] == pytest.approx(100.0)
     assert m["refs_covered"] == pytest.approx(float(data.valid_mask.sum(1).double().mean()))
     y[:, 0, 0] = 2  # ... but change the first word of every first candidate
-    m2 = translation_metrics(data, y, mask, 0.0)
+    m2 = translation_metrics(y, mask, data.valid, data.valid_mask, 0.0, data.decode)
     assert m2["precision@0"] == pytest.approx(1 - 3 / float(mask.sum()))
     assert y.shape[1] <= k
 
@@ -168,13 +175,19 @@ def test_a_tsv_in_another_language_pair_trains_and_evaluates(tmp_path):
 
 
 @pytest.mark.parametrize("overrides,message", [
-    (["energy=mlp"], "energy=mlp: does not work on dataset=translation (token sequences)"),
-    (["inference=grid"], "inference=grid: searches a continuous y"),
-    (["loss=hinge"], "loss=hinge: needs a continuous y"),
-    (["energy.eliminate=max"], "energy.eliminate=max: must be softmin or min"),
+    (["energy=mlp"], "energy: MLPEnergy needs 'x_dim', which its config does not set and the runner does not provide"),
+    (["inference=grid"], "inference=grid searches a continuous y in a box; this data's y is SequenceSpace"),
+    (["loss=hinge"], "loss=hinge needs a continuous y"),
+    (["energy.free_energy.eliminate=max"], "energy.free_energy.eliminate=max: must be one of softmin, min"),
     (["dataset.max_valid=0"], "dataset.max_valid=0: must be >= 1"),
-    (["trainer.baseline=true"], "trainer.baseline=True: has no feed-forward MSE model for sentences"),
 ])
 def test_impossible_translation_settings_are_named(overrides, message):
-    with pytest.raises(UserError, match=message.replace("(", r"\(").replace(")", r"\)")):
-        validate(make_cfg(*SMOKE, *overrides))
+    with pytest.raises(UserError) as err:
+        build_run(make_cfg(*SMOKE, *overrides))
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_no_mse_baseline_for_sentences():
+    """trainer.baseline is a trainer setting: refused when the run is prepared, before anything is written."""
+    with pytest.raises(UserError, match="trainer.baseline=true: Translation data has no feed-forward MSE model"):
+        prepare(make_cfg(*SMOKE, "trainer.baseline=true"))

@@ -1,19 +1,20 @@
 """The toy video generator's valid sets, the .npz / .npy loaders (and malformed files), metrics."""
 
-from types import SimpleNamespace
-
 import numpy as np
 import pytest
 import torch
 
-from ebm_cli.data.video import (generate_clip, load_video, mse_distance, render, sharpness_ratio, sprite_mask)
+from ebm_cli.datasets.video import Video
+from ebm_cli.datasets.video.data import generate_clip, render, sprite_mask
+from ebm_cli.datasets.video.metrics import mse_distance, sharpness_ratio
 from ebm_cli.errors import UserError
 
 
-def video_cfg(**overrides):
+def load_video(**overrides):
+    """The video dataset with small defaults (the run's seed 0 unless run_seed is given)."""
     defaults = dict(path=None, size=16, context=3, moves=3, sprite="square", sprite_size=3, speed=2.0, noise=0.0,
-                    train_size=64, test_size=16, test_fraction=0.25)
-    return SimpleNamespace(**{**defaults, **overrides})
+                    train_size=64, test_size=16, test_fraction=0.25, run_seed=0)
+    return Video(**{**defaults, **overrides})
 
 
 def sprite_position(frame):
@@ -52,13 +53,13 @@ def test_moves_that_cannot_fit_the_frame_are_named():
 
 
 def test_load_video_splits_generated_clips_into_rows_and_valid_sets():
-    data = load_video(video_cfg(), seed=0)
+    data = load_video()
     assert data.x_test.shape == (16, 3, 16, 16) and data.valid.shape == (16, 3, 16, 16)
     assert data.valid_mask.sum(1).min() >= 1
     # every training row's target is one of its context's valid futures; contexts repeat per future
     assert len(data.x_train) == len(data.y_train) >= 64
     assert data.x_train.dtype == torch.float32 and 0 <= data.x_train.min() and data.x_train.max() <= 1
-    again = load_video(video_cfg(), seed=0)
+    again = load_video()
     assert torch.equal(again.valid, data.valid)  # seeded
 
 
@@ -68,12 +69,12 @@ def test_npz_and_npy_files_load_like_generated_clips(tmp_path):
     futures = rng.random((10, 4, 8, 8)).astype(np.float32)
     counts = rng.integers(1, 5, 10)
     np.savez(tmp_path / "clips.npz", context=context, futures=futures, num_futures=counts)
-    data = load_video(video_cfg(path=str(tmp_path / "clips.npz"), test_fraction=0.3), seed=0)
+    data = load_video(path=str(tmp_path / "clips.npz"), test_fraction=0.3)
     assert data.x_test.shape == (3, 2, 8, 8) and data.valid.shape == (3, 4, 8, 8)
     assert int(data.valid_mask.sum()) + len(data.y_train) == int(counts.sum())
     clips = rng.integers(0, 256, (5, 6, 8, 8), dtype=np.uint8)  # (T, N, H, W)
     np.save(tmp_path / "mnist.npy", clips)
-    data = load_video(video_cfg(path=str(tmp_path / "mnist.npy"), context=4, test_fraction=0.5), seed=0)
+    data = load_video(path=str(tmp_path / "mnist.npy"), context=4, test_fraction=0.5)
     assert data.x_test.shape == (3, 4, 8, 8) and data.valid.shape == (3, 1, 8, 8)
     assert data.valid_mask.all() and len(data.y_train) == 3
     # the future of a test clip is frame C of that clip, scaled to [0, 1]
@@ -94,7 +95,7 @@ def test_malformed_npz_files_are_named_in_one_line(tmp_path, write, fragment):
     path = tmp_path / "bad.npz"
     write(path)
     with pytest.raises(UserError) as err:
-        load_video(video_cfg(path=str(path)), seed=0)
+        load_video(path=str(path))
     assert str(path) in str(err.value) and fragment in str(err.value) and "\n" not in str(err.value)
 
 
@@ -102,10 +103,10 @@ def test_malformed_npy_files_are_named(tmp_path):
     path = tmp_path / "bad.npy"
     np.save(path, np.zeros((3, 2, 4, 4), np.float32))
     with pytest.raises(UserError, match="must be a uint8 array"):
-        load_video(video_cfg(path=str(path)), seed=0)
+        load_video(path=str(path))
     np.save(path, np.zeros((3, 2, 4, 4), np.uint8))
     with pytest.raises(UserError, match="dataset.context=3 needs at least 4"):
-        load_video(video_cfg(path=str(path)), seed=0)
+        load_video(path=str(path))
 
 
 def test_metrics_on_hand_made_frames():

@@ -1,17 +1,27 @@
 """Convolutional energies on frames: x is a stack of C context frames (B, C, H, W), y a frame (B, H, W).
 
-conv_latent:    E(x, y, z) = ||y - Dec(Enc(x), z)||^2 + R(z)  (a DecodingEnergy: z picks the future)
+conv_latent:    E(x, y, z) = ||y - Dec(Enc(x), z)||^2 + R(z)  (a decoding energy: z picks the future)
 conv_regressor: E(x, y) = ||y - Dec(Enc(x))||^2              (the MSE baseline: the mean future, a blur)
 """
 
-from typing import Sequence
+from typing import Optional, Sequence
 
 import torch
 from torch import nn
 
-from ebm_cli.energies.base import BoxSpace, activation, mlp
-from ebm_cli.energies.latent import DecodingEnergy
-from ebm_cli.energies.mlp import PredictorEnergy
+from ebm_cli.core.energy import PredictorEnergy
+from ebm_cli.core.spaces import BoxSpace, DiscreteZ
+from ebm_cli.energies.latent import MLPDecodingEnergy
+from ebm_cli.energies.nets import activation, check_sizes, mlp
+from ebm_cli.errors import require, require_positive
+from ebm_cli.free_energy import FreeEnergy
+
+
+def check_frames(x_shape: Sequence[int], y_space) -> None:
+    """Conv energies read frames: x (C, H, W) and y (H, W) in a box."""
+    require(len(x_shape) == 3, "x_shape", list(x_shape), "conv energies need frames, x of shape (C, H, W): "
+            "use dataset=video (or an energy for flat x such as energy=mlp)")
+    require(isinstance(y_space, BoxSpace), "y_space", type(y_space).__name__, "conv energies predict frames in a box")
 
 
 class ConvEncoder(nn.Module):
@@ -36,16 +46,28 @@ class ConvEncoder(nn.Module):
         return self.out(self.convs((x - self.low) * self.scale - 1.0))  # pixels to [-1, 1]
 
 
-class ConvLatentEnergy(DecodingEnergy):
+class ConvLatentEnergy(MLPDecodingEnergy):
     """E(x, y, z) = ||y - Dec(Enc(x), z)||^2 + R(z) on frames; Dec is an MLP on the encoding (K heads
     for a discrete z, or [h, features(z)] for a continuous one) with a linear output in pixel units.
     (Not a sigmoid: on frames that are mostly background it saturates at 0 within a few hundred
-    steps, where its gradient vanishes, and never draws the sprite.)"""
+    steps, where its gradient vanishes, and never draws the sprite.)
 
-    def __init__(self, x_shape: Sequence[int], x_low: float, x_high: float, y_space: BoxSpace, z_space,
-                 channels: int, hidden: int, depth: int, activation: str, prior: str = "none", reg: float = 0.0,
-                 **free_energy_options):
-        super().__init__(y_space, z_space, hidden, hidden, depth, activation, prior, reg, **free_energy_options)
+    Args:
+        channels: of the first convolution (then 2x, 2x).
+        hidden, depth, activation: the encoding width and the decoder MLP.
+        prior, reg: R(z), as for energy=decoder.
+        z: the z space (its capacity: energy.z.k futures).
+        free_energy: how z is eliminated.
+        x_shape, x_low, x_high, y_space: from the data (frames).
+    """
+
+    def __init__(self, channels: int = 16, hidden: int = 256, depth: int = 1, activation: str = "silu",
+                 prior: str = "none", reg: float = 0.0, z=None, free_energy: Optional[FreeEnergy] = None, *,
+                 x_shape: Sequence[int], x_low: float, x_high: float, y_space: BoxSpace):
+        check_frames(x_shape, y_space)
+        require_positive(channels=channels)
+        super().__init__(y_space, z if z is not None else DiscreteZ(3), free_energy, hidden, hidden, depth, activation,
+                         prior, reg)
         self.encoder = ConvEncoder(x_shape, x_low, x_high, channels, hidden, activation)
 
     def encode(self, x):
@@ -57,12 +79,19 @@ class ConvLatentEnergy(DecodingEnergy):
 
 class ConvRegressorEnergy(PredictorEnergy):
     """The deterministic baseline on frames: f(x) = MLP(Enc(x)) (linear output, as conv_latent's),
-    E = ||y - f(x)||^2."""
+    E = ||y - f(x)||^2.
 
-    def __init__(self, x_shape: Sequence[int], x_low: float, x_high: float, y_space: BoxSpace,
-                 channels: int, hidden: int, depth: int, activation: str):
-        super().__init__()
-        self.y_space = y_space
+    Args:
+        channels, hidden, depth, activation: as for energy=conv_latent.
+        x_shape, x_low, x_high, y_space: from the data (frames).
+    """
+
+    def __init__(self, channels: int = 16, hidden: int = 256, depth: int = 1, activation: str = "silu", *,
+                 x_shape: Sequence[int], x_low: float, x_high: float, y_space: BoxSpace):
+        check_frames(x_shape, y_space)
+        require_positive(channels=channels)
+        check_sizes(hidden, depth, activation)
+        super().__init__(y_space)
         self.encoder = ConvEncoder(x_shape, x_low, x_high, channels, hidden, activation)
         self.net = mlp(hidden, hidden, depth, y_space.size, activation)
 

@@ -1,58 +1,50 @@
-"""MLP energy F(x, y) and the explicit regressor baseline E(x, y) = ||y - f(x)||^2."""
+"""MLP energy F(x, y) and the explicit regressor baseline E(x, y) = ||y - f(x)||^2, on flat x and y."""
 
 import torch
 
-from ebm_cli.energies.base import BoxSpace, Energy, Normalizer, log_gaussian_box_mass, mlp
+from ebm_cli.core.energy import Energy, PredictorEnergy
+from ebm_cli.core.spaces import BoxSpace
+from ebm_cli.energies.nets import Normalizer, check_sizes, mlp
 
 
 class MLPEnergy(Energy):
-    """F(x, y) = MLP([x, y]) for flat x (B, Dx) and y (B, Dy); returns (B,)."""
+    """F(x, y) = MLP([x, y]) for x (B, *x_shape) and y (B, *y_shape), both flattened; returns (B,).
 
-    def __init__(self, x_dim: int, x_low: float, x_high: float, y_space: BoxSpace, hidden: int, depth: int, activation: str):
+    Args:
+        hidden: units per hidden layer.
+        depth: hidden layers.
+        activation: relu | silu | gelu | tanh | softplus | elu.
+        x_dim, x_low, x_high: the size of x and the range its values span (from the data).
+        y_space: the y box (from the data).
+    """
+
+    def __init__(self, hidden: int = 64, depth: int = 2, activation: str = "silu", *, x_dim: int, x_low: float,
+                 x_high: float, y_space: BoxSpace):
         super().__init__()
+        check_sizes(hidden, depth, activation)
         self.y_space = y_space
         self.x_norm = Normalizer(x_low, x_high)
         self.y_norm = Normalizer(y_space.low, y_space.high)
         self.net = mlp(x_dim + y_space.size, hidden, depth, 1, activation)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        h = torch.cat([self.x_norm(x.flatten(1)), self.y_norm(y.flatten(1))], dim=1)
+        h = torch.cat([self.x_norm(x.flatten(1)), self.y_norm(y.flatten(1))], dim=1)  # (B, Dx + Dy)
         return self.net(h)[:, 0]
 
 
-class PredictorEnergy(Energy):
-    """E(x, y) = ||y - f(x)||^2 for a feed-forward f (subclasses define `predict`): one output per
-    x, whatever the data.
+class RegressorEnergy(PredictorEnergy):
+    """The explicit regressor baseline: f(x) = MLP(x), E = ||y - f(x)||^2.
 
-    Trained by the Gibbs NLL this is MSE regression (log Z does not depend on f, but for the
-    share of the Gaussian cut off by the y-box), so it predicts the mean of the valid y: the
-    baseline the lecture argues against.
+    Args:
+        hidden, depth, activation: the MLP, as for energy=mlp.
+        x_dim, x_low, x_high: the size of x and the range its values span (from the data).
+        y_space: the y box (from the data).
     """
 
-    def predict(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover
-        """f(x): (B, *y_shape), in y units."""
-        raise NotImplementedError
-
-    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return (y - self.predict(x)).flatten(1).pow(2).sum(1)
-
-    exact_partition = True
-
-    def log_partition(self, x: torch.Tensor, beta: float) -> torch.Tensor:
-        """log ∫_box exp(-beta ||y - f(x)||^2) dy, exactly: a product of erf differences, (B,).
-
-        It lets the Gibbs NLL skip the y-grid for this energy (the quadrature would give the
-        same value, at the cost of G energy evaluations per sample).
-        """
-        return log_gaussian_box_mass(self.predict(x).flatten(1), beta, self.y_space.low, self.y_space.high)
-
-
-class RegressorEnergy(PredictorEnergy):
-    """The explicit regressor baseline with an MLP f(x), for flat x (B, Dx)."""
-
-    def __init__(self, x_dim: int, x_low: float, x_high: float, y_space: BoxSpace, hidden: int, depth: int, activation: str):
-        super().__init__()
-        self.y_space = y_space
+    def __init__(self, hidden: int = 64, depth: int = 2, activation: str = "silu", *, x_dim: int, x_low: float,
+                 x_high: float, y_space: BoxSpace):
+        super().__init__(y_space)
+        check_sizes(hidden, depth, activation)
         self.x_norm = Normalizer(x_low, x_high)
         self.y_norm = Normalizer(y_space.low, y_space.high)
         self.net = mlp(x_dim, hidden, depth, y_space.size, activation)

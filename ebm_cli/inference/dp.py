@@ -1,119 +1,43 @@
-"""Dynamic programming on chain-structured energies over discrete sequences y = (y_1, ..., y_T):
-
-    E(y) = sum_t u[t, y_t] + sum_{t>1} p[t, y_{t-1}, y_t]
-
-with unary terms u: (B, T, S) and pairwise terms p: (B, T-1, S, S), or (B, S, S) shared by the
-steps of each sequence, or (S, S) shared by every step and sequence. Min-sum (Viterbi) gives the argmin and the k best sequences; sum-product (the
-forward algorithm) gives F_beta = -1/beta log sum_y exp(-beta E(y)) over all S^T sequences. All
-are batched and vectorised over the batch and the states; the loop over t only queues tensor
-operations (no value is read back to the host inside it).
-"""
+"""inference=dp: exact argmin and the k best sequences of a chain-structured energy (Viterbi)."""
 
 import math
-from typing import Tuple
+from typing import Optional
 
 import torch
 
-from ebm_cli.errors import UserError
-from ebm_cli.inference.common import Candidates, select_distinct
+from ebm_cli.core.energy import ChainEnergy
+from ebm_cli.core.inference import Candidates, Inference, select_distinct
+from ebm_cli.dynamic_programming import forward_free_energy, viterbi
+from ebm_cli.errors import UserError, require
 
 
-def _pairwise_at(p: torch.Tensor, t: int, batch: int) -> torch.Tensor:
-    """Transition energies into step t (t >= 1): (B, S, S), indexed [previous, next]."""
-    if p.dim() == 2:
-        return p.unsqueeze(0).expand(batch, *p.shape)
-    if p.dim() == 3:
-        return p
-    return p[:, t - 1]
+class DPInference(Inference):
+    """Viterbi (min-sum) per latent mode z of a ChainEnergy: K translations, of which the k best
+    distinct ones are kept, ranked by -log P(y | x, z) = E(x, y, z) + log Z(x, z) (the forward
+    algorithm gives log Z, so the modes are comparable).
 
-
-def forward_free_energy(u: torch.Tensor, p: torch.Tensor, beta: float) -> torch.Tensor:
-    """F_beta over all sequences, (B,): the forward algorithm in the log domain; beta=inf gives
-    min_y E(y) (the Viterbi energy). Stable for any beta > 0 (log-sum-exp)."""
-    if math.isinf(beta):
-        return viterbi(u, p)[0]
-    b, steps, _ = u.shape
-    alpha = -beta * u[:, 0]  # (B, S): log sum over prefixes ending in each state of exp(-beta E)
-    for t in range(1, steps):
-        alpha = torch.logsumexp(alpha.unsqueeze(2) - beta * _pairwise_at(p, t, b), dim=1) - beta * u[:, t]
-    return -torch.logsumexp(alpha, dim=1) / beta
-
-
-def viterbi(u: torch.Tensor, p: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-    """The minimum-energy sequence: energies (B,) and paths (B, T) of state indices."""
-    energies, paths = kbest_viterbi(u, p, 1)
-    return energies[:, 0], paths[:, 0]
-
-
-def kbest_viterbi(u: torch.Tensor, p: torch.Tensor, k: int) -> Tuple[torch.Tensor, torch.Tensor]:
-    """The k lowest-energy sequences (list Viterbi): energies (B, k) ascending, paths (B, k, T).
-
-    Keeps for every state the k best prefixes ending in it: (B, S, k) scores, and back-pointers to
-    (previous state, its rank). With fewer than k sequences in all (S^T < k), the last ones are +inf.
-    """
-    b, steps, s = u.shape
-    inf = torch.tensor(float("inf"), dtype=u.dtype, device=u.device)
-    scores = torch.full((b, s, k), float("inf"), dtype=u.dtype, device=u.device)
-    scores[:, :, 0] = u[:, 0]
-    back_state, back_rank = [], []
-    for t in range(1, steps):
-        cand = scores.unsqueeze(2) + _pairwise_at(p, t, b).unsqueeze(3)  # (B, S_prev, S_next, k)
-        cand = cand.permute(0, 2, 1, 3).reshape(b, s, s * k)  # per next state: (previous, rank) pairs
-        best, idx = cand.topk(k, dim=2, largest=False)  # (B, S_next, k)
-        scores = torch.where(torch.isfinite(best), best + u[:, t].unsqueeze(2), inf)
-        back_state.append(idx // k)
-        back_rank.append(idx % k)
-    final, idx = scores.reshape(b, s * k).topk(k, dim=1, largest=False)  # (B, k)
-    state, rank = idx // k, idx % k
-    path = [state]
-    for t in range(steps - 2, -1, -1):  # back-pointers into step t+1 were saved at index t
-        flat = state * k + rank  # (B, k) positions in the (S, k) table of step t+1
-        prev_state = back_state[t].reshape(b, s * k).gather(1, flat)
-        rank = back_rank[t].reshape(b, s * k).gather(1, flat)
-        state = prev_state
-        path.append(state)
-    return final, torch.stack(path[::-1], dim=2)
-
-
-def sequence_energy(u: torch.Tensor, p: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """E(y) for paths y: (B, T) -> (B,)."""
-    b, steps, _ = u.shape
-    e = u.gather(2, y.unsqueeze(2)).squeeze(2).sum(1)
-    for t in range(1, steps):
-        e = e + _pairwise_at(p, t, b)[torch.arange(b, device=y.device), y[:, t - 1], y[:, t]]
-    return e
-
-
-class DPInference:
-    """inference=dp: exact argmin and k best sequences of a chain-structured energy, which
-    provides chain_potentials(x) -> (u (B, T, S), p (B, T-1, S, S), (B, S, S) or (S, S)).
-
-    A chain with a discrete latent mode (latent_potentials(x) -> u (B, K, T, S), p (K, S, S))
-    gets Viterbi per z, so K translations, of which the k best distinct ones are kept, ranked by
-    -log P(y | x, z) = E(x, y, z) + log Z(x, z) (the forward algorithm gives log Z); min_share > 0
-    drops a translation whose probability is below that share of the best one's.
+    Args:
+        k: candidates per x.
+        min_share: drop a mode's sequence whose P(y | x, z) is below this share of the best one's;
+            0 keeps every mode's.
+        y_space: the data's y space (token sequences).
     """
 
-    def __init__(self, k: int, min_share: float = 0.0):
-        self.k, self.min_share = k, min_share
+    name = "dp"
+
+    def __init__(self, k: int = 3, min_share: float = 0.0, y_space=None):
+        super().__init__(k, y_space)
+        require(0 <= min_share < 1, "min_share", min_share, "must be in [0, 1)")
+        self.min_share = min_share
 
     def check(self, energy) -> None:
-        if not (hasattr(energy, "chain_potentials") or hasattr(energy, "latent_potentials")):
-            raise UserError("inference=dp needs a chain-structured energy over discrete sequences "
-                            "(a sum of unary and pairwise terms); this energy is not one: use inference=grid or gradient")
+        if not isinstance(energy, ChainEnergy):
+            raise UserError(f"inference=dp needs a chain-structured energy over discrete sequences (a sum of unary "
+                            f"and pairwise terms, a ChainEnergy); {type(energy).__name__} is not one: "
+                            "use inference=grid or gradient")
 
-    def __call__(self, energy, x: torch.Tensor, k: int = None) -> Candidates:
+    def __call__(self, energy, x: torch.Tensor, k: Optional[int] = None) -> Candidates:
         k = k or self.k
-        if hasattr(energy, "latent_potentials"):
-            return self.per_mode(energy, x, k)
-        with torch.no_grad():
-            u, p = energy.chain_potentials(x)
-            e, paths = kbest_viterbi(u, p, k)
-        b, steps, s = u.shape
-        return Candidates(y=paths, energy=e, mask=torch.isfinite(e), evaluations=b * steps * s * s * k)
-
-    def per_mode(self, energy, x: torch.Tensor, k: int) -> Candidates:
-        """Viterbi for every z; the k best distinct sequences across z, with their z."""
         with torch.no_grad():
             u, p = energy.flat_potentials(x)  # (B*K, T, S), (B*K, S, S)
             e, paths = viterbi(u, p)

@@ -1,28 +1,49 @@
 """Gradient inference: descend F(x, y) in y from many starts, keep the k lowest distinct minima."""
 
-import math
+from typing import Optional
 
 import torch
 
-from ebm_cli.errors import UserError
-from ebm_cli.inference.common import Candidates, attach_latent, pairwise_energy, select_distinct
+from ebm_cli.core.energy import pairwise_energy
+from ebm_cli.core.inference import Candidates, Inference, attach_latent, select_distinct
+from ebm_cli.errors import require_choice, require_non_negative, require_positive
+from ebm_cli.schedules import cosine
 
 
-class GradientInference:
-    """Adam or SGD on y, projected into the y-box, cosine step-size decay, early stop at `tol`."""
+class GradientInference(Inference):
+    """Adam or SGD on y, projected into the y-box, cosine step-size decay, early stop at `tol`.
 
-    def __init__(self, k: int, starts: int, steps: int, lr: float, lr_min: float, optimizer: str, tol: float, dedup: float, seed: int = 0):
-        self.k, self.starts, self.steps = k, starts, steps
+    Args:
+        k: candidates per x.
+        starts: starting points, spread evenly over the y-box (1-D y) or drawn uniformly.
+        steps: optimiser steps.
+        lr: the initial step size, decayed by a cosine to ...
+        lr_min: ... this at the last step.
+        optimizer: adam | sgd.
+        tol: stop when no y moved more than this in one step (checked every 10 steps).
+        dedup: minima closer than this are one candidate.
+        y_space: the data's y box.
+        seed: seeds the random starts (the run's seed).
+    """
+
+    name = "gradient"
+
+    def __init__(self, k: int = 3, starts: int = 32, steps: int = 150, lr: float = 0.03, lr_min: float = 0.001,
+                 optimizer: str = "adam", tol: float = 1e-5, dedup: float = 0.02, y_space=None, seed: int = 0):
+        super().__init__(k, y_space)
+        require_positive(starts=starts, steps=steps, lr=lr)
+        require_non_negative(lr_min=lr_min, tol=tol, dedup=dedup)
+        require_choice("optimizer", optimizer, ("adam", "sgd"))
+        self.starts, self.steps = starts, steps
         self.lr, self.lr_min, self.optimizer, self.tol, self.dedup = lr, lr_min, optimizer, tol, dedup
         self.seed = seed
 
     def check(self, energy) -> None:
-        if not hasattr(energy, "y_space"):
-            raise UserError("inference=gradient needs a continuous, differentiable y")
+        self.require_box()
 
-    def initial(self, energy, batch: int, device) -> torch.Tensor:
+    def initial(self, batch: int, device) -> torch.Tensor:
         """Starts spread over the box: an even grid for 1-D y, seeded uniform draws otherwise."""
-        space = energy.y_space
+        space = self.y_space
         if space.size == 1:
             y0 = torch.linspace(space.low, space.high, self.starts + 2, device=device)[1:-1]
             y0 = y0.view(1, self.starts, 1).expand(batch, -1, -1)
@@ -31,23 +52,22 @@ class GradientInference:
             y0 = space.sample(batch, self.starts, generator=gen, device=device)
         return y0.reshape(batch, self.starts, *space.shape).clone()
 
-    def __call__(self, energy, x: torch.Tensor, k: int = None) -> Candidates:
+    def __call__(self, energy, x: torch.Tensor, k: Optional[int] = None) -> Candidates:
         k = k or self.k
-        y = self.initial(energy, x.shape[0], x.device).requires_grad_(True)
+        y = self.initial(x.shape[0], x.device).requires_grad_(True)
         opt_cls = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD}[self.optimizer]
         opt = opt_cls([y], lr=self.lr)
         steps_run = 0
         for step in range(self.steps):
-            lr = self.lr_min + 0.5 * (self.lr - self.lr_min) * (1 + math.cos(math.pi * step / self.steps))
             for group in opt.param_groups:
-                group["lr"] = lr
+                group["lr"] = cosine(self.lr, self.lr_min, step, self.steps)
             with torch.enable_grad():
                 (grad,) = torch.autograd.grad(pairwise_energy(energy, x, y).sum(), y)
             y.grad = grad
             before = y.detach().clone()
             opt.step()
             with torch.no_grad():
-                y.copy_(energy.y_space.project(y))
+                y.copy_(self.y_space.project(y))
             steps_run += 1
             # Checking convergence syncs with the device, so only every 10 steps.
             if step % 10 == 9 and (y.detach() - before).abs().max() < self.tol:

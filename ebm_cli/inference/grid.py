@@ -1,27 +1,42 @@
 """Exhaustive inference: F on a y-grid, then the k lowest distinct local minima."""
 
+from typing import Optional
+
 import torch
 import torch.nn.functional as F
 
-from ebm_cli.errors import UserError
-from ebm_cli.inference.common import Candidates, attach_latent, pairwise_energy, select_distinct
+from ebm_cli.core.energy import LatentEnergy, pairwise_energy
+from ebm_cli.core.inference import Candidates, Inference, attach_latent, select_distinct
+from ebm_cli.errors import require, require_non_negative
 
 MAX_PAIRS_PER_CHUNK = 1 << 18  # bounds memory: (chunk of x) * (grid points) energy calls at once
 
 
-class GridInference:
-    """y_hat = argmin over an even grid of `points` per y dimension (y of at most 3 dimensions)."""
+class GridInference(Inference):
+    """y̌ = argmin over an even grid of `points` per y dimension (a y of at most 3 dimensions).
 
-    def __init__(self, k: int, points: int, dedup: float):
-        self.k, self.points, self.dedup = k, points, dedup
+    Args:
+        k: candidates per x.
+        points: grid points per y dimension.
+        dedup: minima closer than this are one candidate.
+        y_space: the data's y box.
+    """
+
+    name = "grid"
+
+    def __init__(self, k: int = 3, points: int = 512, dedup: float = 0.02, y_space=None):
+        super().__init__(k, y_space)
+        require(points >= 2, "points", points, "must be >= 2")
+        require_non_negative(dedup=dedup)
+        self.points, self.dedup = points, dedup
 
     def check(self, energy) -> None:
-        if not hasattr(energy, "y_space") or energy.y_space.size > 3:
-            raise UserError("inference=grid needs a continuous y of at most 3 dimensions; use inference=gradient")
+        self.require_box(max_dims=3)
 
     def energies(self, energy, x: torch.Tensor):
-        """Grid (G, D) and F(x_b, grid_g): (B, G), computed in chunks of x."""
-        grid = energy.y_space.grid(self.points, device=x.device).view(-1, *energy.y_space.shape)
+        """Grid (G, *y_shape) and F(x_b, grid_g): (B, G), computed in chunks of x."""
+        space = self.y_space
+        grid = space.grid(self.points, device=x.device).view(-1, *space.shape)
         chunk = max(1, MAX_PAIRS_PER_CHUNK // grid.shape[0])
         out = []
         with torch.no_grad():
@@ -33,17 +48,17 @@ class GridInference:
     def probabilities(self, energy, x: torch.Tensor, beta: float):
         """The exact Gibbs distribution on the grid: grid (G, *y_shape) and P_beta(y_g | x) (B, G),
         each row summing to 1 (a latent energy's F is its free energy at this beta)."""
-        if hasattr(energy, "at_beta"):
+        if isinstance(energy, LatentEnergy):
             with energy.at_beta(beta):
                 grid, e = self.energies(energy, x)
         else:
             grid, e = self.energies(energy, x)
         return grid, torch.softmax(-beta * e, dim=1)
 
-    def __call__(self, energy, x: torch.Tensor, k: int = None) -> Candidates:
+    def __call__(self, energy, x: torch.Tensor, k: Optional[int] = None) -> Candidates:
         k = k or self.k
         grid, e = self.energies(energy, x)
-        b, dims = e.shape[0], energy.y_space.size
+        b, dims = e.shape[0], self.y_space.size
         cube = e.view(b, 1, *([self.points] * dims))
         pool = {1: F.max_pool1d, 2: F.max_pool2d, 3: F.max_pool3d}[dims]
         # A local minimum is no higher than every neighbour (the pool pads with -inf at edges).

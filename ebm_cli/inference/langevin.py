@@ -5,22 +5,22 @@ from typing import Callable, Optional
 
 import torch
 
-from ebm_cli.errors import UserError
-from ebm_cli.inference.common import Candidates, attach_latent, pairwise_energy, select_distinct
-from ebm_cli.schedules import build_schedule
+from ebm_cli.core.energy import pairwise_energy
+from ebm_cli.core.inference import Candidates, Inference, attach_latent, select_distinct
+from ebm_cli.errors import require, require_choice, require_non_negative, require_positive
+from ebm_cli.schedules import SHAPES, ramp
 
 
-def langevin_chains(energy, x: torch.Tensor, y: torch.Tensor, steps: int, step_size: float,
+def langevin_chains(energy, x: torch.Tensor, y: torch.Tensor, space, steps: int, step_size: float,
                     beta: Callable[[int], float], grad_clip: Optional[float] = None, noise: bool = True,
                     generator: Optional[torch.Generator] = None) -> torch.Tensor:
     """Run Langevin chains from y: (B, C, *y_shape) for x: (B, *x_shape); returns the last states.
 
     y <- project(y - eta * g + sqrt(2 eta / beta(t)) * xi), g = grad_y F(x, y) clipped to norm
-    grad_clip per chain, xi ~ N(0, 1). For a small step eta the chain samples exp(-beta F); with
-    noise=False it is plain projected gradient descent. Nothing is read back to the host inside
-    the loop, so the steps queue up on the device.
+    grad_clip per chain, xi ~ N(0, 1), project = clamping into the box `space`. For a small step eta
+    the chain samples exp(-beta F); with noise=False it is plain projected gradient descent.
+    Nothing is read back to the host inside the loop, so the steps queue up on the device.
     """
-    space = energy.y_space
     y = y.detach().clone()
     for t in range(steps):
         y.requires_grad_(True)
@@ -38,27 +38,50 @@ def langevin_chains(energy, x: torch.Tensor, y: torch.Tensor, steps: int, step_s
     return y.detach()
 
 
-class LangevinInference:
+class LangevinInference(Inference):
     """Langevin chains from uniform starts at inverse temperature beta(t) (an annealing schedule);
-    the k lowest distinct final states are the candidates, and `sample` returns all of them."""
+    the k lowest distinct final states are the candidates, and `sample` returns all of them.
 
-    def __init__(self, k: int, chains: int, steps: int, step_size: float, beta_cfg, grad_clip: Optional[float],
-                 dedup: float, seed: int = 0):
-        self.k, self.chains, self.steps, self.step_size = k, chains, steps, step_size
-        self.beta, self.grad_clip, self.dedup, self.seed = build_schedule(beta_cfg), grad_clip, dedup, seed
+    Args:
+        k: candidates per x.
+        chains: uniform starts per x.
+        steps: Langevin steps.
+        step_size: eta.
+        anneal: constant (beta_end throughout) | linear | exponential | cosine, from ...
+        beta_start: ... the inverse temperature at the first step ...
+        beta_end: ... to the one at the last: a large beta ends the chains in minima.
+        grad_clip: max norm of grad_y F per chain; null = none.
+        dedup: final states closer than this are one candidate.
+        y_space: the data's y box.
+        seed: seeds the starts and the noise (the run's seed).
+    """
+
+    name = "langevin"
+
+    def __init__(self, k: int = 3, chains: int = 64, steps: int = 200, step_size: float = 3e-4,
+                 anneal: str = "exponential", beta_start: float = 1.0, beta_end: float = 1000.0,
+                 grad_clip: Optional[float] = 100.0, dedup: float = 0.02, y_space=None, seed: int = 0):
+        super().__init__(k, y_space)
+        require_positive(chains=chains, steps=steps, step_size=step_size, beta_start=beta_start, beta_end=beta_end)
+        require_choice("anneal", anneal, ("constant", *SHAPES))
+        require(grad_clip is None or grad_clip > 0, "grad_clip", grad_clip, "must be > 0 or null")
+        require_non_negative(dedup=dedup)
+        self.chains, self.steps, self.step_size = chains, steps, step_size
+        self.beta = ramp(anneal, beta_start, beta_end, max(steps - 1, 1))
+        self.grad_clip, self.dedup, self.seed = grad_clip, dedup, seed
 
     def check(self, energy) -> None:
-        if not hasattr(energy, "y_space"):
-            raise UserError("inference=langevin needs a continuous, differentiable y")
+        self.require_box()
 
     def sample(self, energy, x: torch.Tensor, y0: Optional[torch.Tensor] = None, noise: bool = True,
                generator=None) -> torch.Tensor:
         """Final chain states (B, C, *y_shape), from y0 or from uniform starts."""
         if y0 is None:
-            y0 = energy.y_space.sample(x.shape[0], self.chains, generator=generator, device=x.device)
-        return langevin_chains(energy, x, y0, self.steps, self.step_size, self.beta, self.grad_clip, noise, generator)
+            y0 = self.y_space.sample(x.shape[0], self.chains, generator=generator, device=x.device)
+        return langevin_chains(energy, x, y0, self.y_space, self.steps, self.step_size, self.beta, self.grad_clip,
+                               noise, generator)
 
-    def __call__(self, energy, x: torch.Tensor, k: int = None) -> Candidates:
+    def __call__(self, energy, x: torch.Tensor, k: Optional[int] = None) -> Candidates:
         k = k or self.k
         gen = torch.Generator(device=x.device).manual_seed(self.seed)
         y = self.sample(energy, x, generator=gen)

@@ -1,4 +1,4 @@
-"""Write a toy French -> English corpus in the DESIGN.md TSV format (source<TAB>target per line;
+"""Write a toy French -> English corpus in the runner's TSV format (source<TAB>target per line;
 a source repeated on several lines has several valid translations).
 
     python experiments/translation_latent/make_tsv.py fr_en.tsv

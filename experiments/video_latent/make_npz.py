@@ -1,4 +1,4 @@
-"""Write toy video clips in the DESIGN.md `.npz` format (context, futures, num_futures).
+"""Write toy video clips in the runner's `.npz` format (context, futures, num_futures).
 
     python experiments/video_latent/make_npz.py plus.npz --sprite plus --sprite-size 5 --speed 4
 
@@ -7,11 +7,10 @@ way as any user's clips: nothing in it is specific to this generator.
 """
 
 import argparse
-from types import SimpleNamespace
 
 import numpy as np
 
-from ebm_cli.data.video import generate_video
+from ebm_cli.datasets.video.data import generate_video
 
 
 def main() -> None:
@@ -26,9 +25,8 @@ def main() -> None:
     parser.add_argument("--speed", type=float, default=4.0)
     parser.add_argument("--seed", type=int, default=1)
     a = parser.parse_args()
-    cfg = SimpleNamespace(size=a.size, context=a.context, moves=a.moves, sprite=a.sprite, sprite_size=a.sprite_size,
-                          speed=a.speed, noise=0.0, train_size=a.clips, test_size=0)
-    context, futures, counts = generate_video(cfg, a.seed)
+    context, futures, counts = generate_video(a.clips, a.size, a.context, a.moves, a.sprite, a.sprite_size, a.speed,
+                                              noise=0.0, seed=a.seed)
     np.savez_compressed(a.path, context=context, futures=futures, num_futures=counts)
     print(f"wrote {a.path}: context {context.shape}, futures {futures.shape}")
 

@@ -1,0 +1,1 @@
+"""The contracts: energies and their capabilities, inference methods, losses, datasets, spaces, metrics."""

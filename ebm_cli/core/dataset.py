@@ -1,0 +1,140 @@
+"""The dataset contract: one object per data kind owns its rows, its held-out valid sets, the sizes
+an energy needs, its distance and metrics, and its figures or texts."""
+
+import math
+from functools import cached_property
+from typing import Any, Dict, List, Optional, Sequence
+
+import torch
+
+from ebm_cli.core.metrics import euclidean, multi_output_metrics
+from ebm_cli.core.spaces import BoxSpace, is_continuous
+from ebm_cli.errors import UserError
+
+Y_MARGIN = 0.15  # the default y box: the data's range plus this share of it on each side
+
+
+class Dataset:
+    """A data kind. A subclass loads (or generates) its data in __init__ and sets:
+
+        x_train (N, *x_shape), y_train (N, *y_shape)  one training row per (input, valid output)
+        x_test (M, *x_shape)                           held-out inputs
+        valid (M, V, *y_shape), valid_mask (M, V)      each held-out input's valid outputs, padded
+        eps                                            the tolerance of coverage@eps / precision@eps
+        source                                         where the data came from (a path, "generated")
+
+    Everything else has a default that fits flat, continuous data: the y box (the data's range plus
+    a margin), the sizes an energy may ask for (`energy_args`), Euclidean distance and the
+    multi-output metrics, and the energy landscape figures when x and y are 1-D. Constructors take
+    keyword arguments; the runner adds `run_seed` (the run's seed) if a constructor asks for it.
+    """
+
+    source: str = "generated"
+    # `_target_` of the feed-forward MSE model that trainer.baseline=true trains beside an energy,
+    # built with the run energy's sizes; None: no baseline for this data kind.
+    baseline: Optional[str] = "ebm_cli.energies.mlp.RegressorEnergy"
+
+    # -- what the runner reads -----------------------------------------------------------------------
+    @cached_property
+    def y_space(self):
+        """The y box: the range of the training and valid y, plus a margin (override for other spaces)."""
+        observed = torch.cat([self.y_train.flatten(), self.valid[self.valid_mask].flatten()]).float()
+        lo, hi = float(observed.min()), float(observed.max())
+        margin = Y_MARGIN * max(hi - lo, 1e-3)
+        return BoxSpace(lo - margin, hi + margin, tuple(self.y_train.shape[1:]))
+
+    @cached_property
+    def x_range(self):
+        """(low, high) of every x value, training and held out."""
+        both = torch.cat([self.x_train.flatten(), self.x_test.flatten()]).float()
+        return float(both.min()), float(both.max())
+
+    def energy_args(self) -> Dict[str, Any]:
+        """The data-dependent arguments an energy's constructor may ask for by name. Plain values
+        (and `_target_` nodes for objects), so that checkpoints keep them and a run's energy can be
+        rebuilt without its data."""
+        x_shape, y_shape = list(self.x_train.shape[1:]), list(self.y_train.shape[1:])
+        x_low, x_high = self.x_range
+        return {"x_shape": x_shape, "x_dim": math.prod(x_shape), "y_shape": y_shape, "y_dim": math.prod(y_shape),
+                "x_low": x_low, "x_high": x_high, "y_space": self.y_space.to_config()}
+
+    def distance(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """a: (M, P, *y_shape), b: (M, V, *y_shape) -> (M, P, V)."""
+        return euclidean(a, b)
+
+    def metrics(self, y: torch.Tensor, mask: torch.Tensor) -> Dict[str, float]:
+        """The metrics of candidates y: (M, P, *y_shape) with mask (M, P) for the held-out inputs."""
+        return multi_output_metrics(y.cpu(), mask.cpu(), self.valid, self.valid_mask, self.eps, self.distance)
+
+    def figures(self, energy, logger, device, candidates=None, baseline=None) -> Dict[str, object]:
+        """{name: matplotlib figure} for TensorBoard and figures/: the landscapes for a 1-D x and y."""
+        if self.x_train.shape[1:] == (1,) and is_continuous(self.y_space) and self.y_space.size == 1:
+            from ebm_cli.plots.figures import landscape_figures
+
+            return landscape_figures(self, energy, logger, device, candidates)
+        return {}
+
+    def texts(self, energy, logger, device) -> Dict[str, str]:
+        """{name: markdown} for TensorBoard text and figures/<name>.md."""
+        return {}
+
+    # -- task=infer: inputs from the command line, outputs for a table -------------------------------
+    @classmethod
+    def parse_inputs(cls, values: Sequence[Any], meta: Dict[str, Any]) -> torch.Tensor:
+        """x=[...] of task=infer as a batch (N, *x_shape): numbers for a 1-D x, lists for a flat x."""
+        x_shape = list(meta.get("x_shape", [1]))
+        if len(x_shape) != 1:
+            raise UserError(f"task=infer takes flat inputs x, and this run's x has shape {tuple(x_shape)}: "
+                            "its predictions are drawn in figures/ (task=landscape re-draws them)")
+        rows = []
+        for v in values:
+            row = list(v) if isinstance(v, (list, tuple)) else [v]
+            try:
+                row = [float(c) for c in row]
+            except (TypeError, ValueError):
+                raise UserError(f"x={list(values)}: every input must be a number or a list of numbers") from None
+            if len(row) != x_shape[0]:
+                raise UserError(f"x={list(values)}: this run's x has {x_shape[0]} coordinate(s), "
+                                f"an input has {len(row)}")
+            rows.append(row)
+        return torch.tensor(rows, dtype=torch.float32)
+
+    @classmethod
+    def describe(cls, y: torch.Tensor, meta: Dict[str, Any]) -> str:
+        """One candidate y (*y_shape) as table text."""
+        return ", ".join(f"{float(v):.4g}" for v in y.flatten())
+
+    # -- the contract, checked once after loading ------------------------------------------------------
+    def check(self) -> None:
+        """Raise UserError naming what a (user's) data kind lacks or gets wrong."""
+        name = type(self).__name__
+        for key in ("x_train", "y_train", "x_test", "valid", "valid_mask", "eps"):
+            if not hasattr(self, key):
+                raise UserError(f"dataset {name}: sets no {key} (a Dataset sets x_train, y_train, x_test, valid, "
+                                "valid_mask and eps)")
+        for key in ("x_train", "y_train", "x_test", "valid", "valid_mask"):
+            if not isinstance(getattr(self, key), torch.Tensor):
+                raise UserError(f"dataset {name}: {key} must be a torch.Tensor, not {type(getattr(self, key)).__name__}")
+        n, m = len(self.x_train), len(self.x_test)
+        problems: List[str] = []
+        if n == 0 or m == 0:
+            problems.append(f"{n} training rows and {m} held-out inputs (needs at least one of each)")
+        if len(self.y_train) != n:
+            problems.append(f"x_train has {n} rows but y_train {len(self.y_train)}")
+        if self.valid.shape[:1] != (m,) or self.valid_mask.shape != self.valid.shape[:2]:
+            problems.append(f"valid {tuple(self.valid.shape)} and valid_mask {tuple(self.valid_mask.shape)} must be "
+                            f"(M, V, *y_shape) and (M, V) with M = {m} held-out inputs")
+        elif self.valid.shape[2:] != self.y_train.shape[1:]:
+            problems.append(f"valid outputs have shape {tuple(self.valid.shape[2:])}, training y "
+                            f"{tuple(self.y_train.shape[1:])}")
+        elif self.valid_mask.dtype != torch.bool or not bool(self.valid_mask.any(dim=1).all()):
+            problems.append("valid_mask must be boolean with at least one valid output per held-out input")
+        if self.x_test.shape[1:] != self.x_train.shape[1:]:
+            problems.append(f"x_test inputs have shape {tuple(self.x_test.shape[1:])}, x_train "
+                            f"{tuple(self.x_train.shape[1:])}")
+        if problems:
+            raise UserError(f"dataset {name}: {problems[0]}")
+        for key in ("x_train", "y_train", "x_test", "valid"):
+            value = getattr(self, key)
+            if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+                raise UserError(f"dataset {name}: {key} holds NaN or infinite values")

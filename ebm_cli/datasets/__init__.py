@@ -1,0 +1,1 @@
+"""The data kinds, one package each: curves, video (frames), translation (sentences)."""

@@ -1,0 +1,145 @@
+"""Multi-branch curves from branch expressions or a CSV file: the raw rows, before the split.
+
+generate_curves -> training (x, y) and a test x-grid with every branch's y; read_curves_csv ->
+the rows of a file; group_by_x -> each distinct x with its valid set (padded, with a mask).
+"""
+
+import csv
+import math
+import os
+from typing import List, Sequence
+
+import torch
+
+from ebm_cli.errors import UserError
+
+# Names a branch expression may use, besides x. Everything is a torch function of a tensor x.
+_EXPR_NAMESPACE = {
+    "pi": math.pi,
+    "e": math.e,
+    "sin": torch.sin,
+    "cos": torch.cos,
+    "tan": torch.tan,
+    "exp": torch.exp,
+    "log": torch.log,
+    "sqrt": torch.sqrt,
+    "abs": torch.abs,
+    "tanh": torch.tanh,
+    "sign": torch.sign,
+}
+
+X_DECIMALS = 6  # rows whose x agree to this many decimals share a valid set
+
+
+def branch_functions(expressions: Sequence[str]):
+    """Compile branch expressions such as ``0.4 * x`` into functions of a tensor x."""
+    if len(expressions) == 0:
+        raise UserError("dataset.branches is empty: give at least one branch expression of x")
+    functions = []
+    probe = torch.linspace(-1.0, 1.0, 5)
+    for expr in expressions:
+        try:
+            code = compile(str(expr), "<branch>", "eval")
+        except SyntaxError as exc:
+            raise UserError(f"dataset.branches: cannot parse {expr!r}: {exc.msg}") from None
+        bad = [n for n in code.co_names if n not in _EXPR_NAMESPACE and n != "x"]
+        if bad:
+            allowed = ", ".join(sorted(_EXPR_NAMESPACE))
+            raise UserError(f"dataset.branches: {expr!r} uses unknown name(s) {bad}; allowed: x, {allowed}")
+
+        def fn(x, code=code):
+            out = eval(code, {"__builtins__": {}}, {**_EXPR_NAMESPACE, "x": x})  # noqa: S307
+            return torch.as_tensor(out, dtype=x.dtype).expand_as(x).clone()
+
+        try:
+            fn(probe)
+        except Exception as exc:  # a typo such as sin(x, 2) shows up here, not mid-run
+            raise UserError(f"dataset.branches: evaluating {expr!r} failed: {exc}") from None
+        functions.append(fn)
+    return functions
+
+
+def generate_curves(branches: Sequence[str], x_min: float, x_max: float, noise: float, train_size: int,
+                    test_size: int, seed: int):
+    """Random training x, each with a random branch and Gaussian noise; a noise-free test x-grid.
+    Returns x (N,), y (N,), x_test (M,), valid (M, K): every branch's y at each test x."""
+    functions = branch_functions(branches)
+    gen = torch.Generator().manual_seed(seed)
+    n, k = train_size, len(functions)
+    x = x_min + (x_max - x_min) * torch.rand(n, generator=gen)
+    branch = torch.randint(0, k, (n,), generator=gen)
+    y_all = torch.stack([f(x) for f in functions], dim=1)  # (N, K)
+    y = y_all.gather(1, branch[:, None])[:, 0] + noise * torch.randn(n, generator=gen)
+    x_test = torch.linspace(x_min, x_max, test_size)
+    valid = torch.stack([f(x_test) for f in functions], dim=1)  # (M, K)
+    return x, y, x_test, valid
+
+
+def read_curves_csv(path: str) -> torch.Tensor:
+    """Read a CSV with header ``x,y`` into a (R, 2) float tensor; one clear error per problem."""
+    if not os.path.isfile(path):
+        raise UserError(f"dataset.path: no such file: {path}")
+    rows: List[List[float]] = []
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            reader = csv.reader(fh)
+            header = next(reader, None)
+            if header is None:
+                raise UserError(f"{path}: the file is empty (expected a header line 'x,y')")
+            if [h.strip().lower() for h in header] != ["x", "y"]:
+                raise UserError(f"{path}: line 1: expected the header 'x,y', found {','.join(header)!r}")
+            for line_no, row in enumerate(reader, start=2):
+                if not row or all(not c.strip() for c in row):
+                    continue
+                if len(row) != 2:
+                    raise UserError(f"{path}: line {line_no}: expected 2 columns (x,y), found {len(row)}")
+                try:
+                    xv, yv = float(row[0]), float(row[1])
+                except ValueError:
+                    raise UserError(f"{path}: line {line_no}: not a number: {','.join(row)!r}") from None
+                if not (math.isfinite(xv) and math.isfinite(yv)):
+                    raise UserError(f"{path}: line {line_no}: non-finite value: {','.join(row)!r}")
+                rows.append([xv, yv])
+    except UnicodeDecodeError:
+        raise UserError(f"{path}: not a UTF-8 text file") from None
+    if not rows:
+        raise UserError(f"{path}: no data rows after the header")
+    return torch.tensor(rows, dtype=torch.float32)
+
+
+def group_by_x(x: torch.Tensor, y: torch.Tensor):
+    """Group rows by x rounded to X_DECIMALS: returns unique x (M,), padded y (M, V), mask (M, V)."""
+    keys = torch.round(x.double() * 10**X_DECIMALS).long()
+    unique, inverse = torch.unique(keys, return_inverse=True)
+    counts = torch.bincount(inverse, minlength=len(unique))
+    order = torch.argsort(inverse, stable=True)
+    starts = torch.cumsum(counts, 0) - counts
+    slot = torch.arange(len(x)) - starts[inverse[order]]  # position of each row within its group
+    v = int(counts.max())
+    valid = torch.zeros(len(unique), v, dtype=y.dtype)
+    mask = torch.zeros(len(unique), v, dtype=torch.bool)
+    valid[inverse[order], slot] = y[order]
+    mask[inverse[order], slot] = True
+    return unique.double().div(10**X_DECIMALS).to(x.dtype), valid, mask
+
+
+def split_csv(path: str, test_fraction: float, seed: int):
+    """Split a CSV's distinct x values into train and test; a test x's valid set is all its rows.
+    Returns x (N,), y (N,), x_test (M,), valid (M, V) and its mask (M, V)."""
+    table = read_curves_csv(path)
+    x_unique, valid, mask = group_by_x(table[:, 0], table[:, 1])
+    m = len(x_unique)
+    n_test = int(round(test_fraction * m))
+    if m < 2 or n_test < 1 or n_test >= m:
+        raise UserError(
+            f"{path}: {m} distinct x value(s) cannot be split with dataset.test_fraction="
+            f"{test_fraction} (need at least one x for training and one for testing)"
+        )
+    perm = torch.randperm(m, generator=torch.Generator().manual_seed(seed))
+    test_idx, train_idx = perm[:n_test].sort().values, perm[n_test:]
+    train_mask = mask[train_idx]
+    x_train = x_unique[train_idx, None].expand_as(train_mask)[train_mask]
+    y_train = valid[train_idx][train_mask]
+    test_mask = mask[test_idx]
+    width = int(test_mask.sum(1).max())
+    return x_train, y_train, x_unique[test_idx], valid[test_idx, :width], test_mask[:, :width]

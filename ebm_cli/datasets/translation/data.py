@@ -1,0 +1,59 @@
+"""Translation pairs from a UTF-8 TSV (`source<TAB>target` per line; a repeated source has several
+valid targets; blank lines and lines starting with `#` are skipped), and their token ids."""
+
+from typing import Dict, List, Sequence
+
+import torch
+
+from ebm_cli.errors import UserError
+
+PAD, EOS = "<pad>", "<eos>"  # target symbols: index 0 pads, index 1 ends a sentence
+SRC_PAD = "<pad>"
+
+
+def load_tsv(path: str) -> Dict[str, List[str]]:
+    """{source: [valid targets]} from a TSV of source<TAB>target lines; a malformed line is named."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = f.read().splitlines()
+    except UnicodeDecodeError:
+        raise UserError(f"{path}: not UTF-8 text") from None
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read ({exc.strerror})") from None
+    pairs: Dict[str, List[str]] = {}
+    for number, line in enumerate(lines, start=1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        fields = line.split("\t")
+        if len(fields) != 2:
+            raise UserError(f"{path}: line {number}: expected source<TAB>target, got {len(fields) - 1} tabs: {line[:60]!r}")
+        src, tgt = (" ".join(f.split()) for f in fields)
+        if not src or not tgt:
+            raise UserError(f"{path}: line {number}: empty {'source' if not src else 'target'}: {line[:60]!r}")
+        reserved = [w for w in (*src.split(), *tgt.split()) if w in (PAD, EOS)]
+        if reserved:
+            raise UserError(f"{path}: line {number}: {reserved[0]} is reserved (padding / end of sentence): {line[:60]!r}")
+        if tgt not in pairs.setdefault(src, []):
+            pairs[src].append(tgt)
+    if not pairs:
+        raise UserError(f"{path}: no source<TAB>target lines")
+    return pairs
+
+
+def encode(sentences: Sequence[str], vocab: Dict[str, int], length: int, end: bool) -> torch.Tensor:
+    """Sentences as ids (len(sentences), length), 0-padded; end: append the end-of-sentence id."""
+    out = torch.zeros(len(sentences), length, dtype=torch.long)  # 0 = PAD
+    for i, s in enumerate(sentences):
+        ids = [vocab[w] for w in s.split()] + ([vocab[EOS]] if end else [])
+        out[i, : len(ids)] = torch.tensor(ids)
+    return out
+
+
+def decode(ids: Sequence[int], vocab: Sequence[str]) -> str:
+    """Target ids -> the sentence (up to EOS)."""
+    words = []
+    for i in ids:
+        if int(i) <= 1:  # PAD or EOS
+            break
+        words.append(vocab[int(i)])
+    return " ".join(words)

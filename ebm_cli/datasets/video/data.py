@@ -1,0 +1,140 @@
+"""Toy video clips: the generator (a sprite moves over C context frames, then takes one of K known
+moves) and the file formats (`.npz` with `context` and `futures`, or a Moving-MNIST-style `.npy`
+uint8 array (T, N, H, W)). Each returns contexts (N, C, H, W), futures (N, K, H, W) zero-padded
+and the number of valid futures of each sample (N,).
+"""
+
+import zipfile
+from typing import Tuple
+
+import numpy as np
+
+from ebm_cli.errors import UserError
+
+SPRITES = ("square", "plus", "diamond")
+
+
+def sprite_mask(name: str, size: int) -> np.ndarray:
+    """A (size, size) float mask of the sprite's pixels."""
+    if name not in SPRITES:
+        raise UserError(f"dataset.sprite={name}: must be one of {', '.join(SPRITES)}")
+    r = np.arange(size) - (size - 1) / 2
+    rr, cc = np.meshgrid(r, r, indexing="ij")
+    if name == "square":
+        return np.ones((size, size), np.float32)
+    if name == "plus":
+        return ((np.abs(rr) < 0.75) | (np.abs(cc) < 0.75)).astype(np.float32)
+    return (np.abs(rr) + np.abs(cc) <= (size - 1) / 2 + 0.25).astype(np.float32)  # diamond
+
+
+def _reflect(pos: float, low: float, high: float) -> float:
+    """Bounce a coordinate off the walls [low, high]."""
+    span = high - low
+    p = (pos - low) % (2 * span)
+    return low + (p if p <= span else 2 * span - p)
+
+
+def render(positions, sprite: np.ndarray, size: int) -> np.ndarray:
+    """Frames (T, size, size) with the sprite's top-left corner at each (row, col) (rounded)."""
+    s = sprite.shape[0]
+    frames = np.zeros((len(positions), size, size), np.float32)
+    for t, (r, c) in enumerate(positions):
+        r, c = int(round(r)), int(round(c))
+        frames[t, r : r + s, c : c + s] = np.maximum(frames[t, r : r + s, c : c + s], sprite)
+    return frames
+
+
+def generate_clip(rng: np.random.Generator, size: int, context: int, moves: int, sprite: np.ndarray, speed: float):
+    """One clip: context frames (C, H, W) and its K valid next frames (K, H, W).
+
+    The sprite moves right or left at `speed` whole pixels per frame, bouncing off the side walls,
+    with a vertical drift of whole pixels; at the next frame, move j adds a vertical step of
+    (j - (K - 1) / 2) * speed (for K = 3: turns up, goes straight, turns down). The clip is drawn
+    again until the vertical path and every move stay inside the frame, so the context fixes each
+    move's frame exactly and the K futures are distinct (apart, with speed >= sprite size).
+    """
+    s = sprite.shape[0]
+    hi = size - s
+    step = max(1, int(round(speed)))
+    offsets = [(j - (moves - 1) / 2) * step for j in range(moves)]
+    if offsets[-1] - offsets[0] > hi:
+        raise UserError(f"dataset.moves={moves} moves {step} pixels apart do not fit a sprite of {s} pixels in {size} rows")
+    while True:
+        v_col = step * int(rng.choice([-1, 1]))
+        v_row = int(rng.integers(-(step // 2), step // 2 + 1))
+        r0, c0 = int(rng.integers(0, hi + 1)), int(rng.integers(0, hi + 1))
+        rows = [r0 + t * v_row for t in range(context)]
+        next_rows = [rows[-1] + v_row + o for o in offsets]
+        if min(rows + next_rows) >= 0 and max(rows + next_rows) <= hi:
+            break
+    cols = [_reflect(c0 + t * v_col, 0, hi) for t in range(context + 1)]
+    frames = render(list(zip(rows, cols)), sprite, size)
+    return frames, render([(r, cols[context]) for r in next_rows], sprite, size)
+
+
+def generate_video(n: int, size: int, context: int, moves: int, sprite: str, sprite_size: int, speed: float,
+                   noise: float, seed: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """contexts (N, C, H, W), futures (N, K, H, W) zero-padded, num_futures (N,) for n clips."""
+    rng = np.random.default_rng(seed)
+    mask = sprite_mask(sprite, sprite_size)
+    contexts = np.zeros((n, context, size, size), np.float32)
+    futures = np.zeros((n, moves, size, size), np.float32)
+    counts = np.zeros(n, np.int64)
+    for i in range(n):
+        frames, valid = generate_clip(rng, size, context, moves, mask, speed)
+        contexts[i], futures[i, : len(valid)], counts[i] = frames, valid, len(valid)
+    if noise > 0:  # noisy observations of the context; the futures stay clean targets
+        contexts = np.clip(contexts + rng.normal(0, noise, contexts.shape), 0, 1).astype(np.float32)
+    return contexts, futures, counts
+
+
+def _bad(path: str, what: str) -> UserError:
+    return UserError(f"{path}: {what}")
+
+
+def load_npz(path: str) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """context (N, C, H, W), futures (N, K, H, W), num_futures (N,) from a `.npz` (the README's "Video frames" section)."""
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            arrays = {k: f[k] for k in f.files}
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+        raise _bad(path, f"not a readable .npz file ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+    for key in ("context", "futures"):
+        if key not in arrays:
+            raise _bad(path, f"no array named '{key}' (it has: {', '.join(sorted(arrays)) or 'nothing'})")
+    context, futures = arrays["context"], arrays["futures"]
+    if context.ndim != 4:
+        raise _bad(path, f"'context' must be (N, C, H, W), got shape {context.shape}")
+    if futures.ndim != 4:
+        raise _bad(path, f"'futures' must be (N, K, H, W), got shape {futures.shape}")
+    if context.shape[0] != futures.shape[0] or context.shape[2:] != futures.shape[2:]:
+        raise _bad(path, f"'context' {context.shape} and 'futures' {futures.shape} disagree on N, H or W")
+    for key, a in (("context", context), ("futures", futures)):
+        if not np.issubdtype(a.dtype, np.number):
+            raise _bad(path, f"'{key}' must be numeric, got {a.dtype}")
+        if not np.isfinite(a).all() or a.min() < 0 or a.max() > 1:
+            raise _bad(path, f"'{key}' must hold finite values in [0, 1]")
+    n, k = futures.shape[:2]
+    counts = arrays.get("num_futures", np.full(n, k))
+    if counts.shape != (n,) or not np.issubdtype(counts.dtype, np.integer) or counts.min() < 1 or counts.max() > k:
+        raise _bad(path, f"'num_futures' must be N = {n} integers between 1 and K = {k}")
+    return context.astype(np.float32), futures.astype(np.float32), counts.astype(np.int64)
+
+
+def load_npy(path: str, context_frames: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A Moving-MNIST-style uint8 (T, N, H, W) array: frames [0, C) are the context, frame C the
+    one valid future."""
+    try:
+        clips = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
+        raise _bad(path, f"not a readable .npy file ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+    if clips.ndim != 4 or clips.dtype != np.uint8:
+        raise _bad(path, f"must be a uint8 array (T, N, H, W), got {clips.dtype} of shape {clips.shape}")
+    if clips.shape[0] < context_frames + 1:
+        raise _bad(path, f"has {clips.shape[0]} frames per clip; dataset.context={context_frames} needs at least {context_frames + 1}")
+    clips = clips.astype(np.float32) / 255.0
+    context = np.ascontiguousarray(clips[:context_frames].transpose(1, 0, 2, 3))
+    futures = np.ascontiguousarray(clips[context_frames][:, None])
+    return context, futures, np.ones(len(context), np.int64)
+
+

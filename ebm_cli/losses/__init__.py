@@ -1,0 +1,1 @@
+"""Training objectives, one module each: nll, free_energy, hinge, cd."""

@@ -1,0 +1,77 @@
+"""loss=nll: the negative log-likelihood of the data under the Gibbs distribution of the energy."""
+
+import math
+from typing import Tuple
+
+import torch
+
+from ebm_cli.core.energy import ExactPartition, Normalised, pairwise_energy
+from ebm_cli.core.loss import Loss, Stats
+from ebm_cli.core.spaces import is_continuous
+from ebm_cli.errors import UserError, require
+
+MAX_GRID_DIMS = 3  # a y-grid of grid_points**D cells is affordable up to here
+
+
+class NLL(Loss):
+    """-log P(y|x) with P(y|x) = exp(-beta F(x, y)) / Z(x):
+
+        loss = beta F(x, y) + log Z(x),   Z(x) = ∫ exp(-beta F(x, y')) dy'.
+
+    log Z is taken in closed form where the energy has one (ExactPartition: a regressor, a decoder
+    with z enumerated or on a grid), and otherwise by quadrature on a y-grid with one point per cell
+    of an even partition of the y-box, placed at a random position inside its cell at every step
+    (stratified sampling): Z is then estimated without bias, so the energy cannot hide low values
+    between fixed grid points, and a coarse grid is enough. For an energy that is already
+    normalised (a chain with per-mode log Z by the forward algorithm) the loss is F itself.
+    e_neg is the model's expected energy E_P[F] over the grid, the "negative phase".
+
+    Args:
+        grid_points: cells per y dimension of the y-grid.
+        stratified: a random point in each cell at every step (unbiased); False: the cell midpoints.
+        y_space: the data's y space.
+    """
+
+    name = "nll"
+
+    def __init__(self, grid_points: int = 128, stratified: bool = True, y_space=None):
+        require(grid_points >= 2, "grid_points", grid_points, "must be >= 2")
+        self.grid_points, self.stratified, self.y_space = grid_points, stratified, y_space
+
+    def check(self, energy) -> None:
+        if isinstance(energy, Normalised) or (isinstance(energy, ExactPartition) and energy.exact_partition):
+            return
+        space = self.y_space
+        if not is_continuous(space) or space.size > MAX_GRID_DIMS:
+            what = "a token sequence" if not is_continuous(space) else f"{space.size} dimensions"
+            raise UserError(f"loss=nll takes log Z on a y-grid, which {what} cannot have, and "
+                            f"{type(energy).__name__} has no log Z in closed form (for a latent decoder: "
+                            "energy.free_energy.eliminate=softmin with method enumerate or quadrature)")
+
+    def log_partition(self, energy, x: torch.Tensor, beta: float):
+        """log Z(x): (B,), and F on the grid: (B, G**D)."""
+        space, b, n = self.y_space, x.shape[0], self.grid_points
+        cell = (space.high - space.low) / n
+        corners = space.grid(n + 1, device=x.device)  # (n+1)**D points; keep lower corners only
+        lower = corners[(corners < space.high - cell / 2).all(dim=1)]  # (n**D, D)
+        if self.stratified:
+            offset = torch.rand(b, 1, space.size, device=x.device) * cell
+        else:
+            offset = torch.full((b, 1, space.size), cell / 2, device=x.device)
+        grid = (lower.unsqueeze(0) + offset).view(b, -1, *space.shape)
+        e_grid = pairwise_energy(energy, x, grid)
+        return torch.logsumexp(-beta * e_grid, dim=1) + space.size * math.log(cell), e_grid
+
+    def __call__(self, energy, x, y, beta: float) -> Tuple[torch.Tensor, Stats]:
+        e_pos = energy(x, y)
+        if isinstance(energy, Normalised):  # F is -log P(y | x) already
+            return e_pos.mean(), {"e_pos": e_pos.detach().mean()}
+        if isinstance(energy, ExactPartition) and energy.exact_partition:  # Z(x) in closed form: exact, cheap
+            log_z = energy.log_partition(x, beta)
+            stats = {"log_z": log_z.detach().mean()}
+        else:
+            log_z, e_grid = self.log_partition(energy, x, beta)
+            with torch.no_grad():
+                stats = {"e_neg": (torch.softmax(-beta * e_grid, dim=1) * e_grid).sum(1).mean()}
+        loss = (beta * e_pos + log_z).mean()
+        return loss, {"e_pos": e_pos.detach().mean(), **stats}

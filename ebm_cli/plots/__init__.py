@@ -1,0 +1,1 @@
+"""Figures: energy landscapes, Gibbs slices, latent views (matplotlib, for TensorBoard and figures/)."""

@@ -1,0 +1,153 @@
+"""What a latent energy does with z: E over (y, z), the ribbon y(z), z usage, F_beta at several beta.
+
+Pure tensors in and out, plus matplotlib figures drawn from them (for TensorBoard and figures/).
+"""
+
+import math
+from typing import Dict, Sequence
+
+import torch
+
+from ebm_cli.core.energy import ChainEnergy, DecodingEnergy
+from ebm_cli.core.spaces import DiscreteZ
+from ebm_cli.plots.landscape import draw_landscape, energy_grid, plt
+
+USAGE_POINTS = 16  # z-bins per continuous dimension for latent usage
+MIN_SHARE_USED = 0.01  # a z value (or bin) that wins at least this share of the pairs is "used"
+
+
+def z_label(energy) -> str:
+    """The label of the z axis: the values, z itself (1-D), or the index of a node."""
+    if isinstance(energy.z_space, DiscreteZ):
+        return "z value"
+    return "z" if energy.z_space.shape == (1,) else "z node (index)"
+
+
+def axis_positions(z: torch.Tensor) -> torch.Tensor:
+    """Where each z node sits on a plot axis: z itself if 1-D (or a discrete value), else its index."""
+    return z[:, 0].float() if z.shape[1] == 1 else torch.arange(len(z), dtype=torch.float32)
+
+
+@torch.no_grad()
+def joint_energy(energy, space, x0: Sequence[float], resolution: int, device=None):
+    """E(x0, y, z) for each x0 over a y-grid of the box `space` and the z nodes: ys (R,),
+    z (S, *z_shape), E (n_x0, S, R)."""
+    z, _ = energy.nodes(device)
+    ys = torch.linspace(space.low, space.high, resolution, device=device)
+    out = []
+    for xv in x0:
+        x = torch.full((resolution, 1), float(xv), device=device)
+        e = energy.energies(x, ys[:, None], z.unsqueeze(0).expand(resolution, *z.shape))  # (R, S)
+        out.append(e.T)
+    return ys.cpu(), z.cpu(), torch.stack(out).cpu()
+
+
+@torch.no_grad()
+def ribbon(energy, space, x0: Sequence[float], resolution: int, device=None):
+    """The prediction each z makes at x0: y(z) = g(x0, z) for a decoder, argmin_y E(x0, y, z)
+    otherwise. Returns z (S, *z_shape) and y (n_x0, S) (first y coordinate)."""
+    x = torch.tensor([float(v) for v in x0], device=device)[:, None]
+    z, _ = energy.nodes(device)
+    if isinstance(energy, DecodingEnergy):
+        y = space.project(energy.decode(x, z)).flatten(2)[..., 0]
+    else:
+        ys, _, e = joint_energy(energy, space, x0, resolution, device)
+        y = ys[e.argmin(dim=2)]
+    return z.cpu(), y.cpu()
+
+
+@torch.no_grad()
+def latent_usage(energy, x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Share of the (x, y) pairs that each z value (or bin) explains best, argmin_z E: (S,).
+
+    x: (M, *x_shape), y: (M, V, *y_shape) with mask (M, V) (the test inputs and their valid sets).
+    """
+    m, v = y.shape[:2]
+    x_rep = x.unsqueeze(1).expand(m, v, *x.shape[1:])[mask]
+    pairs = y[mask]
+    if isinstance(energy, ChainEnergy):  # a chain with K modes: every z at once
+        winners, nodes = energy.mode_costs(x_rep, pairs).argmin(dim=1), energy.k
+    else:
+        z, _ = energy.z_space.nodes(USAGE_POINTS, x.device)
+        winners, nodes = energy.energies(x_rep, pairs, z.unsqueeze(0).expand(len(pairs), *z.shape)).argmin(dim=1), len(z)
+    counts = torch.bincount(winners, minlength=nodes).double()
+    return (counts / counts.sum().clamp(min=1)).cpu()
+
+
+def usage_metrics(shares: torch.Tensor) -> Dict[str, float]:
+    """latent_entropy (nats; log S when every z is used equally, 0 for a collapse) and latent_used."""
+    p = shares[shares > 0]
+    return {"latent_entropy": float(-(p * p.log()).sum()) + 0.0,  # + 0.0: no "-0" for a collapse
+            "latent_used": float((shares >= MIN_SHARE_USED).sum())}
+
+
+@torch.no_grad()
+def beta_landscapes(energy, space, x_low: float, x_high: float, betas: Sequence[float], resolution: int, device=None):
+    """F_beta(x, y) on an (x, y) grid for each beta (inf = F_inf): xs, ys, [F (R_y, R_x), ...]."""
+    maps = []
+    for b in betas:
+        with energy.at_beta(b):
+            xs, ys, f = energy_grid(energy, space, x_low, x_high, resolution, device)
+        maps.append(f)
+    return xs, ys, maps
+
+
+def _beta_label(b: float) -> str:
+    return "β=∞ (min over z)" if math.isinf(b) else f"β={b:g}"
+
+
+def plot_beta_landscapes(xs, ys, maps, betas, points=None):
+    """F_beta(x, y) - min_y F_beta side by side, one panel per beta."""
+    n = len(maps)
+    fig, axes = plt.subplots(1, n, figsize=(3.4 * n, 3.4), dpi=100, squeeze=False)
+    for ax, f, b in zip(axes[0], maps, betas):
+        draw_landscape(ax, xs, ys, f, points=points, colorbar=False)
+        ax.set_title(f"F_β(x, y), {_beta_label(b)}")
+    fig.tight_layout()
+    return fig
+
+
+def plot_joint(ys, z, e, x0, z_label: str):
+    """E(x0, y, z) - min as heat maps over (y, z), one panel per x0."""
+    n = len(x0)
+    fig, axes = plt.subplots(1, n, figsize=(3.4 * n, 3.2), dpi=100, squeeze=False)
+    t = axis_positions(z)
+    half = float(t[1] - t[0]) / 2 if len(t) > 1 else 0.5  # rows are centred on their z
+    for ax, ej, xv in zip(axes[0], e, x0):
+        rel = ej - ej.min()
+        vmax = float(torch.quantile(rel.flatten(), 0.5)) or 1.0
+        ax.imshow(rel.numpy(), origin="lower", aspect="auto", cmap="magma", vmin=0, vmax=vmax, interpolation="nearest",
+                  extent=[float(ys[0]), float(ys[-1]), float(t[0]) - half, float(t[-1]) + half])
+        ax.set_title(f"E(x={xv:g}, y, z)")
+        ax.set_xlabel("y")
+        ax.set_ylabel(z_label)
+    fig.tight_layout()
+    return fig
+
+
+def plot_ribbon(z, y, x0, z_label: str, valid=None):
+    """y(z) for each x0: the set of outputs that z traces; valid: per x0 a tensor of valid y."""
+    fig, ax = plt.subplots(figsize=(5.5, 3.6), dpi=100)
+    t = axis_positions(z)
+    for j, xv in enumerate(x0):
+        # discrete z values are not ordered: markers only, no line between them
+        style = {"marker": "o", "ls": "none"} if z_label == "z value" else {"marker": "o" if len(t) <= 16 else None}
+        line = ax.plot(t, y[j], ms=5, label=f"ŷ(z) at x={xv:g}", **style)[0]
+        for v in (valid[j] if valid is not None else []):
+            ax.axhline(float(v), color=line.get_color(), ls=":", lw=0.8)
+    ax.set_xlabel(z_label)
+    ax.set_ylabel("predicted y")
+    ax.set_title("predictions swept by z (dotted: valid y)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def plot_usage(shares: torch.Tensor, discrete: bool):
+    fig, ax = plt.subplots(figsize=(5.0, 3.0), dpi=100)
+    ax.bar(torch.arange(len(shares)).numpy(), shares.numpy(), color="tab:blue")
+    ax.set_xlabel("z value" if discrete else "z bin (node index)")
+    ax.set_ylabel("share of (x, y) pairs")
+    ax.set_title("latent usage: which z explains each held-out pair best")
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,1 @@
+"""Run machinery: checkpoints, stop signals, TensorBoard, the console, sweep summaries, the run folder."""

@@ -1,0 +1,36 @@
+"""Evaluation on the held-out inputs: inference, then the data kind's own metrics."""
+
+import time
+from typing import Any, Dict
+
+import torch
+
+from ebm_cli.core.energy import LatentEnergy
+from ebm_cli.inference.z_sweep import predicted
+from ebm_cli.plots.latent import latent_usage, usage_metrics
+
+
+def evaluate_model(energy, inference, data, device) -> Dict[str, Any]:
+    """Run inference on the held-out x and score the candidates against the valid sets:
+    {"metrics": {...}, "candidates": Candidates}."""
+    energy.eval()
+    start = time.perf_counter()
+    cands = inference(energy, data.x_test.to(device))
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - start
+    metrics = data.metrics(cands.y, cands.mask)
+    if isinstance(energy, LatentEnergy):
+        shares = latent_usage(energy, data.x_test.to(device), data.valid.to(device), data.valid_mask.to(device))
+        metrics.update(usage_metrics(shares))
+    metrics["infer_time_s"] = seconds
+    metrics["energy_evals"] = float(cands.evaluations)
+    return {"metrics": metrics, "candidates": cands}
+
+
+def evaluate_baseline(model, data, device) -> Dict[str, float]:
+    """The MSE baseline's one prediction per held-out x, scored like the model: baseline_* metrics."""
+    model.eval()
+    cands = predicted(model, data.x_test.to(device), 1, data.y_space)
+    metrics = data.metrics(cands.y, cands.mask)
+    return {f"baseline_{k}": v for k, v in metrics.items() if k != "candidates_per_x"}

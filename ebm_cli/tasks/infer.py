@@ -1,0 +1,104 @@
+"""Tasks on a finished run: `infer` (candidates for given x) and `landscape` (re-render figures)."""
+
+import logging
+from pathlib import Path
+from typing import Any, Dict, List, Sequence
+
+from hydra.utils import get_class
+from omegaconf import OmegaConf
+
+from ebm_cli.build import build_baseline, build_dataset, build_energy, build_inference, materialise, resolve_device
+from ebm_cli.errors import UserError
+from ebm_cli.plots.figures import save_figures, save_texts
+from ebm_cli.runtime.checkpoint import find_checkpoint, load_checkpoint, restore
+from ebm_cli.runtime.console import get_console, simple_table
+from ebm_cli.validate import validate
+
+log = logging.getLogger("ebm_cli")
+
+
+def load_run(run_dir: Path, device):
+    """The trained energy of a finished run, that run's own config, and its checkpoint."""
+    path = find_checkpoint(run_dir)
+    state = load_checkpoint(path, map_location=str(device))
+    run_cfg = OmegaConf.create(state["config"])
+    energy = build_energy(run_cfg.energy, state["meta"])
+    restore(path, state, energy)
+    return energy.to(device).eval(), run_cfg, state
+
+
+def load_baseline(run_cfg, state, device):
+    """The MSE baseline trained next to the energy (trainer.baseline=true), or None."""
+    if "baseline" not in state:
+        return None
+    model = build_baseline(get_class(run_cfg.dataset._target_), run_cfg.energy, state["meta"])
+    model.load_state_dict(state["baseline"]["model"])
+    return model.to(device).eval()
+
+
+def inference_node(cfg, run_cfg, overrides: Sequence[str]):
+    """The inference method the command line names (inference=...) if it is not the run's, else
+    the run's own, with the command line's inference.<key>=... applied to it (so
+    `inference=z_sweep inference.min_share=0.1` on a z_sweep run keeps that run's k)."""
+    keys = [o.lstrip("+~").split("=", 1)[0] for o in overrides]
+    if "inference" in keys and cfg.inference._target_ != run_cfg.inference._target_:
+        return cfg.inference  # another method: its own defaults
+    chosen = run_cfg.inference.copy()  # the run's method and settings, with the named keys changed
+    for key in keys:
+        if key.startswith("inference.") and key[len("inference."):] in chosen:
+            chosen[key[len("inference."):]] = cfg.inference[key[len("inference."):]]
+    return chosen
+
+
+def infer(cfg, overrides: Sequence[str] = ()) -> List[Dict[str, Any]]:
+    """Candidates, energies (and z) for cfg.x, using the run's model and its inference method
+    (see inference_node for how the command line's overrides change it)."""
+    validate(cfg)
+    device = resolve_device(cfg.trainer.device)
+    energy, run_cfg, state = load_run(Path(cfg.run_dir), device)
+    meta, data_cls = state["meta"], get_class(run_cfg.dataset._target_)
+    inference = build_inference(inference_node(cfg, run_cfg, overrides), materialise(meta)["y_space"], cfg.seed)
+    inference.check(energy)
+    values = OmegaConf.to_container(cfg.x, resolve=True)
+    x = data_cls.parse_inputs(values, meta).to(device)
+    cands = inference(energy, x)
+    latent = cands.z is not None
+    rows, results = [], []
+    for i, xv in enumerate(values):
+        found = []
+        for j in range(cands.y.shape[1]):
+            if cands.mask[i, j]:
+                y = cands.y[i, j].cpu()
+                item = {"y": y.tolist() if y.numel() > 1 else float(y), "text": data_cls.describe(y, meta),
+                        "energy": float(cands.energy[i, j])}
+                if latent:
+                    item["z"] = [round(float(v), 4) for v in cands.z[i, j].flatten()]
+                found.append(item)
+        results.append({"x": xv, "candidates": found})
+        for rank, item in enumerate(found, start=1):
+            z_cell = [", ".join(f"{v:g}" for v in item["z"])] if latent else []
+            rows.append((str(xv) if rank == 1 else "", rank, item["text"], *z_cell, item["energy"]))
+    title = (f"{type(energy).__name__} from {cfg.run_dir} (step {state['step']}), inference={inference.name}")
+    columns = ["x", "rank", "y", *(["z"] if latent else []), "energy F(x, y)"]
+    get_console().print(simple_table(title, columns, rows))
+    return results
+
+
+def landscape(cfg, overrides: Sequence[str] = ()) -> List[Path]:
+    """Re-render the run's figures from its checkpoint into <run_dir>/figures/."""
+    validate(cfg)
+    device = resolve_device(cfg.trainer.device)
+    run_dir = Path(cfg.run_dir)
+    energy, run_cfg, state = load_run(run_dir, device)
+    data = build_dataset(run_cfg)
+    inference = build_inference(inference_node(cfg, run_cfg, overrides), data.y_space, cfg.seed)
+    inference.check(energy)
+    cands = inference(energy, data.x_test.to(device))
+    figs = data.figures(energy, run_cfg.logger, device, candidates=cands,  # drawn as the run drew them
+                        baseline=load_baseline(run_cfg, state, device))
+    paths = save_figures(figs, run_dir / "figures") + save_texts(data.texts(energy, run_cfg.logger, device),
+                                                                  run_dir / "figures")
+    if not paths:
+        raise UserError(f"{type(data).__name__} data has no figures or texts to draw")
+    log.info("wrote %s", ", ".join(str(p) for p in paths))
+    return paths

@@ -1,0 +1,221 @@
+"""train(cfg, run_dir) -> metrics: the whole training run, with no Hydra inside."""
+
+import logging
+import math
+import os
+import random
+import time
+from pathlib import Path
+from typing import Any, Dict, Optional, Tuple
+
+import numpy as np
+import torch
+from omegaconf import OmegaConf
+
+from ebm_cli.build import Run, build_baseline, build_run
+from ebm_cli.core.energy import LatentEnergy, PredictorEnergy
+from ebm_cli.errors import UserError
+from ebm_cli.plots.figures import save_figures, save_texts
+from ebm_cli.runtime.checkpoint import load_latest, remove_stale_temporaries, restore, rng_state, save_checkpoint, set_rng_state
+from ebm_cli.runtime.console import TrainingProgress, get_console, metrics_table
+from ebm_cli.runtime.run_folder import check_run_folder, write_json
+from ebm_cli.runtime.signals import Preempted, StopSignals
+from ebm_cli.runtime.tb import TBLogger
+from ebm_cli.schedules import cosine
+from ebm_cli.tasks.baseline import Baseline
+from ebm_cli.tasks.evaluate import evaluate_baseline, evaluate_model
+from ebm_cli.validate import validate
+
+log = logging.getLogger("ebm_cli")
+
+DIVERGED_EXIT_CODE = 3
+
+
+def seed_everything(seed: int, deterministic: bool = False) -> None:
+    """One seed for python, numpy and torch (CPU and CUDA) RNGs."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)  # seeds CUDA too
+    if deterministic:
+        # cuBLAS needs a fixed workspace for deterministic results (read when CUDA starts).
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.benchmark = False
+
+
+def learning_rate(t, step: int) -> float:
+    """trainer.lr, or its cosine decay from lr to lr_min over trainer.steps."""
+    return cosine(t.lr, t.lr_min, step, t.steps) if t.lr_schedule == "cosine" else t.lr
+
+
+def hparams_of(cfg) -> Dict[str, Any]:
+    """Flat scalar hyper-parameters for TensorBoard's HParams tab."""
+    flat = {}
+
+    def add(prefix: str, node) -> None:
+        for key, value in node.items():
+            if isinstance(value, dict):  # nested groups (energy.z.k) become dotted names
+                add(f"{prefix}.{key}", value)
+            elif isinstance(value, (bool, int, float, str)):
+                flat[f"{prefix}.{key}"] = value
+            elif value is not None:
+                flat[f"{prefix}.{key}"] = str(value)
+
+    for group in ("dataset", "energy", "inference", "beta", "loss", "trainer"):
+        add(group, OmegaConf.to_container(cfg[group], resolve=True))
+    flat["seed"] = cfg.seed
+    return flat
+
+
+def prepare(cfg) -> Tuple[Run, Optional[Baseline]]:
+    """The run's components and its MSE baseline (trainer.baseline), every check passed: what a
+    training run needs, and what the pre-run callback builds to refuse a bad config early."""
+    validate(cfg)
+    run = build_run(cfg)
+    if not cfg.trainer.baseline or isinstance(run.energy, PredictorEnergy):  # a regressor is its own baseline
+        return run, None
+    model = build_baseline(type(run.data), cfg.energy, run.meta)
+    if model is None:
+        raise UserError(f"trainer.baseline=true: {type(run.data).__name__} data has no feed-forward MSE model "
+                        "(for sentences the one-mode baseline of a chain energy is its own run, energy.z.k=1)")
+    return run, Baseline(model.to(run.device), cfg.trainer.lr)
+
+
+def train(cfg, run_dir: Path) -> Dict[str, float]:
+    """Train the configured energy on the configured data; evaluate; log; checkpoint.
+
+    Writes into run_dir: tb/, checkpoints/last.pt (+ previous.pt), figures/, metrics.json, and
+    divergence.json if the run diverges. With trainer.resume=auto it continues from the run
+    folder's last good checkpoint, so that an interrupted run ends exactly as an uninterrupted one.
+    """
+    run_dir = Path(run_dir)
+    t = cfg.trainer
+    seed_everything(cfg.seed, t.deterministic)
+    run, baseline = prepare(cfg)
+    data, meta, energy, inference, loss_fn, beta, device = (run.data, run.meta, run.energy, run.inference, run.loss,
+                                                            run.beta, run.device)
+    opt = torch.optim.Adam(energy.parameters(), lr=t.lr, weight_decay=t.weight_decay)
+    start = resume(run_dir, t.resume, energy, opt, device, loss_fn, baseline)
+    run_dir.mkdir(parents=True, exist_ok=True)  # Hydra makes it; a call from Python may not have
+    x_train, y_train = data.x_train.to(device), data.y_train.to(device)
+    config_yaml = OmegaConf.to_yaml(cfg, resolve=True)
+    log.info("run folder %s | data %s: %d train rows, %d test x | device %s%s", run_dir, data.source,
+             len(x_train), len(data.x_test), device, f" | resumed at step {start}" if start else "")
+
+    # purge_step: TensorBoard drops what a killed run logged after its last checkpoint.
+    tb = TBLogger(run_dir / "tb" if cfg.logger.tensorboard else None, purge_step=start + 1 if start else None)
+    if not start:
+        tb.text("config", "```\n" + config_yaml + "```")
+
+    def checkpoint(step: int) -> None:
+        save_checkpoint(run_dir / "checkpoints", {
+            "model": energy.state_dict(), "optimizer": opt.state_dict(), "step": step,
+            "rng": rng_state(), "config": config_yaml, "meta": meta,
+            **({"loss": loss_fn.state_dict()} if loss_fn.state_dict() else {}),
+            **({"baseline": baseline.state_dict()} if baseline is not None else {}),
+        })
+
+    def landscape(step: int, cands=None):
+        """Draw and log the figures (and text summaries) of the energy at this step; both."""
+        figs = data.figures(energy, cfg.logger, device, candidates=cands,
+                            baseline=baseline.model if baseline is not None else None)
+        for name, fig in figs.items():
+            tb.figure(f"landscape/{name}", fig, step)
+        texts = data.texts(energy, cfg.logger, device)
+        for name, text in texts.items():
+            tb.text(f"landscape/{name}", text, step)
+        return figs, texts
+
+    def stop(status: str, step: int, error: UserError, then=None) -> None:
+        tb.close()
+        write_json(run_dir / "metrics.json", {"status": status, "task": "train", "step": step, "error": str(error)})
+        if then is not None:  # after metrics.json: a launcher's signal handler may end the process
+            then()
+        raise error
+
+    start_time = time.perf_counter()
+    clip = t.grad_clip if t.grad_clip is not None else float("inf")
+    last_healthy: Dict[str, float] = {}
+    energy.train()
+    with StopSignals() as signals, TrainingProgress(t.steps, start, cfg.logger.progress, t.log_every) as progress:
+        for step in range(start, t.steps):
+            if signals.received:
+                checkpoint(step)
+                # pass_on: e.g. submitit requeues the job, which continues here with trainer.resume=auto
+                stop("preempted", step, Preempted(f"stopped by {signals.received} at step {step}; "
+                                                  f"checkpoint saved, continue with trainer.resume=auto"),
+                     then=signals.pass_on)
+            b = beta(step)
+            for group in opt.param_groups:  # a function of the step alone, so resuming needs no state
+                group["lr"] = learning_rate(t, step)
+            if isinstance(energy, LatentEnergy):  # the one place a latent energy's F_beta gets the loss's beta
+                energy.set_beta(b)
+            idx = torch.randint(0, len(x_train), (t.batch_size,), device=device)
+            loss, stats = loss_fn(energy, x_train[idx], y_train[idx], b)
+            if baseline is not None:  # the same batch, its own optimiser
+                stats["baseline_mse"] = baseline.step(x_train[idx], y_train[idx], learning_rate(t, step))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            grad_norm = torch.nn.utils.clip_grad_norm_(energy.parameters(), clip)
+            # One read-back per step, before the update is applied: a diverging step never
+            # reaches the weights, and the run stops within the step it diverged in.
+            values = dict(zip(["loss", "grad_norm", *stats], torch.stack([loss.detach(), grad_norm, *stats.values()]).tolist()))
+            bad = [k for k, v in values.items() if not math.isfinite(v) or abs(v) > t.max_abs]
+            if bad:
+                report = {"step": step + 1, "values": values, "last_finite": last_healthy, "seed": cfg.seed}
+                write_json(run_dir / "divergence.json", report)
+                stop("diverged", step, UserError(
+                    f"training diverged at step {step + 1}: {', '.join(f'{k}={values[k]:.3g}' for k in bad)} "
+                    f"(see divergence.json; the last checkpoint is untouched)", DIVERGED_EXIT_CODE))
+            opt.step()
+            last_healthy = {**values, "step": step + 1}
+            done = step + 1
+            if done % t.log_every == 0 or done == t.steps:
+                tb.scalars({**values, "beta": b}, done, "train/")
+            progress.update(done, values["loss"])
+            if cfg.logger.landscape_every and done % cfg.logger.landscape_every == 0 and done != t.steps:
+                landscape(done)
+                energy.train()
+            if t.ckpt_every and done % t.ckpt_every == 0 and done != t.steps:
+                checkpoint(done)
+        train_seconds = time.perf_counter() - start_time
+        if isinstance(energy, LatentEnergy):  # evaluate (and save) at the schedule's final beta
+            energy.set_beta(beta(t.steps))
+        checkpoint(t.steps)
+
+    result = evaluate_model(energy, inference, data, device)
+    metrics = {**result["metrics"], "train_time_s": train_seconds}
+    if baseline is not None:
+        metrics.update(evaluate_baseline(baseline.model, data, device))
+    figs, texts = landscape(t.steps, cands=result["candidates"])
+    save_figures(figs, run_dir / "figures")
+    save_texts(texts, run_dir / "figures")
+    tb.hparams(hparams_of(cfg), {f"metrics/{k}": v for k, v in metrics.items()}, t.steps)
+    tb.close()
+    write_json(run_dir / "metrics.json", {"status": "completed", "task": "train", "step": t.steps, "metrics": metrics})
+    title = f"{type(energy).__name__} on {type(data).__name__} data (inference={inference.name})"
+    get_console().print(metrics_table(title, {"test": metrics}))
+    return metrics
+
+
+def resume(run_dir: Path, mode: str, energy, opt, device, loss_fn=None, baseline=None) -> int:
+    """Restore model, optimiser and RNG states from run_dir's last good checkpoint; the step.
+
+    mode=never refuses a folder that already holds checkpoints (they would be overwritten).
+    """
+    check_run_folder(run_dir, mode)
+    folder = run_dir / "checkpoints"
+    if mode == "never":
+        return 0
+    remove_stale_temporaries(folder)
+    state, path = load_latest(folder, map_location=str(device))
+    if state is None:
+        return 0
+    restore(path, state, energy, opt)
+    if "loss" in state and loss_fn is not None:  # e.g. contrastive divergence's replay buffer
+        loss_fn.load_state_dict(state["loss"])
+    if baseline is not None and "baseline" in state:
+        baseline.load_state_dict(state["baseline"])
+    set_rng_state(state["rng"])
+    log.info("resuming from %s (step %d)", path, state["step"])
+    return int(state["step"])
