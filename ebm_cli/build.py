@@ -33,7 +33,8 @@ from ebm_cli.core.dataset import Dataset
 from ebm_cli.core.energy import PredictorEnergy
 from ebm_cli.core.inference import Inference
 from ebm_cli.core.loss import Loss
-from ebm_cli.errors import BadArgument, UserError
+from ebm_cli.errors import BadArgument, UserError, memory_detail, out_of_memory
+from ebm_cli.runtime.memory import available_bytes
 
 PRIMITIVES = (int, float, bool, str)
 
@@ -157,6 +158,9 @@ def _one_line(exc: BaseException, path: str, values: Dict[str, Any], name: str =
     if isinstance(exc, UserError):
         return exc
     first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    if out_of_memory(exc):
+        return UserError(f"{path}: {name or values.get('_target_')} does not fit in memory ({memory_detail(exc)}): "
+                         f"lower its sizes ({path}.hidden, depth, channels, ...)")
     return UserError(f"{path}: {name or values.get('_target_')} failed to build ({type(exc).__name__}: {first})")
 
 
@@ -195,11 +199,28 @@ def build_dataset(cfg) -> Dataset:
 
 
 def build_energy(node, meta: Dict[str, Any]) -> torch.nn.Module:
-    """The energy of `node` for data with these energy arguments (Dataset.energy_args)."""
+    """The energy of `node` for data with these energy arguments (Dataset.energy_args). Its size is
+    first measured on the meta device (no memory): one that cannot fit is refused before its
+    parameters are allocated and initialised, which for a huge layer takes minutes."""
+    check_energy_size(node, meta)
     energy = build(node, "energy", **materialise(meta))
     if not isinstance(energy, torch.nn.Module):
         raise UserError(f"energy: {type(energy).__name__} must be a torch.nn.Module with forward(x, y) -> (B,)")
     return energy
+
+
+def check_energy_size(node, meta: Dict[str, Any]) -> None:
+    """Refuse an energy whose parameters and buffers need more memory than the machine has free."""
+    try:
+        with torch.device("meta"), torch.random.fork_rng(devices=[]):  # the real build's random init is unchanged
+            shell = build(node, "energy", **materialise(meta))
+        tensors = [*shell.parameters(), *shell.buffers()]
+    except Exception:  # a constructor that cannot run on the meta device: its real build will tell
+        return
+    needed, free = sum(t.numel() * t.element_size() for t in tensors), available_bytes()
+    if free is not None and needed > 0.9 * free:
+        raise UserError(f"energy: {type(shell).__name__} does not fit in memory ({needed / 1e9:.3g} GB of parameters, "
+                        f"{free / 1e9:.3g} GB free): lower its sizes (energy.hidden, depth, channels, ...)")
 
 
 def check_energy(energy: torch.nn.Module, data: Dataset) -> None:

@@ -14,8 +14,10 @@ from typing import Optional
 import hydra
 import rich
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
+from ebm_cli.callbacks import task_overrides
 from ebm_cli.errors import Rejected, UserError, is_config_error, one_line
 from ebm_cli.runtime import summary
 from ebm_cli.schema import register_configs
@@ -44,7 +46,7 @@ def run_task(cfg: DictConfig, run_dir: Path, overrides=()) -> Optional[float]:
         infer.infer(cfg, overrides)
         return None
     if name == "landscape":
-        infer.landscape(cfg, overrides)
+        infer.landscape(cfg, run_dir, overrides)
         return None
     if name == "compare_inference":
         compare.compare_inference(cfg, run_dir)
@@ -53,14 +55,17 @@ def run_task(cfg: DictConfig, run_dir: Path, overrides=()) -> Optional[float]:
 
 
 _failures = []  # errors of this process's jobs, reported by main() as one line and an exit code
+_sweeping = []  # non-empty when this process ran jobs of a multirun (their failures exit with 1)
 
 
 @hydra.main(version_base="1.3", config_path="pkg://ebm_cli.configs", config_name="config")
 def hydra_main(cfg: DictConfig) -> Optional[float]:
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
+    if hydra_cfg.mode == RunMode.MULTIRUN:
+        _sweeping.append(True)
     try:
-        return run_task(cfg, run_dir, list(hydra_cfg.overrides.task))
+        return run_task(cfg, run_dir, task_overrides(hydra_cfg))
     except Exception as exc:
         _log_to_file(one_line(exc))
         record_failure(run_dir, exc)
@@ -108,8 +113,9 @@ def main() -> None:
         sys.exit(130)
     except Exception as exc:
         _exit_with(exc, show_traceback)
-    if _failures:
-        _exit_with(_failures[0], show_traceback)
+    if _failures:  # a single run exits with its error's own code; a sweep with a failed job with 1
+        error = _failures[0]
+        _exit_with(UserError(one_line(error)) if _sweeping else error, show_traceback)
     if summary.failed_jobs:  # jobs that ran in other processes (joblib, submitit)
         _exit_with(UserError(f"{len(summary.failed_jobs)} job(s) failed, first {summary.failed_jobs[0]}"), show_traceback)
 

@@ -44,6 +44,13 @@ def require_non_negative(**values) -> None:
         require(value >= 0 and value != float("inf"), name, value, "must be >= 0" if value < 0 else "must be finite")
 
 
+def require_positive_or_none(**values) -> None:
+    """Every given argument None (off) or > 0 and finite."""
+    for name, value in values.items():
+        if value is not None:
+            require_positive(**{name: value})
+
+
 def require_choice(name: str, value, choices) -> None:
     require(value in choices, name, value, f"must be one of {', '.join(map(str, choices))}")
 
@@ -58,6 +65,24 @@ class Rejected(BaseException):
     def __init__(self, error: UserError):
         super().__init__(str(error))
         self.error = error
+
+
+def out_of_memory(exc: BaseException) -> bool:
+    """An allocation that failed: host memory (MemoryError, torch's CPU allocator) or the GPU's."""
+    text = str(exc)
+    return isinstance(exc, MemoryError) or "can't allocate memory" in text or "out of memory" in text.lower()
+
+
+def memory_detail(exc: BaseException) -> str:
+    """How much an allocation that failed asked for, in words ("800 GB asked for"), or its first line."""
+    import re
+
+    found = re.search(r"allocate (\d+) bytes", str(exc)) or re.search(r"Tried to allocate ([\d.]+ [KMGT]iB)", str(exc))
+    if found and found.group(1).isdigit():
+        return f"{int(found.group(1)) / 1e9:.3g} GB asked for"
+    if found:
+        return f"{found.group(1)} asked for"
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:120]
 
 
 def one_line(exc: BaseException) -> str:
@@ -88,6 +113,8 @@ def one_line(exc: BaseException) -> str:
         keys = _valid_keys(cause)
         if keys:
             msg += f" (valid keys: {', '.join(keys)})"
+    if any(t in text for t in ("LexerNoViableAlt", "mismatched input", "token recognition error", "Error parsing override")):
+        msg += " (quote a value with spaces or special characters: 'dataset.path=\"my file.csv\"')"
     if not is_config_error(exc):
         msg = f"{type(exc).__name__}: {msg}"
     return msg

@@ -5,6 +5,7 @@ anything is written: from a Hydra callback's on_run_start (before the run folder
 at the start of every task (sweep jobs, tests calling tasks directly).
 """
 
+import dataclasses
 import math
 import os
 import re
@@ -13,6 +14,7 @@ from omegaconf import OmegaConf
 from omegaconf.errors import InterpolationResolutionError
 
 from ebm_cli.errors import UserError, require, require_non_negative, require_positive
+from ebm_cli.schema import Config, LoggerConfig, TaskConfig, TrainerConfig
 
 TASKS = ("train", "infer", "landscape", "compare_inference")
 
@@ -23,6 +25,20 @@ def _in(prefix: str, check, **values) -> None:
         check(**values)
     except UserError as err:
         raise UserError(f"{prefix}.{err}") from None
+
+
+def check_known_keys(cfg) -> None:
+    """Keys added with + that the schema does not know (`+trainer.stepz=3`) are refused, not ignored.
+    (The components' own keys are checked against their classes when they are built.)"""
+    sections = {"": Config, "task": TaskConfig, "trainer": TrainerConfig, "logger": LoggerConfig}
+    for section, schema in sections.items():
+        known = {f.name for f in dataclasses.fields(schema)} | ({"hydra"} if not section else set())
+        node = cfg if not section else cfg[section]
+        for key in node:
+            if key not in known:
+                name = f"{section}.{key}" if section else key
+                raise UserError(f"{name}: not a setting of {section or 'ebm-run'} (its settings: "
+                                f"{', '.join(sorted(known - {'hydra'}))})")
 
 
 def validate(cfg) -> None:
@@ -36,15 +52,18 @@ def validate(cfg) -> None:
     missing = sorted(OmegaConf.missing_keys(own))
     if missing:
         raise UserError(f"{missing[0]} is required: add {missing[0]}=<value> to the command line")
+    check_known_keys(cfg)
     task = cfg.task.name
     require(task in TASKS, "task.name", task, f"must be one of {', '.join(TASKS)}")
     if task in ("infer", "landscape", "compare_inference"):
         require(cfg.run_dir is not None, "run_dir", None, f"task={task} needs run_dir=<a finished training run>")
+        require(not os.path.isfile(cfg.run_dir), "run_dir", cfg.run_dir, "is a file, not a run's folder")
         require(os.path.isdir(cfg.run_dir), "run_dir", cfg.run_dir, "no such folder")
     if task == "infer":
         require(bool(cfg.x), "x", cfg.x, "task=infer needs inputs, e.g. 'x=[0.0,0.5]'")
     require(cfg.objective_direction in ("maximize", "minimize"), "objective_direction", cfg.objective_direction,
             "must be maximize or minimize")
+    require(0 <= cfg.seed < 2**32, "seed", cfg.seed, "must be in [0, 2^32)")
 
     t = cfg.trainer
     _in("trainer", require_non_negative, steps=t.steps, weight_decay=t.weight_decay, ckpt_every=t.ckpt_every,
@@ -61,5 +80,8 @@ def validate(cfg) -> None:
     _in("logger", require_non_negative, landscape_every=lg.landscape_every)
     _in("logger", require_positive, video_examples=lg.video_examples, text_examples=lg.text_examples)
     require(lg.resolution >= 2, "logger.resolution", lg.resolution, "must be >= 2")
-    require(all(v > 0 and math.isfinite(v) for v in lg.slice_betas), "logger.slice_betas", list(lg.slice_betas),
-            "every beta must be finite and > 0")
+    for key in ("slice_x", "slice_betas", "latent_betas"):
+        require(len(lg[key]) > 0, f"logger.{key}", list(lg[key]), "needs at least one value")
+        require(all(math.isfinite(v) for v in lg[key]), f"logger.{key}", list(lg[key]), "every value must be finite")
+    for key in ("slice_betas", "latent_betas"):
+        require(all(v > 0 for v in lg[key]), f"logger.{key}", list(lg[key]), "every beta must be > 0")

@@ -210,6 +210,8 @@ def test_dp_inference_returns_the_k_best_sequences_and_refuses_other_energies():
 
 
 def test_cd_trains_and_its_replay_buffer_is_checkpointed_and_resumed(tmp_path):
+    import shutil
+
     from ebm_cli.runtime.checkpoint import load_checkpoint
     from ebm_cli.tasks.train import train
     from helpers import make_cfg
@@ -220,9 +222,11 @@ def test_cd_trains_and_its_replay_buffer_is_checkpointed_and_resumed(tmp_path):
     state = load_checkpoint(tmp_path / "full" / "checkpoints" / "last.pt")
     buffer = state["loss"]["buffer"]
     assert buffer.shape == (256, 1) and torch.isfinite(buffer).all()
-    # an interrupted run (stopped at its step-20 checkpoint) resumed: same buffer, same weights
+    # an interrupted run (killed after its step-20 checkpoint) resumed: same buffer, same weights
     interrupted = tmp_path / "cut"
-    train(make_cfg(*overrides, "trainer.steps=20"), interrupted)
+    shutil.copytree(tmp_path / "full", interrupted)
+    checkpoints = interrupted / "checkpoints"
+    (checkpoints / "previous.pt").replace(checkpoints / "last.pt")  # the step-20 one becomes the latest
     (interrupted / "metrics.json").unlink()  # as if killed before finishing
     state20 = load_checkpoint(interrupted / "checkpoints" / "last.pt")
     assert state20["step"] == 20 and not torch.equal(state20["loss"]["buffer"], buffer)

@@ -119,7 +119,7 @@ def test_mismatched_architecture_is_named(tmp_path, uninterrupted):
     (tmp_path / "checkpoints").mkdir()
     state = torch.load(uninterrupted[0] / "checkpoints" / "last.pt", weights_only=True)
     torch.save(state, tmp_path / "checkpoints" / "last.pt")
-    with pytest.raises(UserError, match="does not match"):
+    with pytest.raises(UserError, match="another config .energy.hidden: 64 there, 8 here"):
         train(make_cfg(*SHORT, "energy.hidden=8", "trainer.resume=auto"), tmp_path)
 
 
@@ -207,15 +207,29 @@ def test_sigterm_via_cli_exits_with_the_documented_code(tmp_path, subprocess_env
 
 @pytest.mark.slow
 def test_multirun_with_a_failing_job_completes_the_others(tmp_path, subprocess_env):
+    """A job that fails while it trains (here: it diverges) fails alone; the sweep exits with 1."""
+    sweep = tmp_path / "sweep"
+    proc = subprocess.run(ebm_run_command() + ["-m", "debug=smoke", "trainer.max_abs=1e8,1e-6,1e9",
+                                               f"hydra.sweep.dir={sweep}"],
+                          cwd=tmp_path, env=subprocess_env, capture_output=True, text=True)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines()[-1].startswith("ebm-run: error: training diverged at step 1")
+    statuses = {p.parent.name.split("_")[0]: json.loads(p.read_text())["status"] for p in sweep.glob("*/metrics.json")}
+    assert statuses == {"0": "completed", "1": "diverged", "2": "completed"}
+    summary = (sweep / "summary.csv").read_text()
+    assert "training diverged at step 1" in summary and summary.count("completed") == 2
+
+
+@pytest.mark.slow
+def test_multirun_with_a_bad_value_is_refused_whole(tmp_path, subprocess_env):
+    """A value that a job's checks refuse refuses the whole sweep, before its folder exists."""
     sweep = tmp_path / "sweep"
     proc = subprocess.run(ebm_run_command() + ["-m", "debug=smoke", "beta.value=1,-1,2", f"hydra.sweep.dir={sweep}"],
                           cwd=tmp_path, env=subprocess_env, capture_output=True, text=True)
     assert proc.returncode == 1
-    assert proc.stderr.strip().splitlines()[-1] == "ebm-run: error: beta.value=-1.0: must be > 0"
-    statuses = {p.parent.name.split("_")[0]: json.loads(p.read_text())["status"] for p in sweep.glob("*/metrics.json")}
-    assert statuses == {"0": "completed", "1": "failed", "2": "completed"}
-    summary = (sweep / "summary.csv").read_text()
-    assert "beta.value=-1.0: must be > 0" in summary and summary.count("completed") == 2
+    assert proc.stderr.strip().splitlines() == ["ebm-run: error: sweep job 1 (debug=smoke beta.value=-1): "
+                                                "beta.value=-1.0: must be > 0"]
+    assert not sweep.exists()
 
 
 def test_gpu_out_of_memory_is_reported_as_such():

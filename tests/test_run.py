@@ -68,7 +68,7 @@ def test_checkpoint_is_complete_and_weights_only(smoke_run):
     assert torch.load(run_dir / "checkpoints" / "previous.pt", weights_only=True)["step"] == 20
 
 
-def test_infer_and_landscape_tasks_use_the_checkpoint(smoke_run):
+def test_infer_and_landscape_tasks_use_the_checkpoint(smoke_run, tmp_path):
     run_dir, _, _ = smoke_run
     results = predict.infer(make_cfg("task=infer", f"run_dir={run_dir}", "x=[0.0,0.5]"))
     assert [r["x"] for r in results] == [0.0, 0.5]
@@ -76,9 +76,10 @@ def test_infer_and_landscape_tasks_use_the_checkpoint(smoke_run):
     energies = [c["energy"] for c in results[0]["candidates"]]
     assert energies == sorted(energies)
     before = (run_dir / "figures" / "energy.png").stat().st_mtime_ns
-    paths = predict.landscape(make_cfg("task=landscape", f"run_dir={run_dir}", "inference=gradient"))
+    paths = predict.landscape(make_cfg("task=landscape", f"run_dir={run_dir}", "inference=gradient"), tmp_path / "out")
     assert {p.name for p in paths} == {"energy.png", "slices.png"}
-    assert (run_dir / "figures" / "energy.png").stat().st_mtime_ns >= before
+    assert all(p.parent == tmp_path / "out" / "figures" for p in paths)  # its own folder: the run is only read
+    assert (run_dir / "figures" / "energy.png").stat().st_mtime_ns == before
 
 
 def test_broken_checkpoint_is_one_clear_error(tmp_path):

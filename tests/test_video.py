@@ -96,9 +96,8 @@ def test_landscape_task_redraws_the_grid(smoke_video_run, tmp_path):
     from ebm_cli.tasks.infer import landscape
 
     run_dir, _ = smoke_video_run
-    (run_dir / "figures" / "video_grid.png").unlink()
-    paths = landscape(make_cfg("task=landscape", f"run_dir={run_dir}"))
-    assert run_dir / "figures" / "video_grid.png" in paths
+    paths = landscape(make_cfg("task=landscape", f"run_dir={run_dir}"), tmp_path)
+    assert tmp_path / "figures" / "video_grid.png" in paths
 
 
 def test_preempted_run_resumes_model_and_baseline_exactly(tmp_path, monkeypatch):

@@ -2,6 +2,7 @@
 an energy needs, its distance and metrics, and its figures or texts."""
 
 import math
+import os
 from functools import cached_property
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -12,6 +13,18 @@ from ebm_cli.core.spaces import BoxSpace, is_continuous
 from ebm_cli.errors import UserError
 
 Y_MARGIN = 0.15  # the default y box: the data's range plus this share of it on each side
+
+
+def check_data_file(path: str) -> None:
+    """dataset.path names a readable, non-empty file: else one line saying which of these it is not."""
+    if not os.path.exists(path):
+        raise UserError(f"dataset.path={path}: no such file")
+    if os.path.isdir(path):
+        raise UserError(f"dataset.path={path}: is a folder, not a file")
+    if not os.access(path, os.R_OK):
+        raise UserError(f"dataset.path={path}: cannot be read (Permission denied)")
+    if os.path.getsize(path) == 0:
+        raise UserError(f"dataset.path={path}: the file is empty")
 
 
 class Dataset:

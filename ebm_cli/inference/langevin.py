@@ -7,7 +7,7 @@ import torch
 
 from ebm_cli.core.energy import pairwise_energy
 from ebm_cli.core.inference import Candidates, Inference, attach_latent, select_distinct
-from ebm_cli.errors import require, require_choice, require_non_negative, require_positive
+from ebm_cli.errors import require_choice, require_non_negative, require_positive, require_positive_or_none
 from ebm_cli.schedules import SHAPES, ramp
 
 
@@ -64,7 +64,7 @@ class LangevinInference(Inference):
         super().__init__(k, y_space)
         require_positive(chains=chains, steps=steps, step_size=step_size, beta_start=beta_start, beta_end=beta_end)
         require_choice("anneal", anneal, ("constant", *SHAPES))
-        require(grad_clip is None or grad_clip > 0, "grad_clip", grad_clip, "must be > 0 or null")
+        require_positive_or_none(grad_clip=grad_clip)
         require_non_negative(dedup=dedup)
         self.chains, self.steps, self.step_size = chains, steps, step_size
         self.beta = ramp(anneal, beta_start, beta_end, max(steps - 1, 1))

@@ -7,7 +7,7 @@ import torch
 from ebm_cli.core.energy import pairwise_energy
 from ebm_cli.core.loss import Loss, Stats
 from ebm_cli.core.spaces import is_continuous
-from ebm_cli.errors import UserError, require, require_non_negative, require_positive
+from ebm_cli.errors import UserError, require, require_non_negative, require_positive, require_positive_or_none
 from ebm_cli.inference.langevin import langevin_chains
 
 
@@ -38,7 +38,7 @@ class ContrastiveDivergence(Loss):
     def __init__(self, steps: int = 30, step_size: float = 1e-3, grad_clip: Optional[float] = 100.0,
                  buffer_size: int = 4096, reinit: float = 0.05, alpha: float = 0.1, *, y_space, device="cpu"):
         require_positive(steps=steps, step_size=step_size, buffer_size=buffer_size)
-        require(grad_clip is None or grad_clip > 0, "grad_clip", grad_clip, "must be > 0 or null")
+        require_positive_or_none(grad_clip=grad_clip)
         require(0 <= reinit <= 1, "reinit", reinit, "must be in [0, 1]")
         require_non_negative(alpha=alpha)
         if not is_continuous(y_space):

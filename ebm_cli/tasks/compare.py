@@ -9,12 +9,11 @@ from typing import Any, Dict, List
 import torch
 from omegaconf import OmegaConf
 
-from ebm_cli.build import build_dataset, build_inference, resolve_device
+from ebm_cli.build import build_inference
 from ebm_cli.errors import UserError
 from ebm_cli.runtime.console import get_console, simple_table
 from ebm_cli.runtime.run_folder import write_json
-from ebm_cli.tasks.infer import load_run
-from ebm_cli.validate import validate
+from ebm_cli.tasks.infer import open_run
 
 log = logging.getLogger("ebm_cli")
 
@@ -30,10 +29,8 @@ def compare_inference(cfg, out_dir: Path) -> List[Dict[str, Any]]:
     """Run every packaged method (at its defaults, with the run's k) and the run's own method (with
     its settings) on the held-out x of cfg.run_dir's model; print a table and write
     out_dir/compare_inference.json. A method that cannot serve the energy gets its reason."""
-    validate(cfg)
-    device = resolve_device(cfg.trainer.device)
-    energy, run_cfg, state = load_run(Path(cfg.run_dir), device)
-    data = build_dataset(run_cfg)
+    run = open_run(cfg, with_data=True)
+    energy, run_cfg, state, data, device = run.energy, run.run_cfg, run.state, run.data, run.device
     x = data.x_test.to(device)
     eps = data.eps
     k = int(run_cfg.inference.get("k", cfg.inference.k))

@@ -1,13 +1,17 @@
-"""Tasks on a finished run: `infer` (candidates for given x) and `landscape` (re-render figures)."""
+"""Tasks on a finished run: `infer` (candidates for given x) and `landscape` (its figures, re-drawn)."""
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
+import torch
 from hydra.utils import get_class
 from omegaconf import OmegaConf
 
 from ebm_cli.build import build_baseline, build_dataset, build_energy, build_inference, materialise, resolve_device
+from ebm_cli.core.dataset import Dataset
+from ebm_cli.core.inference import Inference
 from ebm_cli.errors import UserError
 from ebm_cli.plots.figures import save_figures, save_texts
 from ebm_cli.runtime.checkpoint import find_checkpoint, load_checkpoint, restore
@@ -18,11 +22,17 @@ log = logging.getLogger("ebm_cli")
 
 
 def load_run(run_dir: Path, device):
-    """The trained energy of a finished run, that run's own config, and its checkpoint."""
+    """The trained energy of a finished run, that run's own config, and its checkpoint. A checkpoint
+    whose config or data arguments cannot rebuild the energy is named with the reason."""
     path = find_checkpoint(run_dir)
     state = load_checkpoint(path, map_location=str(device))
-    run_cfg = OmegaConf.create(state["config"])
-    energy = build_energy(run_cfg.energy, state["meta"])
+    try:
+        run_cfg = OmegaConf.create(state["config"])
+        energy = build_energy(run_cfg.energy, state["meta"])
+    except UserError as err:
+        raise UserError(f"checkpoint {path}: cannot rebuild its energy ({err})") from None
+    except Exception as exc:  # a hand-edited config or meta
+        raise UserError(f"checkpoint {path}: cannot rebuild its energy ({type(exc).__name__}: {exc})") from None
     restore(path, state, energy)
     return energy.to(device).eval(), run_cfg, state
 
@@ -50,18 +60,44 @@ def inference_node(cfg, run_cfg, overrides: Sequence[str]):
     return chosen
 
 
-def infer(cfg, overrides: Sequence[str] = ()) -> List[Dict[str, Any]]:
-    """Candidates, energies (and z) for cfg.x, using the run's model and its inference method
-    (see inference_node for how the command line's overrides change it)."""
+@dataclass
+class OpenedRun:
+    """A finished run, ready for a task: its energy, config, checkpoint, inference method, and either
+    its data (landscape, compare) or the command line's inputs (infer)."""
+
+    energy: torch.nn.Module
+    run_cfg: Any
+    state: Dict[str, Any]
+    inference: Inference
+    data_cls: type
+    device: torch.device
+    data: Optional[Dataset] = None
+    x: Optional[torch.Tensor] = None
+
+
+def open_run(cfg, overrides: Sequence[str] = (), with_data: bool = False) -> OpenedRun:
+    """Load cfg.run_dir's energy and build the inference method (and the data, or parse cfg.x),
+    every check passed: the same steps for the pre-run check and the tasks."""
     validate(cfg)
     device = resolve_device(cfg.trainer.device)
     energy, run_cfg, state = load_run(Path(cfg.run_dir), device)
     meta, data_cls = state["meta"], get_class(run_cfg.dataset._target_)
-    inference = build_inference(inference_node(cfg, run_cfg, overrides), materialise(meta)["y_space"], cfg.seed)
+    data = build_dataset(run_cfg) if with_data else None
+    y_space = data.y_space if data is not None else materialise(meta)["y_space"]
+    inference = build_inference(inference_node(cfg, run_cfg, overrides), y_space, cfg.seed)
     inference.check(energy)
-    values = OmegaConf.to_container(cfg.x, resolve=True)
-    x = data_cls.parse_inputs(values, meta).to(device)
-    cands = inference(energy, x)
+    x = None
+    if cfg.task.name == "infer":
+        x = data_cls.parse_inputs(OmegaConf.to_container(cfg.x, resolve=True), meta).to(device)
+    return OpenedRun(energy, run_cfg, state, inference, data_cls, device, data, x)
+
+
+def infer(cfg, overrides: Sequence[str] = ()) -> List[Dict[str, Any]]:
+    """Candidates, energies (and z) for cfg.x, using the run's model and its inference method
+    (see inference_node for how the command line's overrides change it)."""
+    run = open_run(cfg, overrides)
+    meta, values = run.state["meta"], OmegaConf.to_container(cfg.x, resolve=True)
+    cands = run.inference(run.energy, run.x)
     latent = cands.z is not None
     rows, results = [], []
     for i, xv in enumerate(values):
@@ -69,7 +105,7 @@ def infer(cfg, overrides: Sequence[str] = ()) -> List[Dict[str, Any]]:
         for j in range(cands.y.shape[1]):
             if cands.mask[i, j]:
                 y = cands.y[i, j].cpu()
-                item = {"y": y.tolist() if y.numel() > 1 else float(y), "text": data_cls.describe(y, meta),
+                item = {"y": y.tolist() if y.numel() > 1 else float(y), "text": run.data_cls.describe(y, meta),
                         "energy": float(cands.energy[i, j])}
                 if latent:
                     item["z"] = [round(float(v), 4) for v in cands.z[i, j].flatten()]
@@ -78,27 +114,25 @@ def infer(cfg, overrides: Sequence[str] = ()) -> List[Dict[str, Any]]:
         for rank, item in enumerate(found, start=1):
             z_cell = [", ".join(f"{v:g}" for v in item["z"])] if latent else []
             rows.append((str(xv) if rank == 1 else "", rank, item["text"], *z_cell, item["energy"]))
-    title = (f"{type(energy).__name__} from {cfg.run_dir} (step {state['step']}), inference={inference.name}")
+    title = (f"{type(run.energy).__name__} from {cfg.run_dir} (step {run.state['step']}), "
+             f"inference={run.inference.name}")
     columns = ["x", "rank", "y", *(["z"] if latent else []), "energy F(x, y)"]
     get_console().print(simple_table(title, columns, rows))
     return results
 
 
-def landscape(cfg, overrides: Sequence[str] = ()) -> List[Path]:
-    """Re-render the run's figures from its checkpoint into <run_dir>/figures/."""
-    validate(cfg)
-    device = resolve_device(cfg.trainer.device)
-    run_dir = Path(cfg.run_dir)
-    energy, run_cfg, state = load_run(run_dir, device)
-    data = build_dataset(run_cfg)
-    inference = build_inference(inference_node(cfg, run_cfg, overrides), data.y_space, cfg.seed)
-    inference.check(energy)
-    cands = inference(energy, data.x_test.to(device))
-    figs = data.figures(energy, run_cfg.logger, device, candidates=cands,  # drawn as the run drew them
-                        baseline=load_baseline(run_cfg, state, device))
-    paths = save_figures(figs, run_dir / "figures") + save_texts(data.texts(energy, run_cfg.logger, device),
-                                                                  run_dir / "figures")
-    if not paths:
+def landscape(cfg, out_dir: Path, overrides: Sequence[str] = ()) -> List[Path]:
+    """Re-draw the run's figures (and texts) from its checkpoint into out_dir/figures/: this
+    command's own folder; the finished run is only read."""
+    run = open_run(cfg, overrides, with_data=True)
+    data, energy = run.data, run.energy
+    cands = run.inference(energy, data.x_test.to(run.device))
+    figs = data.figures(energy, run.run_cfg.logger, run.device, candidates=cands,  # drawn as the run drew them
+                        baseline=load_baseline(run.run_cfg, run.state, run.device))
+    texts = data.texts(energy, run.run_cfg.logger, run.device)
+    if not figs and not texts:
         raise UserError(f"{type(data).__name__} data has no figures or texts to draw")
+    folder = Path(out_dir) / "figures"
+    paths = save_figures(figs, folder) + save_texts(texts, folder)
     log.info("wrote %s", ", ".join(str(p) for p in paths))
     return paths

@@ -23,6 +23,7 @@ from ebm_cli.runtime.signals import Preempted, StopSignals
 from ebm_cli.runtime.tb import TBLogger
 from ebm_cli.schedules import cosine
 from ebm_cli.tasks.baseline import Baseline
+from ebm_cli.tasks.checks import check_objective, expected_metrics, task_config_yaml
 from ebm_cli.tasks.evaluate import evaluate_baseline, evaluate_model
 from ebm_cli.validate import validate
 
@@ -72,13 +73,15 @@ def prepare(cfg) -> Tuple[Run, Optional[Baseline]]:
     training run needs, and what the pre-run callback builds to refuse a bad config early."""
     validate(cfg)
     run = build_run(cfg)
-    if not cfg.trainer.baseline or isinstance(run.energy, PredictorEnergy):  # a regressor is its own baseline
-        return run, None
-    model = build_baseline(type(run.data), cfg.energy, run.meta)
-    if model is None:
-        raise UserError(f"trainer.baseline=true: {type(run.data).__name__} data has no feed-forward MSE model "
-                        "(for sentences the one-mode baseline of a chain energy is its own run, energy.z.k=1)")
-    return run, Baseline(model.to(run.device), cfg.trainer.lr)
+    baseline = None
+    if cfg.trainer.baseline and not isinstance(run.energy, PredictorEnergy):  # a regressor is its own baseline
+        model = build_baseline(type(run.data), cfg.energy, run.meta)
+        if model is None:
+            raise UserError(f"trainer.baseline=true: {type(run.data).__name__} data has no feed-forward MSE model "
+                            "(for sentences the one-mode baseline of a chain energy is its own run, energy.z.k=1)")
+        baseline = Baseline(model.to(run.device), cfg.trainer.lr)
+    check_objective(cfg, expected_metrics(run, baseline))
+    return run, baseline
 
 
 def train(cfg, run_dir: Path) -> Dict[str, float]:
@@ -95,10 +98,10 @@ def train(cfg, run_dir: Path) -> Dict[str, float]:
     data, meta, energy, inference, loss_fn, beta, device = (run.data, run.meta, run.energy, run.inference, run.loss,
                                                             run.beta, run.device)
     opt = torch.optim.Adam(energy.parameters(), lr=t.lr, weight_decay=t.weight_decay)
-    start = resume(run_dir, t.resume, energy, opt, device, loss_fn, baseline)
+    config_yaml = task_config_yaml(cfg)
+    start = resume(run_dir, t.resume, energy, opt, device, loss_fn, baseline, config_yaml)
     run_dir.mkdir(parents=True, exist_ok=True)  # Hydra makes it; a call from Python may not have
     x_train, y_train = data.x_train.to(device), data.y_train.to(device)
-    config_yaml = OmegaConf.to_yaml(cfg, resolve=True)
     log.info("run folder %s | data %s: %d train rows, %d test x | device %s%s", run_dir, data.source,
              len(x_train), len(data.x_test), device, f" | resumed at step {start}" if start else "")
 
@@ -198,12 +201,13 @@ def train(cfg, run_dir: Path) -> Dict[str, float]:
     return metrics
 
 
-def resume(run_dir: Path, mode: str, energy, opt, device, loss_fn=None, baseline=None) -> int:
+def resume(run_dir: Path, mode: str, energy, opt, device, loss_fn=None, baseline=None, config_yaml=None) -> int:
     """Restore model, optimiser and RNG states from run_dir's last good checkpoint; the step.
 
-    mode=never refuses a folder that already holds checkpoints (they would be overwritten).
+    mode=never refuses a folder that already holds checkpoints (they would be overwritten); mode=auto
+    refuses a run of another config (config_yaml: this run's).
     """
-    check_run_folder(run_dir, mode)
+    check_run_folder(run_dir, "train", mode, config_yaml, started=True)
     folder = run_dir / "checkpoints"
     if mode == "never":
         return 0

@@ -1,12 +1,11 @@
 """dataset=curves: a y that is a multi-valued function of x (the lecture's figure)."""
 
 import math
-import os
 from typing import Optional, Sequence
 
 import torch
 
-from ebm_cli.core.dataset import Dataset
+from ebm_cli.core.dataset import Dataset, check_data_file
 from ebm_cli.core.spaces import BoxSpace
 from ebm_cli.datasets.curves.data import generate_curves, split_csv
 from ebm_cli.errors import UserError, require, require_non_negative, require_positive
@@ -46,8 +45,7 @@ class Curves(Dataset):
         seed = seed if seed is not None else run_seed
         self.eps = eps
         if path:
-            if not os.path.isfile(path):
-                raise UserError(f"dataset.path={path}: no such file")
+            check_data_file(path)
             x, y, x_test, valid, mask = split_csv(path, test_fraction, seed)
             self.source = path
         else:

@@ -102,6 +102,8 @@ def read_curves_csv(path: str) -> torch.Tensor:
                 rows.append([xv, yv])
     except UnicodeDecodeError:
         raise UserError(f"{path}: not a UTF-8 text file") from None
+    except csv.Error as exc:  # a field beyond csv's size limit, a NUL byte, ...
+        raise UserError(f"{path}: not a CSV file of x,y rows ({exc})") from None
     if not rows:
         raise UserError(f"{path}: no data rows after the header")
     return torch.tensor(rows, dtype=torch.float32)

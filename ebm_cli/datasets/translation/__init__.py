@@ -1,12 +1,11 @@
 """dataset=translation: several valid translations of each source sentence (the lecture's second example)."""
 
-import os
 from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
 
-from ebm_cli.core.dataset import Dataset
+from ebm_cli.core.dataset import Dataset, check_data_file
 from ebm_cli.core.spaces import SequenceSpace
 from ebm_cli.datasets.translation.data import EOS, PAD, SRC_PAD, decode, encode, load_tsv
 from ebm_cli.datasets.translation.grammar import generate_pairs
@@ -52,8 +51,7 @@ class Translation(Dataset):
             pairs, test = generate_pairs(train_size, test_size, max_valid, adjective_rate, adverb_rate, seed)
             self.source = "generated"
         else:
-            if not os.path.isfile(path):
-                raise UserError(f"dataset.path={path}: no such file")
+            check_data_file(path)
             pairs = load_tsv(path)
             if len(pairs) < 2:
                 raise UserError(f"{path}: needs at least 2 distinct sources (some to train on, some to test)")

@@ -1,12 +1,11 @@
 """dataset=video: several plausible next frames of a clip (the lecture's first example)."""
 
-import os
 from typing import Optional
 
 import numpy as np
 import torch
 
-from ebm_cli.core.dataset import Dataset
+from ebm_cli.core.dataset import Dataset, check_data_file
 from ebm_cli.core.metrics import multi_output_metrics
 from ebm_cli.core.spaces import BoxSpace
 from ebm_cli.datasets.video.figures import video_figures
@@ -70,8 +69,7 @@ class Video(Dataset):
                                                        speed, noise, seed)
             n_test, self.source = test_size, "generated"
         else:
-            if not os.path.isfile(path):
-                raise UserError(f"dataset.path={path}: no such file")
+            check_data_file(path)
             contexts, futures, counts = load_npy(path, context) if path.endswith(".npy") else load_npz(path)
             if len(contexts) < 2:
                 raise _bad(path, "needs at least 2 samples (some to train on, some to test)")

@@ -92,13 +92,24 @@ def _bad(path: str, what: str) -> UserError:
     return UserError(f"{path}: {what}")
 
 
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    if "pickle" in text:  # numpy's advice about allow_pickle: the file is simply not an array file
+        return "not a numpy array file, or one of pickled Python objects"
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def load_npz(path: str) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """context (N, C, H, W), futures (N, K, H, W), num_futures (N,) from a `.npz` (the README's "Video frames" section)."""
+    """context (N, C, H, W), futures (N, K, H, W), num_futures (N,) from a `.npz` (the README's
+    "Video frames" section)."""
     try:
-        with np.load(path, allow_pickle=False) as f:
-            arrays = {k: f[k] for k in f.files}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
-        raise _bad(path, f"not a readable .npz file ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+        loaded = np.load(path, allow_pickle=False)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):
+            raise _bad(path, "holds a single array (a .npy): a .npz holds the arrays 'context' and 'futures'")
+        with loaded:
+            arrays = {k: loaded[k] for k in loaded.files}
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError, KeyError) as exc:
+        raise _bad(path, f"not a readable .npz file ({_first_line(exc)})") from None
     for key in ("context", "futures"):
         if key not in arrays:
             raise _bad(path, f"no array named '{key}' (it has: {', '.join(sorted(arrays)) or 'nothing'})")
@@ -109,6 +120,8 @@ def load_npz(path: str) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
         raise _bad(path, f"'futures' must be (N, K, H, W), got shape {futures.shape}")
     if context.shape[0] != futures.shape[0] or context.shape[2:] != futures.shape[2:]:
         raise _bad(path, f"'context' {context.shape} and 'futures' {futures.shape} disagree on N, H or W")
+    if 0 in context.shape or 0 in futures.shape:
+        raise _bad(path, f"holds no frames ('context' {context.shape}, 'futures' {futures.shape})")
     for key, a in (("context", context), ("futures", futures)):
         if not np.issubdtype(a.dtype, np.number):
             raise _bad(path, f"'{key}' must be numeric, got {a.dtype}")
@@ -127,9 +140,14 @@ def load_npy(path: str, context_frames: int) -> Tuple[np.ndarray, np.ndarray, np
     try:
         clips = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError) as exc:
-        raise _bad(path, f"not a readable .npy file ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+        raise _bad(path, f"not a readable .npy file ({_first_line(exc)})") from None
+    if not isinstance(clips, np.ndarray):
+        clips.close()
+        raise _bad(path, "is a .npz archive, not a single (T, N, H, W) array: name it .npz")
     if clips.ndim != 4 or clips.dtype != np.uint8:
         raise _bad(path, f"must be a uint8 array (T, N, H, W), got {clips.dtype} of shape {clips.shape}")
+    if 0 in clips.shape:
+        raise _bad(path, f"holds no frames (shape {clips.shape})")
     if clips.shape[0] < context_frames + 1:
         raise _bad(path, f"has {clips.shape[0]} frames per clip; dataset.context={context_frames} needs at least {context_frames + 1}")
     clips = clips.astype(np.float32) / 255.0

@@ -1,0 +1,104 @@
+"""Every check a command makes before it writes anything, in one place for every task: the run's
+settings, its folder, its data, its components and how they fit, its checkpoint and inputs.
+
+The pre-run callback calls `check_before_writing` before Hydra creates the run folder (and, for a
+sweep, for every job before the sweep folder exists); the tasks call the same checks again when
+they start (jobs of other sweepers, calls from Python), then build what they checked.
+"""
+
+import contextlib
+from pathlib import Path
+from typing import Any, Dict, Sequence
+
+import torch
+from omegaconf import OmegaConf
+
+from ebm_cli.build import resolve_device
+from ebm_cli.core.energy import LatentEnergy
+from ebm_cli.errors import UserError, memory_detail, out_of_memory
+from ebm_cli.runtime.memory import bounded_memory
+from ebm_cli.runtime.run_folder import check_run_folder
+from ebm_cli.runtime.summary import metric_key
+from ebm_cli.validate import validate
+
+TIMINGS = ("infer_time_s", "energy_evals", "train_time_s")
+
+
+def task_config_yaml(cfg) -> str:
+    """The config as a training run saves it (resolved, without Hydra's own node)."""
+    return OmegaConf.to_yaml(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]), resolve=True)
+
+
+def expected_metrics(run, baseline) -> Dict[str, Any]:
+    """The names of the metrics this run will report, found before training by scoring the data's
+    own valid sets as if they were predictions."""
+    data = run.data
+    scored = data.metrics(data.valid, data.valid_mask)
+    names = dict.fromkeys([*scored, *TIMINGS])
+    if isinstance(run.energy, LatentEnergy):
+        names.update(dict.fromkeys(["latent_entropy", "latent_used"]))
+    if baseline is not None:
+        names.update(dict.fromkeys(f"baseline_{k}" for k in scored if k != "candidates_per_x"))
+    return names
+
+
+def check_objective(cfg, names: Dict[str, Any]) -> None:
+    if metric_key(names, cfg.objective) is None:
+        raise UserError(f"objective={cfg.objective}: not a metric of this run (one of {', '.join(names)})")
+
+
+def check_first_step(cfg, run) -> None:
+    """One training step's loss and gradients on a full batch, and the inference method on two
+    held-out inputs, computed and thrown away: a loss, an energy or a search that fails in training
+    or evaluation (not only in a forward pass), or a batch or grid that does not fit in memory, is
+    found before anything is written. The random state is restored afterwards."""
+    data, energy, t = run.data, run.energy, cfg.trainer
+    bounded = bounded_memory() if run.device.type == "cpu" else contextlib.nullcontext()
+    with torch.random.fork_rng(devices=[]), bounded:
+        beta = run.beta(0)
+        if isinstance(energy, LatentEnergy):
+            energy.set_beta(beta)
+        energy.train()
+        phase = f"one training step of trainer.batch_size={t.batch_size}"
+        try:
+            idx = torch.randint(0, len(data.x_train), (t.batch_size,))
+            x, y = data.x_train[idx].to(run.device), data.y_train[idx].to(run.device)
+            loss, stats = run.loss(energy, x, y, beta)
+            if not (isinstance(loss, torch.Tensor) and loss.dim() == 0 and loss.requires_grad):
+                raise UserError(f"loss {type(run.loss).__name__}: must return a scalar tensor with a gradient, "
+                                f"and a dict of scalars; it returned {type(loss).__name__}"
+                                f"{tuple(loss.shape) if isinstance(loss, torch.Tensor) else ''}")
+            if not all(isinstance(v, torch.Tensor) and v.numel() == 1 for v in stats.values()):
+                raise UserError(f"loss {type(run.loss).__name__}: its dict of statistics must hold one-number tensors")
+            loss.backward()
+            energy.eval()
+            phase = f"inference={run.inference.name} on two held-out inputs"
+            run.inference(energy, data.x_test[:2].to(run.device))  # the evaluation's search
+        except UserError:
+            raise
+        except Exception as exc:
+            first = (str(exc).strip().splitlines() or [""])[0]
+            if out_of_memory(exc):
+                raise UserError(f"{phase} does not fit in memory ({memory_detail(exc)}): lower trainer.batch_size, "
+                                "the loss's or the inference method's grid or sample sizes, or the energy's") from None
+            raise UserError(f"{phase} fails ({type(run.energy).__name__} with loss={run.loss.name}): "
+                            f"{type(exc).__name__}: {first}") from None
+        finally:
+            energy.zero_grad(set_to_none=True)
+
+
+def check_before_writing(cfg, out_dir: Path, overrides: Sequence[str] = ()) -> None:
+    """Raise UserError for anything that would stop this command after it has written something."""
+    from ebm_cli.tasks.infer import open_run  # the tasks import this module: imported when called
+    from ebm_cli.tasks.train import prepare
+
+    validate(cfg)
+    resolve_device(cfg.trainer.device)
+    task = cfg.task.name
+    if task == "train":
+        check_run_folder(out_dir, "train", cfg.trainer.resume, task_config_yaml(cfg))
+        run, _ = prepare(cfg)  # data, energy, inference, loss, schedule, objective: built and checked
+        check_first_step(cfg, run)
+        return
+    check_run_folder(out_dir, task)
+    open_run(cfg, overrides, with_data=task != "infer")
