@@ -276,6 +276,7 @@ class Run:
     loss: Loss
     beta: Any
     device: torch.device
+    validation: Optional[Dataset] = None  # trainer.eval_every: the split held out of the training rows
 
 
 def build_run(cfg) -> Run:
@@ -283,7 +284,10 @@ def build_run(cfg) -> Run:
     against the others (the energy's output, what the inference method and loss need): every
     problem is one UserError, raised before anything is written."""
     device = resolve_device(cfg.trainer.device)
-    data = build_dataset(cfg)
+    data, validation = build_dataset(cfg), None
+    if cfg.trainer.eval_every:  # the split leaves the test inputs alone; the loss sees only the rest
+        data, validation = data.split_validation(cfg.trainer.val_fraction, int(cfg.seed),
+                                                 max_rows=2 * cfg.trainer.batch_size)
     meta = data.energy_args()
     energy = build_energy(cfg.energy, meta)
     check_energy(energy, data)
@@ -295,19 +299,20 @@ def build_run(cfg) -> Run:
         raise UserError(f"loss: {type(loss).__name__} must subclass ebm_cli.core.loss.Loss")
     loss.check(energy)
     beta = build_schedule(cfg.beta)
-    return Run(data, meta, energy, inference, loss, beta, device)
+    return Run(data, meta, energy, inference, loss, beta, device, validation)
 
 
 def build_baseline(data_cls: type, energy_node, meta: Dict[str, Any]) -> Optional[torch.nn.Module]:
-    """The feed-forward MSE model of a data kind (its `baseline` class), with the sizes of the run's
-    energy config that its constructor shares (hidden, depth, activation, channels); None if the
-    data kind has none."""
-    if data_cls.baseline is None:
+    """The feed-forward MSE model beside the run's energy: the energy class's own `baseline` (the
+    same backbone), else its data kind's, with the sizes of the run's energy config that its
+    constructor shares (hidden, depth, activation, channels); None if neither has one."""
+    node = OmegaConf.to_container(energy_node, resolve=True)
+    target = getattr(get_class(node["_target_"]), "baseline", None) or data_cls.baseline
+    if target is None:
         return None
-    params, _ = parameters(get_class(data_cls.baseline))
-    shared = {k: v for k, v in OmegaConf.to_container(energy_node, resolve=True).items()
-              if k in params and not isinstance(v, dict) and not k.startswith("_")}
-    model = build({"_target_": data_cls.baseline, **shared}, "baseline", **materialise(meta))
+    params, _ = parameters(get_class(target))
+    shared = {k: v for k, v in node.items() if k in params and not isinstance(v, dict) and not k.startswith("_")}
+    model = build({"_target_": target, **shared}, "baseline", **materialise(meta))
     if not isinstance(model, PredictorEnergy):
-        raise UserError(f"trainer.baseline: {data_cls.baseline} must be a PredictorEnergy (one prediction f(x))")
+        raise UserError(f"trainer.baseline: {target} must be a PredictorEnergy (one prediction f(x))")
     return model

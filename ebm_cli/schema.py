@@ -37,6 +37,13 @@ class TrainerConfig:
     # Also train the feed-forward MSE baseline (regressor, or conv_regressor on frames, with this
     # energy's sizes) on the same batches: its metrics come out as baseline_*, next to the model's.
     baseline: bool = False
+    # Held-out evaluation during training: every eval_every steps (0 = off) the loss and the metrics
+    # on a validation split (val_fraction of the training inputs, or clips, carved from the training
+    # data; never the test split) go to TensorBoard under val/, beside train/loss.
+    eval_every: int = 0
+    val_fraction: float = 0.1
+    keep: str = "last"  # last | best (also keep checkpoints/best.pt, best by the objective on validation)
+    patience: int = 0  # stop after this many evaluations without a better objective; 0 = never
 
 
 @dataclass

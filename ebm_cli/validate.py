@@ -75,6 +75,12 @@ def validate(cfg) -> None:
             t.grad_clip, "must be > 0 or null")
     require(re.fullmatch(r"auto|cpu|cuda(:\d+)?", t.device) is not None, "trainer.device", t.device,
             "must be auto, cpu, cuda or cuda:N")
+    _in("trainer", require_non_negative, eval_every=t.eval_every, patience=t.patience)
+    require(0 < t.val_fraction < 1, "trainer.val_fraction", t.val_fraction, "must be between 0 and 1")
+    require(t.keep in ("last", "best"), "trainer.keep", t.keep, "must be last or best")
+    for key, value, off in (("keep", t.keep, "last"), ("patience", t.patience, 0)):
+        require(value == off or t.eval_every > 0, f"trainer.{key}", value,
+                "needs evaluations on a validation split: set trainer.eval_every=<steps>")
 
     lg = cfg.logger
     _in("logger", require_non_negative, landscape_every=lg.landscape_every)

@@ -37,6 +37,8 @@ REQUIRED = {
     ("dataset", "video"): ["energy=conv_latent", *FRAMES, "loss=free_energy"],
     ("energy", "conv_latent"): [*FRAMES, "loss=free_energy"],
     ("energy", "conv_regressor"): FRAMES,
+    ("energy", "unet_latent"): [*FRAMES, "loss=free_energy"],
+    ("energy", "unet_regressor"): FRAMES,
     ("dataset", "translation"): SENTENCES[1:],
     ("energy", "chain"): SENTENCES,
     ("energy/z", "box"): ["energy=decoder"],
@@ -141,7 +143,8 @@ def test_impossible_values_are_named(override, fragment):
 def test_constructor_defaults_match_the_yaml():
     """Where a class's keyword argument has a default, the packaged yaml of its plain option uses it
     too, so a component built from Python behaves as `ebm-run group=option`."""
-    plain = {("energy", "mlp"), ("energy", "regressor"), ("energy", "conv_regressor"), ("inference", "grid"),
+    plain = {("energy", "mlp"), ("energy", "regressor"), ("energy", "conv_regressor"),
+             ("energy", "unet_regressor"), ("inference", "grid"),
              ("inference", "gradient"), ("inference", "langevin"), ("inference", "dfo"), ("inference", "cem"),
              ("inference", "dp"), ("inference", "z_sweep"), ("loss", "nll"), ("loss", "hinge"), ("loss", "cd"),
              ("dataset", "curves"), ("dataset", "video"), ("dataset", "translation"), ("energy/free_energy", "softmin")}

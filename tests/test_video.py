@@ -161,3 +161,58 @@ def test_infer_on_a_video_run_says_where_the_predictions_are(smoke_video_run, tm
     assert proc.returncode == 1
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "task=infer takes flat inputs x" in lines[0] and "(3, 16, 16)" in lines[0]
+
+
+# -- U-Net frame energies (skip connections carry the context's appearance) -------------------------
+@pytest.mark.parametrize("z", ["discrete", "box"])
+def test_unet_latent_decodes_one_frame_per_z_and_its_baseline_shares_the_backbone(z):
+    from ebm_cli.build import build_baseline, build_run
+    from ebm_cli.energies.unet import UNetLatentEnergy, UNetRegressorEnergy
+
+    cfg = make_cfg("experiment=video_latent", "energy=unet_latent", f"energy/z={z}", "dataset.size=12",
+                   "dataset.train_size=20", "dataset.test_size=4", "dataset.sprite=glyph")
+    run = build_run(cfg)
+    energy = run.energy
+    assert isinstance(energy, UNetLatentEnergy)
+    x, y = run.data.x_train[:5], run.data.y_train[:5]
+    zs = energy.z_space.nodes(torch.device("cpu"))[0] if z == "discrete" else torch.rand(4, 1) * 2 - 1
+    g = energy.decode(x, zs)
+    assert g.shape == (5, len(zs), 12, 12)
+    assert energy(x, y).shape == (5,) and torch.isfinite(energy(x, y)).all()
+    baseline = build_baseline(type(run.data), cfg.energy, run.meta)
+    assert isinstance(baseline, UNetRegressorEnergy) and baseline.predict(x).shape == (5, 12, 12)
+    # the same backbone: the encoder's layers have the same shapes
+    assert [p.shape for p in baseline.net.enc1.parameters()] == [p.shape for p in energy.net.enc1.parameters()]
+
+
+def test_glyph_sprites_differ_clip_by_clip():
+    from ebm_cli.datasets.video import Video
+
+    data = Video(sprite="glyph", sprite_size=4, size=12, train_size=30, test_size=5, moves=1)
+    shapes = {tuple((frame > 0).flatten().tolist()) for frame in data.x_test[:, 0]}
+    assert len(shapes) == 5  # every held-out clip shows its own shape (at its own place)
+    sums = {round(float(c[0].sum()), 3) for c in data.x_train}
+    assert len(sums) > 10  # and the training clips many
+
+
+def test_unet_trains_on_every_window_of_clips_through_the_cli(tmp_path, subprocess_env):
+    """A real .npy of moving glyphs, every window, a U-Net, validation during training: end to end."""
+    from ebm_cli.datasets.video.data import glyph, render
+
+    rng = np.random.default_rng(0)
+    clips = np.zeros((6, 16, 12, 12), np.uint8)
+    for n in range(16):
+        shape = glyph(rng, 3)
+        path = [(1 + t, (1 + 2 * t) % 9) for t in range(6)]
+        clips[:, n] = (render(path, shape, 12) * 255).astype(np.uint8)
+    np.save(tmp_path / "clips.npy", clips)
+    run_dir = tmp_path / "run"
+    proc = subprocess.run(ebm_run_command() + [
+        "experiment=video_latent", "energy=unet_latent", "energy.channels=4", "energy.hidden=16",
+        f"dataset.path={tmp_path / 'clips.npy'}", "energy.z.k=1", "inference.k=1", "trainer.steps=20",
+        "trainer.batch_size=16", "trainer.eval_every=10", "trainer.keep=best", "logger.landscape_every=0",
+        f"hydra.run.dir={run_dir}"], cwd=tmp_path, env=subprocess_env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    record = json.loads((run_dir / "metrics.json").read_text())
+    assert record["status"] == "completed" and "baseline_coverage@0.01" in record["metrics"]
+    assert (run_dir / "checkpoints" / "best.pt").is_file() and (run_dir / "figures" / "video_grid.png").is_file()

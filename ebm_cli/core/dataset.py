@@ -1,11 +1,13 @@
 """The dataset contract: one object per data kind owns its rows, its held-out valid sets, the sizes
 an energy needs, its distance and metrics, and its figures or texts."""
 
+import copy
 import math
 import os
 from functools import cached_property
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+import numpy as np
 import torch
 
 from ebm_cli.core.metrics import euclidean, multi_output_metrics
@@ -35,6 +37,9 @@ class Dataset:
         valid (M, V, *y_shape), valid_mask (M, V)      each held-out input's valid outputs, padded
         eps                                            the tolerance of coverage@eps / precision@eps
         source                                         where the data came from (a path, "generated")
+        train_groups (N,), optional                    rows that a validation split keeps together
+                                                       (e.g. the windows of one clip); default: rows
+                                                       with the same x
 
     Everything else has a default that fits flat, continuous data: the y box (the data's range plus
     a margin), the sizes an energy may ask for (`energy_args`), Euclidean distance and the
@@ -90,6 +95,52 @@ class Dataset:
     def texts(self, energy, logger, device) -> Dict[str, str]:
         """{name: markdown} for TensorBoard text and figures/<name>.md."""
         return {}
+
+    # -- a validation split, carved from the training rows (never the test inputs) --------------------
+    def split_validation(self, fraction: float, seed: int, max_rows: int = 1024) -> Tuple["Dataset", "Dataset"]:
+        """(training part, validation part) of this data: a seeded share `fraction` of the training
+        groups (train_groups, else the rows that share an x) is held out whole. The validation part
+        is a dataset whose held-out inputs are the distinct x of those rows, each with its rows' y as
+        its valid set (`validation_valid` may give better ones), and whose x_train / y_train are up
+        to `max_rows` of those rows (for the validation loss). Both share this data's y box, x range
+        and everything else, so the energy built from the whole data fits both."""
+        self.y_space, self.x_range  # computed on the whole data first: the copies share them
+        groups = getattr(self, "train_groups", None)
+        if groups is None:
+            groups = torch.unique(self.x_train.flatten(1), dim=0, return_inverse=True)[1]
+        names = torch.unique(groups)
+        n_val = int(round(fraction * len(names)))
+        if len(names) < 2 or n_val < 1 or n_val >= len(names):
+            raise UserError(f"trainer.val_fraction={fraction}: {len(names)} training group(s) (distinct inputs or "
+                            "clips) cannot be split into training and validation parts")
+        rng = np.random.default_rng(seed)
+        held = names[torch.from_numpy(rng.permutation(len(names))[:n_val])]
+        is_val = torch.isin(groups, held)
+        train, val = copy.copy(self), copy.copy(self)
+        train.x_train, train.y_train = self.x_train[~is_val], self.y_train[~is_val]
+        if getattr(self, "train_groups", None) is not None:
+            train.train_groups = self.train_groups[~is_val]
+        x_rows, y_rows = self.x_train[is_val], self.y_train[is_val]
+        inputs, which = torch.unique(x_rows.flatten(1), dim=0, return_inverse=True)
+        counts = torch.bincount(which, minlength=len(inputs))
+        order = torch.argsort(which, stable=True)
+        slot = torch.arange(len(which)) - torch.repeat_interleave(torch.cumsum(counts, 0) - counts, counts)
+        valid = torch.zeros(len(inputs), int(counts.max()), *y_rows.shape[1:], dtype=y_rows.dtype)
+        mask = torch.zeros(len(inputs), int(counts.max()), dtype=torch.bool)
+        valid[which[order], slot] = y_rows[order]
+        mask[which[order], slot] = True
+        val.x_test = inputs.view(len(inputs), *x_rows.shape[1:]).to(x_rows.dtype)
+        val.valid, val.valid_mask = self.validation_valid(val.x_test, valid, mask)
+        keep = torch.from_numpy(rng.permutation(len(x_rows))[:max_rows])
+        val.x_train, val.y_train = x_rows[keep], y_rows[keep]
+        val.train_groups = None
+        return train, val
+
+    def validation_valid(self, x: torch.Tensor, valid: torch.Tensor, mask: torch.Tensor):
+        """The valid sets of validation inputs x (M, *x_shape): by default the y of their training
+        rows, valid (M, V, *y_shape) with mask (M, V); a data kind that knows every valid output of
+        an x (a generator) gives those instead."""
+        return valid, mask
 
     # -- task=infer: inputs from the command line, outputs for a table -------------------------------
     @classmethod

@@ -11,7 +11,7 @@ import torch
 
 from ebm_cli.errors import UserError
 
-LAST, PREVIOUS = "last.pt", "previous.pt"
+LAST, PREVIOUS, BEST = "last.pt", "previous.pt", "best.pt"
 
 log = logging.getLogger("ebm_cli")
 
@@ -38,8 +38,8 @@ def set_rng_state(state: Dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def save_checkpoint(folder: Path, state: Dict[str, Any]) -> Path:
-    """Write folder/last.pt atomically; the checkpoint it replaces becomes previous.pt.
+def save_checkpoint(folder: Path, state: Dict[str, Any], name: str = LAST) -> Path:
+    """Write folder/last.pt (or folder/<name>) atomically; the last.pt it replaces becomes previous.pt.
 
     A crash at any point leaves a complete last.pt or previous.pt: the new file is written
     under a temporary name, flushed to disk, and only then renamed over the old one. A failed
@@ -47,7 +47,7 @@ def save_checkpoint(folder: Path, state: Dict[str, Any]) -> Path:
     checkpoints stay as they were.
     """
     folder.mkdir(parents=True, exist_ok=True)
-    last, tmp = folder / LAST, folder / f".{LAST}.tmp"
+    last, tmp = folder / name, folder / f".{name}.tmp"
     try:
         with open(tmp, "wb") as fh:
             torch.save(state, fh)
@@ -56,7 +56,7 @@ def save_checkpoint(folder: Path, state: Dict[str, Any]) -> Path:
     except OSError as exc:
         tmp.unlink(missing_ok=True)
         raise UserError(f"cannot write checkpoint {last}: {exc.strerror or exc}") from None
-    if last.exists():
+    if name == LAST and last.exists():
         os.replace(last, folder / PREVIOUS)
     os.replace(tmp, last)
     _fsync_dir(folder)
@@ -128,9 +128,12 @@ def restore(path: Path, state: Dict[str, Any], energy, optimizer=None) -> None:
 
 
 def find_checkpoint(run_dir: Path) -> Path:
-    """The run's last checkpoint, for task=infer / task=landscape."""
+    """The checkpoint a run kept, for task=infer / task=landscape: best.pt of a run trained with
+    trainer.keep=best (the weights its test metrics were measured on), else last.pt."""
     if not run_dir.is_dir():
         raise UserError(f"run_dir: no such folder: {run_dir}")
+    if (run_dir / "checkpoints" / BEST).is_file():
+        return run_dir / "checkpoints" / BEST
     path = run_dir / "checkpoints" / LAST
     if not path.is_file():
         raise UserError(f"run_dir: {run_dir} has no checkpoints/{LAST} (is it a finished ebm-run training run?)")

@@ -24,6 +24,12 @@ class TBLogger:
             self.writer.add_figure(tag, fig, step, close=False)
         plt.close(fig)
 
+    def layout(self, charts: Dict[str, Dict[str, list]]) -> None:
+        """Custom-scalars charts: {category: {title: ["Multiline", [tag, ...]]}} (TensorBoard's
+        CUSTOM SCALARS tab draws the tags of one chart together)."""
+        if self.writer:
+            self.writer.add_custom_scalars(charts)
+
     def text(self, tag: str, text: str, step: int = 0) -> None:
         if self.writer:
             self.writer.add_text(tag, text, step)

@@ -1,5 +1,6 @@
 """train(cfg, run_dir) -> metrics: the whole training run, with no Hydra inside."""
 
+import copy
 import logging
 import math
 import os
@@ -16,14 +17,16 @@ from ebm_cli.build import Run, build_baseline, build_run
 from ebm_cli.core.energy import LatentEnergy, PredictorEnergy
 from ebm_cli.errors import UserError
 from ebm_cli.plots.figures import save_figures, save_texts
-from ebm_cli.runtime.checkpoint import load_latest, remove_stale_temporaries, restore, rng_state, save_checkpoint, set_rng_state
+from ebm_cli.runtime.checkpoint import (BEST, load_checkpoint, load_latest, remove_stale_temporaries, restore, rng_state,
+                                        save_checkpoint, set_rng_state)
 from ebm_cli.runtime.console import TrainingProgress, get_console, metrics_table
 from ebm_cli.runtime.run_folder import check_run_folder, write_json
+from ebm_cli.runtime.summary import metric_key
 from ebm_cli.runtime.signals import Preempted, StopSignals
 from ebm_cli.runtime.tb import TBLogger
 from ebm_cli.schedules import cosine
 from ebm_cli.tasks.baseline import Baseline
-from ebm_cli.tasks.checks import check_objective, expected_metrics, task_config_yaml
+from ebm_cli.tasks.checks import TIMINGS, check_objective, expected_metrics, task_config_yaml
 from ebm_cli.tasks.evaluate import evaluate_baseline, evaluate_model
 from ebm_cli.validate import validate
 
@@ -81,15 +84,24 @@ def prepare(cfg) -> Tuple[Run, Optional[Baseline]]:
                             "(for sentences the one-mode baseline of a chain energy is its own run, energy.z.k=1)")
         baseline = Baseline(model.to(run.device), cfg.trainer.lr)
     check_objective(cfg, expected_metrics(run, baseline))
+    if cfg.trainer.keep == "best" or cfg.trainer.patience:
+        measured = [k for k in expected_metrics(run, None) if k not in TIMINGS]
+        if metric_key(dict.fromkeys(measured), cfg.objective) is None:
+            raise UserError(f"objective={cfg.objective}: not measured on the validation split, which trainer.keep=best "
+                            f"and trainer.patience compare by (one of {', '.join(measured)})")
     return run, baseline
 
 
 def train(cfg, run_dir: Path) -> Dict[str, float]:
     """Train the configured energy on the configured data; evaluate; log; checkpoint.
 
-    Writes into run_dir: tb/, checkpoints/last.pt (+ previous.pt), figures/, metrics.json, and
-    divergence.json if the run diverges. With trainer.resume=auto it continues from the run
-    folder's last good checkpoint, so that an interrupted run ends exactly as an uninterrupted one.
+    Writes into run_dir: tb/, checkpoints/last.pt (+ previous.pt, + best.pt with trainer.keep=best),
+    figures/, metrics.json, and divergence.json if the run diverges. With trainer.resume=auto it
+    continues from the run folder's last good checkpoint, so that an interrupted run ends exactly as
+    an uninterrupted one. With trainer.eval_every, the validation split's loss and metrics are logged
+    under val/ (they draw on their own random stream: training is the same with or without them);
+    trainer.keep=best evaluates the best of those checkpoints on the test inputs; trainer.patience
+    stops a run whose objective has not improved for that many evaluations.
     """
     run_dir = Path(run_dir)
     t = cfg.trainer
@@ -97,9 +109,11 @@ def train(cfg, run_dir: Path) -> Dict[str, float]:
     run, baseline = prepare(cfg)
     data, meta, energy, inference, loss_fn, beta, device = (run.data, run.meta, run.energy, run.inference, run.loss,
                                                             run.beta, run.device)
+    val = run.validation
+    best: Dict[str, Any] = {"step": None, "value": None}  # the best evaluation on val so far (kept in checkpoints)
     opt = torch.optim.Adam(energy.parameters(), lr=t.lr, weight_decay=t.weight_decay)
     config_yaml = task_config_yaml(cfg)
-    start = resume(run_dir, t.resume, energy, opt, device, loss_fn, baseline, config_yaml)
+    start = resume(run_dir, t.resume, energy, opt, device, loss_fn, baseline, config_yaml, best)
     run_dir.mkdir(parents=True, exist_ok=True)  # Hydra makes it; a call from Python may not have
     x_train, y_train = data.x_train.to(device), data.y_train.to(device)
     log.info("run folder %s | data %s: %d train rows, %d test x | device %s%s", run_dir, data.source,
@@ -109,14 +123,35 @@ def train(cfg, run_dir: Path) -> Dict[str, float]:
     tb = TBLogger(run_dir / "tb" if cfg.logger.tensorboard else None, purge_step=start + 1 if start else None)
     if not start:
         tb.text("config", "```\n" + config_yaml + "```")
+        if val is not None:  # one chart of both losses: overfitting shows as a gap between them
+            tb.layout({"train vs validation": {"loss": ["Multiline", ["train/loss", "val/loss"]]}})
 
-    def checkpoint(step: int) -> None:
+    def checkpoint(step: int, name: str = "last.pt") -> None:
         save_checkpoint(run_dir / "checkpoints", {
             "model": energy.state_dict(), "optimizer": opt.state_dict(), "step": step,
-            "rng": rng_state(), "config": config_yaml, "meta": meta,
+            "rng": rng_state(), "config": config_yaml, "meta": meta, "best": dict(best),
             **({"loss": loss_fn.state_dict()} if loss_fn.state_dict() else {}),
             **({"baseline": baseline.state_dict()} if baseline is not None else {}),
-        })
+        }, name)
+
+    def validate_at(step: int, b: float) -> bool:
+        """Log the validation loss and metrics; keep best.pt; True when patience has run out."""
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            scorer = copy.deepcopy(loss_fn) if loss_fn.state_dict() else loss_fn  # cd's replay buffer stays training's
+            val_loss, _ = scorer(energy, val.x_train.to(device), val.y_train.to(device), b)
+            scores = {k: v for k, v in evaluate_model(energy, inference, val, device)["metrics"].items() if k not in TIMINGS}
+        energy.train()
+        tb.scalars({"loss": float(val_loss.detach()), **scores}, step, "val/")
+        value = scores[metric_key(scores, cfg.objective)] if metric_key(scores, cfg.objective) else None
+        if value is None or not math.isfinite(value):
+            return False
+        maximize = cfg.objective_direction == "maximize"
+        if best["value"] is None or (value > best["value"] if maximize else value < best["value"]):
+            best.update(step=step, value=value)
+            if t.keep == "best":
+                checkpoint(step, BEST)
+            return False
+        return bool(t.patience) and step - best["step"] >= t.patience * t.eval_every
 
     def landscape(step: int, cands=None):
         """Draw and log the figures (and text summaries) of the energy at this step; both."""
@@ -139,6 +174,7 @@ def train(cfg, run_dir: Path) -> Dict[str, float]:
     start_time = time.perf_counter()
     clip = t.grad_clip if t.grad_clip is not None else float("inf")
     last_healthy: Dict[str, float] = {}
+    end = t.steps  # earlier when the validation objective stops improving (trainer.patience)
     energy.train()
     with StopSignals() as signals, TrainingProgress(t.steps, start, cfg.logger.progress, t.log_every) as progress:
         for step in range(start, t.steps):
@@ -179,30 +215,45 @@ def train(cfg, run_dir: Path) -> Dict[str, float]:
             if cfg.logger.landscape_every and done % cfg.logger.landscape_every == 0 and done != t.steps:
                 landscape(done)
                 energy.train()
+            if val is not None and (done % t.eval_every == 0 or done == t.steps) and validate_at(done, b):
+                end = done
+                log.info("stopping early at step %d: objective %s has not improved on the validation split since "
+                         "step %d (trainer.patience=%d)", done, cfg.objective, best["step"], t.patience)
+                break
             if t.ckpt_every and done % t.ckpt_every == 0 and done != t.steps:
                 checkpoint(done)
         train_seconds = time.perf_counter() - start_time
         if isinstance(energy, LatentEnergy):  # evaluate (and save) at the schedule's final beta
-            energy.set_beta(beta(t.steps))
-        checkpoint(t.steps)
+            energy.set_beta(beta(end))
+        checkpoint(end)
+        if t.keep == "best" and best["step"] is not None and best["step"] != end:
+            restore(run_dir / "checkpoints" / BEST, load_checkpoint(run_dir / "checkpoints" / BEST, str(device)), energy)
+            if isinstance(energy, LatentEnergy):
+                energy.set_beta(beta(best["step"]))
 
     result = evaluate_model(energy, inference, data, device)
     metrics = {**result["metrics"], "train_time_s": train_seconds}
     if baseline is not None:
         metrics.update(evaluate_baseline(baseline.model, data, device))
-    figs, texts = landscape(t.steps, cands=result["candidates"])
+    figs, texts = landscape(end, cands=result["candidates"])
     save_figures(figs, run_dir / "figures")
     save_texts(texts, run_dir / "figures")
-    tb.hparams(hparams_of(cfg), {f"metrics/{k}": v for k, v in metrics.items()}, t.steps)
+    tb.hparams(hparams_of(cfg), {f"metrics/{k}": v for k, v in metrics.items()}, end)
     tb.close()
-    write_json(run_dir / "metrics.json", {"status": "completed", "task": "train", "step": t.steps, "metrics": metrics})
+    record = {"status": "completed", "task": "train", "step": end, "metrics": metrics}
+    if val is not None:  # which weights the test metrics are of, and the best validation objective
+        record.update(evaluated_step=best["step"] if t.keep == "best" and best["step"] is not None else end,
+                      best_validation={"step": best["step"], cfg.objective: best["value"]}, stopped_early=end < t.steps)
+    write_json(run_dir / "metrics.json", record)
     title = f"{type(energy).__name__} on {type(data).__name__} data (inference={inference.name})"
     get_console().print(metrics_table(title, {"test": metrics}))
     return metrics
 
 
-def resume(run_dir: Path, mode: str, energy, opt, device, loss_fn=None, baseline=None, config_yaml=None) -> int:
-    """Restore model, optimiser and RNG states from run_dir's last good checkpoint; the step.
+def resume(run_dir: Path, mode: str, energy, opt, device, loss_fn=None, baseline=None, config_yaml=None,
+           best=None) -> int:
+    """Restore model, optimiser and RNG states (and into `best`, the best validation so far) from
+    run_dir's last good checkpoint; the step.
 
     mode=never refuses a folder that already holds checkpoints (they would be overwritten); mode=auto
     refuses a run of another config (config_yaml: this run's).
@@ -221,5 +272,7 @@ def resume(run_dir: Path, mode: str, energy, opt, device, loss_fn=None, baseline
     if baseline is not None and "baseline" in state:
         baseline.load_state_dict(state["baseline"])
     set_rng_state(state["rng"])
+    if best is not None and state.get("best"):
+        best.update(state["best"])
     log.info("resuming from %s (step %d)", path, state["step"])
     return int(state["step"])

@@ -7,7 +7,7 @@ import torch
 
 from ebm_cli.core.dataset import Dataset, check_data_file
 from ebm_cli.core.spaces import BoxSpace
-from ebm_cli.datasets.curves.data import generate_curves, split_csv
+from ebm_cli.datasets.curves.data import branch_functions, generate_curves, split_csv
 from ebm_cli.errors import UserError, require, require_non_negative, require_positive
 
 DEFAULT_BRANCHES = ("0.6 + 0.3 * sin(pi * x)", "0.4 * x", "-0.6 + 0.3 * cos(pi * x)")
@@ -50,6 +50,7 @@ class Curves(Dataset):
             self.source = path
         else:
             x, y, x_test, valid = generate_curves(branches, x_min, x_max, noise, train_size, test_size, seed)
+            self.branches = branch_functions(branches)  # every valid y of any x, for a validation split
             mask = torch.ones_like(valid, dtype=torch.bool)  # every branch is valid everywhere
             self.source = "generated"
         self.x_train, self.y_train = x[:, None].float(), y[:, None].float()
@@ -59,6 +60,16 @@ class Curves(Dataset):
             low, high = y_min if y_min is not None else low, y_max if y_max is not None else high
             require(low < high, "y_min", low, f"must be below dataset.y_max={high}")
             self.y_space = BoxSpace(float(low), float(high), (1,))
+
+
+    branches = None  # read from a file: the valid sets are the rows
+
+    def validation_valid(self, x, valid, mask):
+        """Generated curves know every branch's y at a validation x (training rows hold one each)."""
+        if self.branches is None:
+            return valid, mask
+        every = torch.stack([f(x[:, 0]) for f in self.branches], dim=1)[..., None]  # (M, K, 1)
+        return every, torch.ones(every.shape[:2], dtype=torch.bool)
 
 
 class CurvesCSV(Curves):

@@ -20,21 +20,24 @@ class Video(Dataset):
     (M, K, H, W) padded, with valid_mask (M, K). Pixels are in [0, 1]. Generated clips (a sprite
     moves over C context frames, then takes one of K known moves: turn up, go straight, turn down)
     or a file: `.npz` with `context` (N, C, H, W), `futures` (N, K, H, W) and optional `num_futures`
-    (N,); or a Moving-MNIST-style uint8 `.npy` (T, N, H, W), frames [0, C) the context and frame C
-    the one future. The distance is the per-pixel MSE.
+    (N,); or a Moving-MNIST-style uint8 `.npy` (T, N, H, W) of N clips, whose every window of C + 1
+    frames is a (context, one future) sample. Test clips are held out whole. The distance is the
+    per-pixel MSE.
 
     Args:
         path: a `.npz` or `.npy` file; None = generate.
         size: generated frame height and width.
         context: context frames C (also: how a `.npy` clip is split).
         moves: K valid next moves (generated).
-        sprite: square | plus | diamond (generated).
+        sprite: square | plus | diamond | glyph (generated; glyph: a new random shape in every clip).
         sprite_size: the sprite's width in pixels.
         speed: pixels per frame (whole pixels), also the vertical step between moves.
         noise: std of Gaussian noise on the generated context frames (the futures stay clean).
         train_size: generated clips to train on (one training row per valid future).
         test_size: generated held-out clips.
-        test_fraction: file: share of the clips held out.
+        test_fraction: file: share of the clips held out (all windows of a clip on one side).
+        windows: `.npy`: all = every window of C + 1 frames of a clip, N x (T - C) samples; first =
+            the first window of each clip only.
         eps: per-pixel MSE tolerance of coverage@eps / precision@eps. 0.01 = 2.56 fully wrong
             pixels of 256; two futures of the default sprite are 0.070 apart, and the average of
             the three futures (what an MSE regressor predicts) is 0.023 from each.
@@ -48,11 +51,12 @@ class Video(Dataset):
     def __init__(self, path: Optional[str] = None, size: int = 16, context: int = 3, moves: int = 3,
                  sprite: str = "square", sprite_size: int = 3, speed: float = 3.0, noise: float = 0.0,
                  train_size: int = 5000, test_size: int = 200, test_fraction: float = 0.2, eps: float = 0.01,
-                 seed: Optional[int] = None, run_seed: int = 0):
+                 windows: str = "all", seed: Optional[int] = None, run_seed: int = 0):
         require_positive(context=context, moves=moves, sprite_size=sprite_size, speed=speed, train_size=train_size,
                          test_size=test_size, eps=eps)
         require_non_negative(noise=noise)
         require_choice("sprite", sprite, SPRITES)
+        require_choice("windows", windows, ("all", "first"))
         require(0 < test_fraction < 1, "test_fraction", test_fraction, "must be between 0 and 1")
         seed = seed if seed is not None else run_seed
         self.eps = eps
@@ -68,20 +72,31 @@ class Video(Dataset):
             contexts, futures, counts = generate_video(train_size + test_size, size, context, moves, sprite, sprite_size,
                                                        speed, noise, seed)
             n_test, self.source = test_size, "generated"
+            clips = np.arange(len(contexts))
         else:
             check_data_file(path)
-            contexts, futures, counts = load_npy(path, context) if path.endswith(".npy") else load_npz(path)
-            if len(contexts) < 2:
-                raise _bad(path, "needs at least 2 samples (some to train on, some to test)")
-            order = np.random.default_rng(seed).permutation(len(contexts))
-            contexts, futures, counts = contexts[order], futures[order], counts[order]
-            n_test, self.source = max(1, int(round(test_fraction * len(contexts)))), path
+            if path.endswith(".npy"):
+                contexts, futures, counts, clips = load_npy(path, context, windows)
+            else:
+                contexts, futures, counts = load_npz(path)
+                clips = np.arange(len(contexts))
+            n_clips = int(clips.max()) + 1
+            if n_clips < 2:
+                raise _bad(path, "needs at least 2 clips (some to train on, some to test)")
+            # clips in a seeded order, the first ones held out whole: no clip is on both sides
+            rank = np.empty(n_clips, np.int64)
+            rank[np.random.default_rng(seed).permutation(n_clips)] = np.arange(n_clips)
+            order = np.argsort(rank[clips], kind="stable")
+            contexts, futures, counts, clips = contexts[order], futures[order], counts[order], clips[order]
+            n_test = int((rank[clips] < max(1, int(round(test_fraction * n_clips)))).sum())
+            self.source = path
         train_c, train_f, train_n = contexts[n_test:], futures[n_test:], counts[n_test:]
         rows = np.repeat(np.arange(len(train_c)), train_n)  # one training row per valid future
         which = np.concatenate([np.arange(m) for m in train_n]) if len(train_n) else np.zeros(0, np.int64)
         k = futures.shape[1]
         self.x_train = torch.from_numpy(train_c[rows])
         self.y_train = torch.from_numpy(train_f[rows, which])
+        self.train_groups = torch.from_numpy(clips[n_test:][rows])  # a validation split keeps a clip together
         self.x_test = torch.from_numpy(contexts[:n_test])
         self.valid = torch.from_numpy(futures[:n_test])
         self.valid_mask = torch.from_numpy(np.arange(k)[None, :] < counts[:n_test, None])

@@ -11,12 +11,21 @@ import numpy as np
 
 from ebm_cli.errors import UserError
 
-SPRITES = ("square", "plus", "diamond")
+SPRITES = ("square", "plus", "diamond", "glyph")  # glyph: a new random shape in every clip
+
+
+def glyph(rng: np.random.Generator, size: int) -> np.ndarray:
+    """A random (size, size) shape with grey levels: each pixel on with probability 1/2, at 0.5 to 1,
+    the middle pixel always on; every clip of sprite=glyph draws its own, so that a model has to
+    carry the context's appearance into the next frame instead of learning one shape."""
+    shape = (rng.random((size, size)) < 0.5) * rng.uniform(0.5, 1.0, (size, size))
+    shape[size // 2, size // 2] = 1.0
+    return shape.astype(np.float32)
 
 
 def sprite_mask(name: str, size: int) -> np.ndarray:
-    """A (size, size) float mask of the sprite's pixels."""
-    if name not in SPRITES:
+    """A (size, size) float mask of the sprite's pixels (a fixed shape: not glyph)."""
+    if name not in SPRITES[:3]:
         raise UserError(f"dataset.sprite={name}: must be one of {', '.join(SPRITES)}")
     r = np.arange(size) - (size - 1) / 2
     rr, cc = np.meshgrid(r, r, indexing="ij")
@@ -76,12 +85,13 @@ def generate_video(n: int, size: int, context: int, moves: int, sprite: str, spr
                    noise: float, seed: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     """contexts (N, C, H, W), futures (N, K, H, W) zero-padded, num_futures (N,) for n clips."""
     rng = np.random.default_rng(seed)
-    mask = sprite_mask(sprite, sprite_size)
+    mask = sprite_mask(sprite, sprite_size) if sprite != "glyph" else None
     contexts = np.zeros((n, context, size, size), np.float32)
     futures = np.zeros((n, moves, size, size), np.float32)
     counts = np.zeros(n, np.int64)
     for i in range(n):
-        frames, valid = generate_clip(rng, size, context, moves, mask, speed)
+        shape = mask if mask is not None else glyph(rng, sprite_size)
+        frames, valid = generate_clip(rng, size, context, moves, shape, speed)
         contexts[i], futures[i, : len(valid)], counts[i] = frames, valid, len(valid)
     if noise > 0:  # noisy observations of the context; the futures stay clean targets
         contexts = np.clip(contexts + rng.normal(0, noise, contexts.shape), 0, 1).astype(np.float32)
@@ -134,11 +144,14 @@ def load_npz(path: str) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     return context.astype(np.float32), futures.astype(np.float32), counts.astype(np.int64)
 
 
-def load_npy(path: str, context_frames: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """A Moving-MNIST-style uint8 (T, N, H, W) array: frames [0, C) are the context, frame C the
-    one valid future."""
+def load_npy(path: str, context_frames: int, windows: str = "all") -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A Moving-MNIST-style uint8 (T, N, H, W) array of N clips: every window of C + 1 consecutive
+    frames of a clip is one sample, frames [t, t + C) the context and frame t + C its one valid
+    future (windows=all: N x (T - C) samples), or only the first window of each clip
+    (windows=first: N samples). Also returns each sample's clip (N',), so that a split can keep a
+    clip's windows together."""
     try:
-        clips = np.load(path, allow_pickle=False)
+        clips = np.load(path, allow_pickle=False, mmap_mode="r")
     except (OSError, ValueError, EOFError) as exc:
         raise _bad(path, f"not a readable .npy file ({_first_line(exc)})") from None
     if not isinstance(clips, np.ndarray):
@@ -148,11 +161,12 @@ def load_npy(path: str, context_frames: int) -> Tuple[np.ndarray, np.ndarray, np
         raise _bad(path, f"must be a uint8 array (T, N, H, W), got {clips.dtype} of shape {clips.shape}")
     if 0 in clips.shape:
         raise _bad(path, f"holds no frames (shape {clips.shape})")
-    if clips.shape[0] < context_frames + 1:
-        raise _bad(path, f"has {clips.shape[0]} frames per clip; dataset.context={context_frames} needs at least {context_frames + 1}")
-    clips = clips.astype(np.float32) / 255.0
-    context = np.ascontiguousarray(clips[:context_frames].transpose(1, 0, 2, 3))
-    futures = np.ascontiguousarray(clips[context_frames][:, None])
-    return context, futures, np.ones(len(context), np.int64)
-
-
+    t, n = clips.shape[:2]
+    if t < context_frames + 1:
+        raise _bad(path, f"has {t} frames per clip; dataset.context={context_frames} needs at least {context_frames + 1}")
+    starts = range(t - context_frames) if windows == "all" else range(1)
+    frames = np.asarray(clips[: starts[-1] + context_frames + 1]).transpose(1, 0, 2, 3)  # (N, T', H, W) uint8
+    context = np.concatenate([frames[:, s : s + context_frames] for s in starts]).astype(np.float32) / 255.0
+    futures = np.concatenate([frames[:, s + context_frames, None] for s in starts]).astype(np.float32) / 255.0
+    clip = np.tile(np.arange(n), len(starts))  # window-major order: clip of each sample
+    return context, futures, np.ones(len(context), np.int64), clip
