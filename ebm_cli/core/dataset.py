@@ -104,7 +104,7 @@ class Dataset:
         its valid set (`validation_valid` may give better ones), and whose x_train / y_train are up
         to `max_rows` of those rows (for the validation loss). Both share this data's y box, x range
         and everything else, so the energy built from the whole data fits both."""
-        self.y_space, self.x_range  # computed on the whole data first: the copies share them
+        _ = (self.y_space, self.x_range)  # cached properties, computed on the whole data: the copies share them
         groups = getattr(self, "train_groups", None)
         if groups is None:
             groups = torch.unique(self.x_train.flatten(1), dim=0, return_inverse=True)[1]

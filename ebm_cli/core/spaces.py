@@ -86,6 +86,19 @@ class ZSpace:
     shape: Tuple[int, ...] = (1,)
 
 
+class VectorZ(ZSpace):
+    """A z that is a vector of `dim` numbers (a subclass sets `dim`): shape (dim,), and networks see
+    dim features."""
+
+    @property
+    def shape(self) -> Tuple[int, ...]:
+        return (self.dim,)
+
+    @property
+    def feature_dim(self) -> int:
+        return self.dim
+
+
 @dataclass(frozen=True)
 class DiscreteZ(ZSpace):
     """z in {0, ..., K-1}, fed to energies as a float index of shape (1,); networks see it one-hot.
@@ -122,7 +135,7 @@ class DiscreteZ(ZSpace):
 
 
 @dataclass(frozen=True)
-class BoxZ(ZSpace):
+class BoxZ(VectorZ):
     """z in [low, high]^dim (Lebesgue measure); networks see it scaled to [-1, 1].
 
     Args:
@@ -139,14 +152,6 @@ class BoxZ(ZSpace):
         require(self.dim >= 1, "dim", self.dim, "must be >= 1")
         require(math.isfinite(self.low) and math.isfinite(self.high) and self.low < self.high, "low", self.low,
                 f"must be finite and below high={self.high}")
-
-    @property
-    def shape(self) -> Tuple[int, ...]:
-        return (self.dim,)
-
-    @property
-    def feature_dim(self) -> int:
-        return self.dim
 
     def features(self, z: torch.Tensor) -> torch.Tensor:
         return (z - (self.low + self.high) / 2) / ((self.high - self.low) / 2)
@@ -204,7 +209,7 @@ class CircleZ(ZSpace):
 
 
 @dataclass(frozen=True)
-class SphereZ(ZSpace):
+class SphereZ(VectorZ):
     """A unit vector z on the sphere S^(dim-1) in R^dim (surface measure); Monte Carlo only.
 
     Args:
@@ -215,14 +220,6 @@ class SphereZ(ZSpace):
 
     def __post_init__(self):
         require(self.dim >= 2, "dim", self.dim, "must be >= 2 for a sphere")
-
-    @property
-    def shape(self) -> Tuple[int, ...]:
-        return (self.dim,)
-
-    @property
-    def feature_dim(self) -> int:
-        return self.dim
 
     def features(self, z: torch.Tensor) -> torch.Tensor:
         return z

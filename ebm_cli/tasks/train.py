@@ -142,7 +142,8 @@ def train(cfg, run_dir: Path) -> Dict[str, float]:
             scores = {k: v for k, v in evaluate_model(energy, inference, val, device)["metrics"].items() if k not in TIMINGS}
         energy.train()
         tb.scalars({"loss": float(val_loss.detach()), **scores}, step, "val/")
-        value = scores[metric_key(scores, cfg.objective)] if metric_key(scores, cfg.objective) else None
+        key = metric_key(scores, cfg.objective)
+        value = scores[key] if key else None
         if value is None or not math.isfinite(value):
             return False
         maximize = cfg.objective_direction == "maximize"
