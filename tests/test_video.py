@@ -195,7 +195,8 @@ def test_glyph_sprites_differ_clip_by_clip():
     assert len(sums) > 10  # and the training clips many
 
 
-def test_unet_trains_on_every_window_of_clips_through_the_cli(tmp_path, subprocess_env):
+@pytest.mark.parametrize("decoder", ["pixels", "warp"])
+def test_unet_trains_on_every_window_of_clips_through_the_cli(tmp_path, subprocess_env, decoder):
     """A real .npy of moving glyphs, every window, a U-Net, validation during training: end to end."""
     from ebm_cli.datasets.video.data import glyph, render
 
@@ -208,11 +209,109 @@ def test_unet_trains_on_every_window_of_clips_through_the_cli(tmp_path, subproce
     np.save(tmp_path / "clips.npy", clips)
     run_dir = tmp_path / "run"
     proc = subprocess.run(ebm_run_command() + [
-        "experiment=video_latent", "energy=unet_latent", "energy.channels=4", "energy.hidden=16",
+        "experiment=video_latent", "energy=unet_latent", f"energy.decoder={decoder}", "energy.channels=4",
+        "energy.hidden=16",
         f"dataset.path={tmp_path / 'clips.npy'}", "energy.z.k=1", "inference.k=1", "trainer.steps=20",
         "trainer.batch_size=16", "trainer.eval_every=10", "trainer.keep=best", "logger.landscape_every=0",
-        f"hydra.run.dir={run_dir}"], cwd=tmp_path, env=subprocess_env, capture_output=True, text=True, timeout=300)
+        "dataset.augment=flips", f"hydra.run.dir={run_dir}"], cwd=tmp_path, env=subprocess_env, capture_output=True,
+        text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     record = json.loads((run_dir / "metrics.json").read_text())
     assert record["status"] == "completed" and "baseline_coverage@0.01" in record["metrics"]
     assert (run_dir / "checkpoints" / "best.pt").is_file() and (run_dir / "figures" / "video_grid.png").is_file()
+
+
+# -- the warp head: a displacement field from the last context frame, plus a residual ---------------
+def test_matching_cost_is_zero_at_the_offset_a_sprite_moved_by():
+    from ebm_cli.energies.unet import matching_cost
+
+    prev = torch.zeros(1, 12, 12)
+    prev[0, 3:6, 4:6] = torch.tensor([[1.0, 0.5], [0.2, 0.9], [0.7, 0.3]])
+    last = torch.roll(prev, shifts=(2, -1), dims=(1, 2))  # moved 2 down, 1 left
+    cost = matching_cost(prev, last, reach=3)  # (1, 49, 12, 12)
+    assert cost.shape == (1, 49, 12, 12)
+    offset = (3 - 2) * 7 + (3 + 1)  # window index of o = -v = (-2, +1)
+    on_sprite = last[0] > 0
+    assert torch.allclose(cost[0, offset][on_sprite], torch.tensor(0.0))
+    assert (cost[0].sum((1, 2)).argmin() == offset)  # the only offset that matches everywhere
+
+
+def test_warp_head_can_move_any_sprite_exactly_and_starts_as_a_blur():
+    from ebm_cli.energies.unet import FrameHead
+
+    head = FrameHead("warp", reach=2)
+    assert head.per_output == 11  # 5 row logits, 5 column logits, the residual
+    last = torch.rand(3, 10, 10)
+    logits = torch.full((3, 11, 10, 10), -1e4)
+    logits[:, 10] = 0.0  # no residual
+    logits[:, 2 + 1] = 0.0  # every pixel from row offset +1
+    logits[:, 5 + 2 - 2] = 0.0  # and column offset -2: the frame moved by (-1, +2)
+    moved = head(logits, last)[:, 0]
+    assert torch.allclose(moved[:, :-1, 2:], last[:, 1:, :-2])  # inside the frame, an exact shift
+    blur = head(torch.zeros(3, 11, 10, 10), last)[:, 0]
+    assert torch.allclose(blur[:, 5, 5], last[:, 3:8, 3:8].mean((1, 2)), atol=1e-6)
+
+
+@pytest.mark.parametrize("z", ["discrete", "box"])
+def test_warp_unet_energy_and_its_baseline_share_the_head(z):
+    from ebm_cli.build import build_baseline
+
+    cfg = make_cfg("experiment=video_latent", "energy=unet_latent", f"energy/z={z}", "energy.decoder=warp",
+                   "energy.reach=2", "dataset.size=12", "dataset.train_size=20", "dataset.test_size=4",
+                   "dataset.sprite=glyph")
+    run = build_run(cfg)
+    x, y = run.data.x_train[:5], run.data.y_train[:5]
+    zs = run.energy.z_space.nodes(torch.device("cpu"))[0] if z == "discrete" else torch.rand(4, 1) * 2 - 1
+    g = run.energy.decode(x, zs)
+    assert g.shape == (5, len(zs), 12, 12)
+    # at initialisation every output is the blurred last frame: inside the pixel box, and all z alike
+    assert torch.allclose(g[:, 0], g[:, -1]) and g.min() >= 0 and g.max() <= 1
+    baseline = build_baseline(type(run.data), cfg.energy, run.meta)
+    assert baseline.net.head.decoder == "warp" and baseline.net.head.reach == 2
+    assert torch.allclose(baseline.predict(x), g[:, 0], atol=1e-6)
+
+
+@pytest.mark.parametrize("override, message", [
+    ("energy.decoder=flow", "energy.decoder=flow: must be one of pixels, warp"),
+    ("energy.reach=0", "energy.reach=0: must be an integer >= 1"),
+])
+def test_bad_head_settings_are_one_line(override, message):
+    with pytest.raises(UserError, match=message.replace("(", r"\(").replace("[", r"\[")):
+        build_run(make_cfg("experiment=video_latent", "energy=unet_latent", override, "dataset.train_size=8",
+                           "dataset.test_size=2"))
+
+
+# -- augmentations: the same random flip / transpose for a context and its future ------------------
+def test_flips_move_context_and_future_alike_and_keep_the_motion():
+    data = Video(size=12, context=3, moves=1, sprite="glyph", sprite_size=3, speed=2.0, train_size=64,
+                 test_size=4, augment="flips", seed=0)
+    x, y = data.x_train, data.y_train
+    torch.manual_seed(0)
+    ax, ay = data.augment(x, y)
+    assert ax.shape == x.shape and ay.shape == y.shape
+    changed = (ax != x).flatten(1).any(1)
+    assert 0 < int(changed.sum()) < len(x)  # a random choice per row, not per batch
+    dihedral = []
+    for fx in (lambda f: f, lambda f: f.flip(-1)):
+        for fy in (lambda f: f, lambda f: f.flip(-2)):
+            for ft in (lambda f: f, lambda f: f.transpose(-1, -2)):
+                dihedral.append(lambda f, a=fx, b=fy, c=ft: c(b(a(f))))
+    for i in range(len(x)):  # each row: one of the 8 transformations, the same for all its frames
+        frames, moved = torch.cat([x[i], y[i][None]]), torch.cat([ax[i], ay[i][None]])
+        assert any(torch.equal(op(frames), moved) for op in dihedral)
+    torch.manual_seed(0)
+    again = data.augment(x, y)
+    assert torch.equal(again[0], ax) and torch.equal(again[1], ay)  # seeded: reproducible
+    plain = Video(size=12, context=3, moves=1, train_size=8, test_size=2, seed=0)
+    assert plain.augment(plain.x_train, plain.y_train)[0] is plain.x_train
+
+
+def test_warp_needs_the_frames_and_the_futures_in_one_range():
+    from ebm_cli.core.spaces import BoxSpace
+    from ebm_cli.energies.unet import UNetRegressorEnergy
+
+    box = BoxSpace(0.0, 1.0, (8, 8))
+    UNetRegressorEnergy(channels=2, hidden=4, decoder="warp", x_shape=[3, 8, 8], x_low=0.0, x_high=1.0, y_space=box)
+    with pytest.raises(UserError, match=r"decoder=warp: moves the context's pixels.*x in \[0, 255\], y in \[0, 1\]"):
+        UNetRegressorEnergy(channels=2, hidden=4, decoder="warp", x_shape=[3, 8, 8], x_low=0.0, x_high=255.0,
+                            y_space=box)

@@ -96,6 +96,12 @@ class Dataset:
         """{name: markdown} for TensorBoard text and figures/<name>.md."""
         return {}
 
+    def augment(self, x: torch.Tensor, y: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """A training batch x (B, *x_shape), y (B, *y_shape) transformed at random the same way on
+        both sides, for a data kind whose task is unchanged by some transformation (draws from
+        torch's global generator, so a seeded run stays reproducible). Default: unchanged."""
+        return x, y
+
     # -- a validation split, carved from the training rows (never the test inputs) --------------------
     def split_validation(self, fraction: float, seed: int, max_rows: int = 1024) -> Tuple["Dataset", "Dataset"]:
         """(training part, validation part) of this data: a seeded share `fraction` of the training

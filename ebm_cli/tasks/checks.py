@@ -62,7 +62,7 @@ def check_first_step(cfg, run) -> None:
         phase = f"one training step of trainer.batch_size={t.batch_size}"
         try:
             idx = torch.randint(0, len(data.x_train), (t.batch_size,))
-            x, y = data.x_train[idx].to(run.device), data.y_train[idx].to(run.device)
+            x, y = data.augment(data.x_train[idx].to(run.device), data.y_train[idx].to(run.device))
             loss, stats = run.loss(energy, x, y, beta)
             if not (isinstance(loss, torch.Tensor) and loss.dim() == 0 and loss.requires_grad):
                 raise UserError(f"loss {type(run.loss).__name__}: must return a scalar tensor with a gradient, "

@@ -191,9 +191,10 @@ def train(cfg, run_dir: Path) -> Dict[str, float]:
             if isinstance(energy, LatentEnergy):  # the one place a latent energy's F_beta gets the loss's beta
                 energy.set_beta(b)
             idx = torch.randint(0, len(x_train), (t.batch_size,), device=device)
-            loss, stats = loss_fn(energy, x_train[idx], y_train[idx], b)
+            xb, yb = data.augment(x_train[idx], y_train[idx])
+            loss, stats = loss_fn(energy, xb, yb, b)
             if baseline is not None:  # the same batch, its own optimiser
-                stats["baseline_mse"] = baseline.step(x_train[idx], y_train[idx], learning_rate(t, step))
+                stats["baseline_mse"] = baseline.step(xb, yb, learning_rate(t, step))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             grad_norm = torch.nn.utils.clip_grad_norm_(energy.parameters(), clip)

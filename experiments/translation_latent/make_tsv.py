@@ -2,6 +2,7 @@
 a source repeated on several lines has several valid translations).
 
     python experiments/translation_latent/make_tsv.py fr_en.tsv
+    python experiments/translation_latent/make_tsv.py small.tsv --sources 150   # a few hundred pairs
 
 Its own words and constructions, unrelated to the built-in grammar: synonyms of one or two words
 (mange: eats | is eating; voit: sees | spots; aime: likes | loves) and a word order (aussi: "also"
@@ -36,11 +37,16 @@ def translations(subj, verb, obj, extra):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("path")
+    parser.add_argument("--sources", type=int, default=None,
+                        help="keep this many of the 420 sentences, drawn at random (default: all)")
     parser.add_argument("--seed", type=int, default=0)
     a = parser.parse_args()
     lines = ["# toy French -> English; repeated sources are several valid translations"]
     sentences = list(itertools.product(SUBJECTS, VERBS, OBJECTS, [None, "aussi"]))
+    if a.sources is not None and not 1 <= a.sources <= len(sentences):
+        raise SystemExit(f"--sources {a.sources}: must be between 1 and {len(sentences)}")
     random.Random(a.seed).shuffle(sentences)
+    sentences = sentences[: a.sources]
     for subj, verb, obj, extra in sentences:
         source = f"{subj} {verb} {obj}" + (" aussi" if extra else "")
         lines += [f"{source}\t{t}" for t in translations(subj, verb, obj, extra)]

@@ -90,7 +90,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("path", help="a .npy (one future) or .npz (--moves futures) file to write")
     parser.add_argument("--clips", type=int, default=600)
-    parser.add_argument("--frames", type=int, default=8, help=".npy: frames per clip")
+    parser.add_argument("--frames", type=int, default=20, help=".npy: frames per clip (20, as in Moving MNIST)")
     parser.add_argument("--size", type=int, default=24)
     parser.add_argument("--scale", type=int, default=1, help="digit pixels per scan pixel (8x8 scans)")
     parser.add_argument("--context", type=int, default=3)

@@ -14,6 +14,9 @@ from ebm_cli.datasets.video.metrics import mse_distance, sharpness_ratio
 from ebm_cli.errors import UserError, require, require_choice, require_non_negative, require_positive
 
 
+AUGMENTS = ("none", "flips")
+
+
 class Video(Dataset):
     """Frames: x_train (N, C, H, W) contexts, y_train (N, H, W) one valid next frame per row (a
     context with several valid futures appears once per future); x_test (M, C, H, W); valid
@@ -38,6 +41,10 @@ class Video(Dataset):
         test_fraction: file: share of the clips held out (all windows of a clip on one side).
         windows: `.npy`: all = every window of C + 1 frames of a clip, N x (T - C) samples; first =
             the first window of each clip only.
+        augment: none | flips: each training row mirrored left-right and/or up-down at random, and
+            (square frames) transposed: the same transformation for its context and its future, so
+            the motion stays valid (the walls are symmetric). Every validation and test input is
+            left as it is.
         eps: per-pixel MSE tolerance of coverage@eps / precision@eps. 0.01 = 2.56 fully wrong
             pixels of 256; two futures of the default sprite are 0.070 apart, and the average of
             the three futures (what an MSE regressor predicts) is 0.023 from each.
@@ -51,15 +58,16 @@ class Video(Dataset):
     def __init__(self, path: Optional[str] = None, size: int = 16, context: int = 3, moves: int = 3,
                  sprite: str = "square", sprite_size: int = 3, speed: float = 3.0, noise: float = 0.0,
                  train_size: int = 5000, test_size: int = 200, test_fraction: float = 0.2, eps: float = 0.01,
-                 windows: str = "all", seed: Optional[int] = None, run_seed: int = 0):
+                 windows: str = "all", augment: str = "none", seed: Optional[int] = None, run_seed: int = 0):
         require_positive(context=context, moves=moves, sprite_size=sprite_size, speed=speed, train_size=train_size,
                          test_size=test_size, eps=eps)
         require_non_negative(noise=noise)
         require_choice("sprite", sprite, SPRITES)
         require_choice("windows", windows, ("all", "first"))
+        require_choice("augment", augment, AUGMENTS)
         require(0 < test_fraction < 1, "test_fraction", test_fraction, "must be between 0 and 1")
         seed = seed if seed is not None else run_seed
-        self.eps = eps
+        self.eps, self.augment_with = eps, augment
         if path is None:
             require(size >= 4, "size", size, "must be >= 4")
             require(sprite_size < size, "sprite_size", sprite_size, f"must be below dataset.size={size}")
@@ -101,6 +109,19 @@ class Video(Dataset):
         self.valid = torch.from_numpy(futures[:n_test])
         self.valid_mask = torch.from_numpy(np.arange(k)[None, :] < counts[:n_test, None])
         self.y_space = BoxSpace(0.0, 1.0, tuple(self.y_train.shape[1:]))
+
+    def augment(self, x, y):
+        """x (B, C, H, W), y (B, H, W): with augment=flips, each row's frames flipped and transposed alike."""
+        if self.augment_with == "none":
+            return x, y
+        frames = torch.cat([x, y[:, None]], dim=1)  # (B, C + 1, H, W): one transformation per row
+        b, square = len(frames), frames.shape[-1] == frames.shape[-2]
+        for axis, allowed in ((-1, True), (-2, True), (None, square)):
+            if allowed:
+                pick = (torch.rand(b, device=frames.device) < 0.5)[:, None, None, None]
+                moved = frames.flip(axis) if axis is not None else frames.transpose(-1, -2)
+                frames = torch.where(pick, moved, frames)
+        return frames[:, :-1], frames[:, -1]
 
     def distance(self, a, b):
         return mse_distance(a, b)
