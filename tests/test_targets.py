@@ -1,4 +1,4 @@
-"""The curves and video experiments meet their targets (full size; a minute or two each on 2 CPU cores)."""
+"""The curves, video and translation experiments meet their targets (full size; a minute or two each on 2 CPU cores)."""
 
 import pytest
 
@@ -53,3 +53,19 @@ def test_translation_modes_cover_the_valid_sets_and_one_mode_covers_one_in_n(tmp
     one = train(make_cfg("experiment=translation_latent", "trainer.device=cpu", "logger.landscape_every=0",
                          "energy.z.k=1"), tmp_path / "k1")
     assert abs(one["coverage@0"] - 1 / one["refs_per_source"]) <= 0.05, one  # one translation per source
+
+
+@pytest.mark.slow
+def test_translation_on_a_few_hundred_pairs_translates_unseen_combinations(tmp_path):
+    """A small TSV (150 sources, 361 pairs; 15 held out, each a new combination of words seen in
+    training), the preset with only the path changed."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "experiments" / "translation_latent" / "make_tsv.py"
+    subprocess.run([sys.executable, str(script), str(tmp_path / "small.tsv"), "--sources", "150"], check=True,
+                   capture_output=True)
+    m = train(make_cfg("experiment=translation_latent", f"dataset.path={tmp_path / 'small.tsv'}", "trainer.device=cpu",
+                       "logger.landscape_every=0"), tmp_path / "run")
+    assert m["coverage@0"] >= 0.90 and m["precision@0"] >= 0.95, m
