@@ -93,7 +93,13 @@ def matching_cost(prev: torch.Tensor, last: torch.Tensor, reach: int) -> torch.T
         return (shifted - last[:, None]).pow(2)
 
 
-def check_head(decoder: str, reach: int, x_low: float, x_high: float, y_space: BoxSpace) -> None:
+def check_unet(x_shape, x_low: float, x_high: float, y_space, channels: int, hidden: int, activation: str,
+               dropout: float, decoder: str, reach: int) -> None:
+    """The settings both U-Net energies share, each refused in one line."""
+    check_frames(x_shape, y_space)
+    require_positive(channels=channels)
+    check_sizes(hidden, 1, activation)
+    require(0 <= dropout < 1, "dropout", dropout, "must be in [0, 1)")
     require_choice("decoder", decoder, DECODERS)
     require(isinstance(reach, int) and reach >= 1, "reach", reach, "must be an integer >= 1 (pixels)")
     same_box = math.isclose(x_low, y_space.low, abs_tol=1e-6) and math.isclose(x_high, y_space.high, abs_tol=1e-6)
@@ -202,11 +208,7 @@ class UNetLatentEnergy(DecodingEnergy):
                  decoder: str = "pixels", reach: int = 3, prior: str = "none", reg: float = 0.0, z=None,
                  free_energy: Optional[FreeEnergy] = None, *,
                  x_shape: Sequence[int], x_low: float, x_high: float, y_space: BoxSpace):
-        check_frames(x_shape, y_space)
-        require_positive(channels=channels)
-        check_sizes(hidden, 1, activation)
-        require(0 <= dropout < 1, "dropout", dropout, "must be in [0, 1)")
-        check_head(decoder, reach, x_low, x_high, y_space)
+        check_unet(x_shape, x_low, x_high, y_space, channels, hidden, activation, dropout, decoder, reach)
         require_choice("prior", prior, ("none", "l2"))
         require_non_negative(reg=reg)
         z = z if z is not None else DiscreteZ(3)
@@ -246,11 +248,7 @@ class UNetRegressorEnergy(PredictorEnergy):
     def __init__(self, channels: int = 16, hidden: int = 128, activation: str = "silu", dropout: float = 0.0,
                  decoder: str = "pixels", reach: int = 3, *,
                  x_shape: Sequence[int], x_low: float, x_high: float, y_space: BoxSpace):
-        check_frames(x_shape, y_space)
-        require_positive(channels=channels)
-        check_sizes(hidden, 1, activation)
-        require(0 <= dropout < 1, "dropout", dropout, "must be in [0, 1)")
-        check_head(decoder, reach, x_low, x_high, y_space)
+        check_unet(x_shape, x_low, x_high, y_space, channels, hidden, activation, dropout, decoder, reach)
         super().__init__(y_space)
         self.net = UNet(x_shape, x_low, x_high, 1, channels, hidden, activation, 0, dropout, decoder, reach)
 
