@@ -194,8 +194,10 @@ def _dataset(node_yaml: str, run_seed: int) -> Dataset:
 
 
 def build_dataset(cfg) -> Dataset:
-    """The run's data (loaded once per process for the same dataset config and seed)."""
-    return _dataset(OmegaConf.to_yaml(cfg.dataset, resolve=True), int(cfg.seed))
+    """The run's data (loaded once per process for the same dataset config and seed), on the host:
+    generated or read on the CPU whatever the default device is; the runner moves what it uses."""
+    with torch.device("cpu"):
+        return _dataset(OmegaConf.to_yaml(cfg.dataset, resolve=True), int(cfg.seed))
 
 
 def build_energy(node, meta: Dict[str, Any]) -> torch.nn.Module:
@@ -203,7 +205,10 @@ def build_energy(node, meta: Dict[str, Any]) -> torch.nn.Module:
     first measured on the meta device (no memory): one that cannot fit is refused before its
     parameters are allocated and initialised, which for a huge layer takes minutes."""
     check_energy_size(node, meta)
-    energy = build(node, "energy", **materialise(meta))
+    # Built on the host whatever the default device is, and moved by the caller: the seeded
+    # initialisation draws from the CPU generator, so a seed gives the same weights on every device.
+    with torch.device("cpu"):
+        energy = build(node, "energy", **materialise(meta))
     if not isinstance(energy, torch.nn.Module):
         raise UserError(f"energy: {type(energy).__name__} must be a torch.nn.Module with forward(x, y) -> (B,)")
     return energy
@@ -284,17 +289,21 @@ def build_run(cfg) -> Run:
     against the others (the energy's output, what the inference method and loss need): every
     problem is one UserError, raised before anything is written."""
     device = resolve_device(cfg.trainer.device)
-    data, validation = build_dataset(cfg), None
-    if cfg.trainer.eval_every:  # the split leaves the test inputs alone; the loss sees only the rest
-        data, validation = data.split_validation(cfg.trainer.val_fraction, int(cfg.seed),
-                                                 max_rows=2 * cfg.trainer.batch_size)
-    meta = data.energy_args()
-    energy = build_energy(cfg.energy, meta)
+    with torch.device("cpu"):  # the data lives on the host (the loop moves batches), whatever the default device
+        data, validation = build_dataset(cfg), None
+        if cfg.trainer.eval_every:  # the split leaves the test inputs alone; the loss sees only the rest
+            data, validation = data.split_validation(cfg.trainer.val_fraction, int(cfg.seed),
+                                                     max_rows=2 * cfg.trainer.batch_size)
+        meta = data.energy_args()
+    energy = build_energy(cfg.energy, meta)  # on the host, checked there, then moved to the run's device
     check_energy(energy, data)
     energy = energy.to(device)
-    inference = build_inference(cfg.inference, data.y_space, cfg.seed)
+    # What the inference method and the loss keep (a replay buffer) is on the run's device.
+    with torch.device(device):
+        inference = build_inference(cfg.inference, data.y_space, cfg.seed)
     inference.check(energy)
-    loss = build(cfg.loss, "loss", y_space=data.y_space, inference=inference, data=data, device=device)
+    with torch.device(device):
+        loss = build(cfg.loss, "loss", y_space=data.y_space, inference=inference, data=data, device=device)
     if not isinstance(loss, Loss):
         raise UserError(f"loss: {type(loss).__name__} must subclass ebm_cli.core.loss.Loss")
     loss.check(energy)
@@ -312,7 +321,8 @@ def build_baseline(data_cls: type, energy_node, meta: Dict[str, Any]) -> Optiona
         return None
     params, _ = parameters(get_class(target))
     shared = {k: v for k, v in node.items() if k in params and not isinstance(v, dict) and not k.startswith("_")}
-    model = build({"_target_": target, **shared}, "baseline", **materialise(meta))
+    with torch.device("cpu"):  # as the energy: built on the host, moved by the caller
+        model = build({"_target_": target, **shared}, "baseline", **materialise(meta))
     if not isinstance(model, PredictorEnergy):
         raise UserError(f"trainer.baseline: {target} must be a PredictorEnergy (one prediction f(x))")
     return model

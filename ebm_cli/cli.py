@@ -51,6 +51,11 @@ def run_task(cfg: DictConfig, run_dir: Path, overrides=()) -> Optional[float]:
     if name == "compare_inference":
         compare.compare_inference(cfg, run_dir)
         return None
+    if name == "bench":
+        from ebm_cli.bench import run_bench  # imported here: only the bench needs it
+
+        run_bench(cfg, run_dir)
+        return None
     raise UserError(f"task.name={name}: unknown task")
 
 

@@ -14,18 +14,34 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
 
+BENCH_CASES = ("langevin", "gradient", "chain", "free_energy", "cd_step", "time_to_quality")
+
+
 @dataclass
 class TaskConfig:
-    name: str = "train"  # train | infer | landscape | compare_inference
+    name: str = "train"  # train | infer | landscape | compare_inference | bench
+    # task=bench only (ebm_cli/bench, configs/task/bench.yaml). A null size setting takes the
+    # preset of `size`: full (the benchmark's sizes) or tiny (every case in seconds: a smoke test).
+    size: str = "full"  # full | tiny
+    cases: List[str] = field(default_factory=lambda: list(BENCH_CASES))
+    repeats: Optional[int] = None  # timed runs of each implementation, in turns, after a warm-up; the median
+    max_seconds: Optional[float] = None  # a measurement stops repeating once its runs took this long, each
+    langevin_batches: Optional[List[int]] = None  # chains per run (langevin, gradient)
+    langevin_steps: Optional[int] = None
+    chain_sizes: Optional[List[str]] = None  # BxTxS: batch x length x states
+    landscape: Optional[str] = None  # free_energy: XxYxZ: x values x y values x discrete z values
+    cd_batches: Optional[List[int]] = None  # cd_step batch sizes
+    time_limit: Optional[float] = None  # time_to_quality: the training time limit of its loops, seconds
+    quality_eval_every: Optional[int] = None  # time_to_quality: the loops' steps between evaluations
 
 
 @dataclass
 class TrainerConfig:
-    steps: int = 2000
+    steps: int = 1000
     batch_size: int = 128
-    lr: float = 1e-2
-    lr_schedule: str = "constant"  # constant | cosine (decays to lr_min at the last step)
-    lr_min: float = 1e-4
+    lr: float = 2e-2
+    lr_schedule: str = "cosine"  # constant | cosine (decays to lr_min at the last step)
+    lr_min: float = 1e-3
     weight_decay: float = 0.0
     grad_clip: Optional[float] = 10.0  # max gradient norm; null = no clipping
     device: str = "auto"  # auto | cpu | cuda | cuda:N
@@ -44,6 +60,12 @@ class TrainerConfig:
     val_fraction: float = 0.1
     keep: str = "last"  # last | best (also keep checkpoints/best.pt, best by the objective on validation)
     patience: int = 0  # stop after this many evaluations without a better objective; 0 = never
+    # torch.compile of the energy: auto (a GPU and a run of >= 5000 steps) | true | false; a compiled
+    # call that fails falls back to eager with one log line. compile_mode: torch.compile's mode
+    # (default | reduce-overhead: CUDA graphs on a GPU | max-autotune).
+    compile: str = "auto"
+    compile_mode: str = "default"
+    precision: str = "fp32"  # fp32 | tf32 (TF32 matrix products) | bf16 (bfloat16 autocast of the step)
 
 
 @dataclass

@@ -14,9 +14,10 @@ from omegaconf import OmegaConf
 from omegaconf.errors import InterpolationResolutionError
 
 from ebm_cli.errors import UserError, require, require_non_negative, require_positive
+from ebm_cli.runtime.accelerate import COMPILE_CHOICES, COMPILE_MODES, PRECISIONS
 from ebm_cli.schema import Config, LoggerConfig, TaskConfig, TrainerConfig
 
-TASKS = ("train", "infer", "landscape", "compare_inference")
+TASKS = ("train", "infer", "landscape", "compare_inference", "bench")
 
 
 def _in(prefix: str, check, **values) -> None:
@@ -78,6 +79,10 @@ def validate(cfg) -> None:
     _in("trainer", require_non_negative, eval_every=t.eval_every, patience=t.patience)
     require(0 < t.val_fraction < 1, "trainer.val_fraction", t.val_fraction, "must be between 0 and 1")
     require(t.keep in ("last", "best"), "trainer.keep", t.keep, "must be last or best")
+    require(str(t.compile).lower() in COMPILE_CHOICES, "trainer.compile", t.compile, "must be auto, true or false")
+    require(t.compile_mode in COMPILE_MODES, "trainer.compile_mode", t.compile_mode,
+            f"must be one of {', '.join(COMPILE_MODES)}")
+    require(t.precision in PRECISIONS, "trainer.precision", t.precision, f"must be one of {', '.join(PRECISIONS)}")
     for key, value, off in (("keep", t.keep, "last"), ("patience", t.patience, 0)):
         require(value == off or t.eval_every > 0, f"trainer.{key}", value,
                 "needs evaluations on a validation split: set trainer.eval_every=<steps>")

@@ -21,7 +21,7 @@ class DoubleWell(Energy):
 WELL_BOX = BoxSpace(-1.5, 1.5, (1,))
 METHODS = {
     "grid": GridInference(k=2, points=601, dedup=0.05, y_space=WELL_BOX),
-    "gradient": GradientInference(k=2, starts=16, steps=300, lr=0.05, lr_min=1e-3, optimizer="adam", tol=1e-7, dedup=0.05,
+    "gradient": GradientInference(k=2, starts=16, steps=300, lr=0.05, lr_min=1e-3, optimizer="adam", dedup=0.05,
                                   y_space=WELL_BOX),
 }
 
@@ -46,7 +46,7 @@ def test_single_well_leaves_extra_slots_masked():
 
     box = BoxSpace(-1.0, 1.0, (1,))
     for method in (GridInference(3, 201, 0.02, y_space=box),
-                   GradientInference(3, 8, 200, 0.05, 1e-3, "adam", 1e-7, 0.02, y_space=box)):
+                   GradientInference(3, 8, 200, 0.05, 1e-3, "adam", 0.02, y_space=box)):
         cands = method(Bowl(), torch.zeros(2, 1))
         assert cands.mask.tolist() == [[True, False, False]] * 2
         assert torch.allclose(cands.y[:, 0, 0], torch.tensor(0.3), atol=0.01)

@@ -12,7 +12,7 @@ from omegaconf import OmegaConf
 from ebm_cli.build import build_inference
 from ebm_cli.core.energy import ChainEnergy, Energy
 from ebm_cli.core.spaces import BoxSpace, DiscreteZ
-from ebm_cli.dynamic_programming import forward_free_energy, kbest_viterbi, sequence_energy, viterbi
+from ebm_cli.dynamic_programming import _forward_log_sum_exp, forward_free_energy, kbest_viterbi, sequence_energy, viterbi
 from ebm_cli.errors import UserError
 from ebm_cli.inference.dp import DPInference
 from ebm_cli.inference.langevin import langevin_chains
@@ -168,6 +168,33 @@ def test_viterbi_kbest_and_forward_match_enumerating_every_sequence(steps, s, sh
     assert torch.equal(forward_free_energy(u, p, math.inf), e1)
 
 
+@pytest.mark.parametrize("layout", ["shared", "per_sequence", "per_step", "per_group"])
+@pytest.mark.parametrize("beta", [0.05, 1.0])
+def test_forward_by_matrix_products_equals_log_sum_exp_in_every_layout(layout, beta):
+    """The scaled matrix-product forward algorithm (beta <= 1) against log-sum-exp at every step:
+    values and gradients, float32 inputs, 12 steps of 16 states."""
+    gen = torch.Generator().manual_seed(3)
+    lead = (3, 5) if layout == "per_group" else (5,)
+    u = (2 * torch.randn(*lead, 12, 16, generator=gen)).requires_grad_(True)
+    p_shape = {"shared": (16, 16), "per_sequence": (5, 16, 16), "per_step": (5, 11, 16, 16), "per_group": (3, 16, 16)}
+    p = (2 * torch.randn(*p_shape[layout], generator=gen)).requires_grad_(True)
+    fast, exact = forward_free_energy(u, p, beta), _forward_log_sum_exp(u, p, beta)
+    assert fast.shape == lead and fast.dtype == torch.float32
+    assert torch.allclose(fast, exact, rtol=1e-5, atol=1e-4)
+    for g_fast, g_exact in zip(torch.autograd.grad(fast.sum(), [u, p]), torch.autograd.grad(exact.sum(), [u, p])):
+        assert torch.allclose(g_fast, g_exact, rtol=1e-4, atol=1e-5)
+
+
+def test_forward_with_forbidden_transitions_stays_finite_and_exact():
+    """Hard constraints (p = 1e9 or inf) count as nothing: log Z over the allowed sequences only."""
+    u, p = random_chain(2, 4, 3, shared=True, seed=5)
+    p[0, 1], p[:, 2] = 1e9, math.inf  # no move 0 -> 1, and state 2 is never entered after the first step
+    seqs, e = brute_force(u, p)
+    f = forward_free_energy(u, p, 1.0)
+    assert torch.isfinite(f).all()
+    assert torch.allclose(f, -torch.logsumexp(-e, dim=1), rtol=1e-9, atol=1e-9)
+
+
 def test_kbest_beyond_the_number_of_sequences_is_masked():
     u, p = random_chain(2, 2, 2)
     best, _ = kbest_viterbi(u, p, 6)
@@ -268,3 +295,21 @@ def test_grid_gives_the_exact_gibbs_probabilities():
     density = torch.exp(-mixture(grid))
     assert torch.allclose(p[0], density * dy / (density * dy).sum(), atol=1e-6)
     assert abs(float((p[0] * grid[:, 0]).sum()) - (0.6 * -1 + 0.4 * 1)) < 1e-3  # the mixture's mean
+
+
+@pytest.mark.parametrize("activation", ["silu", "relu", "gelu", "tanh", "softplus"])
+@pytest.mark.parametrize("depth", [0, 1, 3])
+def test_mlp_closed_form_y_gradient_equals_autograd(activation, depth):
+    """MLPEnergy's grad_y by hand (x's share once, no graph) against autograd, for C chains per x;
+    an activation without a closed form (softplus) falls back to autograd through y_gradient."""
+    from ebm_cli.core.energy import pairwise_energy, y_gradient
+    from ebm_cli.energies.mlp import MLPEnergy
+
+    torch.manual_seed(0)
+    energy = MLPEnergy(16, depth, activation, x_dim=3, x_low=-1.0, x_high=2.0, y_space=BoxSpace(-2.0, 1.5, (2,)))
+    x, y = torch.randn(5, 3), torch.randn(5, 4, 2, requires_grad=True)
+    (expected,) = torch.autograd.grad(pairwise_energy(energy, x, y).sum(), y)
+    assert (energy.y_gradient(x) is None) == (activation == "softplus" and depth > 0)
+    got = y_gradient(energy, x)(y.detach())
+    assert got.shape == y.shape and not got.requires_grad
+    assert torch.allclose(got, expected, atol=1e-6)

@@ -9,7 +9,6 @@ import torch
 
 from ebm_cli.core.energy import Energy
 from ebm_cli.core.spaces import BoxSpace
-from ebm_cli.inference.grid import GridInference
 from ebm_cli.losses.hinge import Hinge
 from ebm_cli.losses.nll import NLL
 
@@ -56,8 +55,7 @@ def test_hinge_negatives_avoid_every_correct_answer():
             return 0.1 * y[:, 0] ** 2  # lowest at 0, between the branches
 
     box = BoxSpace(-1.0, 1.0, (1,))
-    hinge = Hinge(1.0, 0.1, 0.02, inference=GridInference(3, 201, 0.02, y_space=box),
-                  data=SimpleNamespace(x_train=x_train, y_train=y_train), y_space=box)
+    hinge = Hinge(1.0, 0.1, 0.02, proposals=201, data=SimpleNamespace(x_train=x_train, y_train=y_train), y_space=box)
     x = torch.tensor([[0.0], [0.3]])
     y = torch.tensor([[0.5], [-0.5]])
     y_bar, uniform, ok = hinge.negatives(Flat(), x, y)

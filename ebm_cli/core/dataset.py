@@ -130,9 +130,10 @@ class Dataset:
         inputs, which = torch.unique(x_rows.flatten(1), dim=0, return_inverse=True)
         counts = torch.bincount(which, minlength=len(inputs))
         order = torch.argsort(which, stable=True)
-        slot = torch.arange(len(which)) - torch.repeat_interleave(torch.cumsum(counts, 0) - counts, counts)
-        valid = torch.zeros(len(inputs), int(counts.max()), *y_rows.shape[1:], dtype=y_rows.dtype)
-        mask = torch.zeros(len(inputs), int(counts.max()), dtype=torch.bool)
+        slot = torch.arange(len(which), device=which.device) - torch.repeat_interleave(torch.cumsum(counts, 0) - counts,
+                                                                                      counts)
+        valid = torch.zeros(len(inputs), int(counts.max()), *y_rows.shape[1:], dtype=y_rows.dtype, device=y_rows.device)
+        mask = torch.zeros(len(inputs), int(counts.max()), dtype=torch.bool, device=y_rows.device)
         valid[which[order], slot] = y_rows[order]
         mask[which[order], slot] = True
         val.x_test = inputs.view(len(inputs), *x_rows.shape[1:]).to(x_rows.dtype)
@@ -167,7 +168,7 @@ class Dataset:
                 raise UserError(f"x={list(values)}: this run's x has {x_shape[0]} coordinate(s), "
                                 f"an input has {len(row)}")
             rows.append(row)
-        return torch.tensor(rows, dtype=torch.float32)
+        return torch.tensor(rows, dtype=torch.float32, device="cpu")  # on the host, as the data; the task moves it
 
     @classmethod
     def describe(cls, y: torch.Tensor, meta: Dict[str, Any]) -> str:

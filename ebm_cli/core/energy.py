@@ -15,12 +15,13 @@ inference methods and losses check them (isinstance) before anything runs:
 | `ExactPartition`   | log ∫ exp(-beta F(x, y)) dy in closed form         | loss=nll without a y-grid          |
 | `BoundedLowEnergy` | the architecture bounds the low-energy region      | loss=free_energy (no negatives)    |
 | `Normalised`       | F(x, y) is already -log P(y | x)                   | loss=nll is F itself               |
+| `ClosedFormGradient` | grad_y F(x, y) without autograd, x's share once  | Langevin, gradient inference, cd   |
 """
 
 import math
 from abc import ABC, abstractmethod
 from contextlib import contextmanager
-from typing import Optional, Tuple
+from typing import Callable, Optional, Tuple
 
 import torch
 from torch import nn
@@ -75,6 +76,32 @@ class BoundedLowEnergy(ABC):
 
 class Normalised(ABC):
     """F(x, y) is already -log P(y | x) (at beta = 1): the negative log-likelihood is F itself."""
+
+
+class ClosedFormGradient(ABC):
+    """grad_y F(x, y) is known in closed form, so samplers and gradient inference, which need it
+    hundreds of times for one x, skip autograd's graph and compute x's share of it once."""
+
+    @abstractmethod
+    def y_gradient(self, x: torch.Tensor) -> Optional[Callable[[torch.Tensor], torch.Tensor]]:
+        """For x: (B, *x_shape), a function y: (B, C, *y_shape) -> grad_y F(x_b, y_bc), same shape
+        (no graph is built); None where the closed form does not cover the energy's settings."""
+
+
+def y_gradient(energy: nn.Module, x: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+    """grad_y F(x_b, y_bc) as a function of y: (B, C, *y_shape) -> (B, C, *y_shape), for any energy:
+    the energy's closed form where it declares one, else autograd through pairwise_energy."""
+    fast = energy.y_gradient(x) if isinstance(energy, ClosedFormGradient) else None
+    if fast is not None:
+        return fast
+
+    def by_autograd(y: torch.Tensor) -> torch.Tensor:
+        y = y.detach().requires_grad_(True)
+        with torch.enable_grad():
+            (grad,) = torch.autograd.grad(pairwise_energy(energy, x, y).sum(), y)
+        return grad
+
+    return by_autograd
 
 
 def log_gaussian_box_mass(mean: torch.Tensor, beta: float, low: float, high: float) -> torch.Tensor:
@@ -306,18 +333,22 @@ class ChainEnergy(LatentEnergy, Normalised):
         return u.reshape(b * k, *u.shape[2:]), p.unsqueeze(0).expand(b, *p.shape).reshape(b * k, *p.shape[1:])
 
     def mode_energies(self, x: torch.Tensor, y: torch.Tensor, potentials=None) -> torch.Tensor:
-        """E(x_b, y_b, z) for every z: (B, K). potentials: flat_potentials(x), if already computed."""
-        u, p = potentials if potentials is not None else self.flat_potentials(x)
-        return sequence_energy(u, p, y.repeat_interleave(self.k, dim=0)).view(x.shape[0], self.k)
+        """E(x_b, y_b, z) for every z: (B, K). potentials: potentials(x), if already computed."""
+        u, p = potentials if potentials is not None else self.potentials(x)
+        b, k = u.shape[:2]
+        flat_p = p.unsqueeze(0).expand(b, *p.shape).reshape(b * k, *p.shape[1:])
+        return sequence_energy(u.reshape(b * k, *u.shape[2:]), flat_p, y.repeat_interleave(k, dim=0)).view(b, k)
 
     def mode_free_energies(self, x: torch.Tensor, beta: float, potentials=None) -> torch.Tensor:
-        """F_beta(x, z) = -1/beta log sum_y exp(-beta E(x, y, z)) over all S^T sequences: (B, K)."""
-        u, p = potentials if potentials is not None else self.flat_potentials(x)
-        return forward_free_energy(u, p, beta).view(x.shape[0], self.k)
+        """F_beta(x, z) = -1/beta log sum_y exp(-beta E(x, y, z)) over all S^T sequences: (B, K).
+        potentials: potentials(x), if already computed. The forward algorithm runs mode by mode
+        (one (B, S) x (S, S) product per step and mode) on the mode's own transition table."""
+        u, p = potentials if potentials is not None else self.potentials(x)
+        return forward_free_energy(u.transpose(0, 1), p, beta).transpose(0, 1)  # u: (K, B, T, S), p: (K, S, S)
 
     def mode_costs(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """-log P(y | x, z) = E(x, y, z) + log Z(x, z) for every mode: (B, K)."""
-        potentials = self.flat_potentials(x)  # the encoder runs once for both terms
+        potentials = self.potentials(x)  # the encoder runs once for both terms
         return self.mode_energies(x, y, potentials) - self.mode_free_energies(x, 1.0, potentials)
 
     def energies(self, x, y, z):

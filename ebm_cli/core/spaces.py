@@ -39,6 +39,19 @@ class BoxSpace:
         mesh = torch.meshgrid(*([axis] * self.size), indexing="ij")
         return torch.stack([m.reshape(-1) for m in mesh], dim=-1)
 
+    def stratified(self, batch: int, cells: int, jitter: bool = True, device=None) -> Tuple[torch.Tensor, float]:
+        """One point in each of the cells**D equal cells of the box, at a random offset shared by the
+        cells of a row (the midpoints with jitter=False): (B, cells**D, *shape), and the log volume
+        of one cell. Over steps the points cover the box, so nothing can hide between them."""
+        cell = (self.high - self.low) / cells
+        corners = self.grid(cells + 1, device=device)  # (cells+1)**D points; keep the lower corners only
+        lower = corners[(corners < self.high - cell / 2).all(dim=1)]  # (cells**D, D)
+        if jitter:
+            offset = torch.rand(batch, 1, self.size, device=device) * cell
+        else:
+            offset = torch.full((batch, 1, self.size), cell / 2, device=device)
+        return (lower.unsqueeze(0) + offset).view(batch, -1, *self.shape), self.size * math.log(cell)
+
     def project(self, y: torch.Tensor) -> torch.Tensor:
         return y.clamp(self.low, self.high)
 
@@ -251,9 +264,9 @@ def _grid_or_samples(space, points: int, device=None) -> Tuple[torch.Tensor, flo
     require_positive(points=points)
     if has_grid(space, points):
         return space.grid(points, device)
-    gen = torch.Generator().manual_seed(NODE_SEED)
+    gen = torch.Generator().manual_seed(NODE_SEED)  # drawn on the host (the same nodes on every device), then moved
     n = min(MAX_GRID_NODES, max(points, 2) ** min(space.dim, 3))
-    return space.sample(n, generator=gen).to(device), space.log_volume - math.log(n)
+    return space.sample(n, generator=gen, device="cpu").to(device), space.log_volume - math.log(n)
 
 
 def flat_size(shape: Sequence[int]) -> int:

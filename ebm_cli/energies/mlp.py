@@ -1,14 +1,31 @@
 """MLP energy F(x, y) and the explicit regressor baseline E(x, y) = ||y - f(x)||^2, on flat x and y."""
 
-import torch
+from typing import Callable, Optional
 
-from ebm_cli.core.energy import Energy, PredictorEnergy
+import torch
+from torch import nn
+
+from ebm_cli.core.energy import ClosedFormGradient, Energy, PredictorEnergy
 from ebm_cli.core.spaces import BoxSpace
 from ebm_cli.energies.nets import Normalizer, check_sizes, mlp
 
 
-class MLPEnergy(Energy):
+# The derivative of each activation from its input, as grad * act'(h) in one kernel (aten's own
+# backward functions); an activation missing here makes y_gradient fall back to autograd.
+ACTIVATION_BACKWARD = {
+    nn.SiLU: torch.ops.aten.silu_backward,
+    nn.ReLU: lambda grad, h: torch.ops.aten.threshold_backward(grad, h, 0),
+    nn.GELU: lambda grad, h: torch.ops.aten.gelu_backward(grad, h),
+    nn.Tanh: lambda grad, h: torch.ops.aten.tanh_backward(grad, torch.tanh(h)),
+}
+
+
+class MLPEnergy(Energy, ClosedFormGradient):
     """F(x, y) = MLP([x, y]) for x (B, *x_shape) and y (B, *y_shape), both flattened; returns (B,).
+
+    grad_y F has a closed form (`y_gradient`): a forward pass that stops before the last layer, and
+    a backward pass by hand. x's share of the first layer is computed once for all the steps of a
+    sampler; the last layer's output (F itself) is never needed.
 
     Args:
         hidden: units per hidden layer.
@@ -30,6 +47,43 @@ class MLPEnergy(Energy):
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         h = torch.cat([self.x_norm(x.flatten(1)), self.y_norm(y.flatten(1))], dim=1)  # (B, Dx + Dy)
         return self.net(h)[:, 0]
+
+    def y_gradient(self, x: torch.Tensor) -> Optional[Callable[[torch.Tensor], torch.Tensor]]:
+        """grad_y F(x_b, y_bc) for y: (B, C, *y_shape), x: (B, *x_shape) (see ClosedFormGradient)."""
+        layers = list(self.net)
+        linears, acts = layers[0::2], layers[1::2]
+        if any(type(a) not in ACTIVATION_BACKWARD for a in acts):
+            return None
+        first, dx = linears[0], x[0].numel()
+        # The first layer on y folded with y's scaling, y_n = (y - c) / h: W_y y_n = (W_y / h) y - (W_y / h) c,
+        # so that y goes in as it is and the gradient comes out in y's units. x's share of the layer,
+        # its bias and the -(W_y / h) c term: (B, H), once per x. Float32 throughout, also inside a
+        # bf16 training step.
+        with torch.no_grad(), torch.autocast(x.device.type, enabled=False):
+            w_y = first.weight[:, dx:] / self.y_norm.half_width  # (H, Dy)
+            x_part = torch.nn.functional.linear(self.x_norm(x.flatten(1)), first.weight[:, :dx], first.bias)
+            x_part = x_part - self.y_norm.center * w_y.sum(dim=1)
+
+        @torch.no_grad()
+        def grad(y: torch.Tensor) -> torch.Tensor:
+            with torch.autocast(y.device.type, enabled=False):
+                return by_hand(y.float()).to(y.dtype)
+
+        def by_hand(y: torch.Tensor) -> torch.Tensor:
+            b, c = y.shape[:2]
+            if not acts:  # depth 0: F is linear in y
+                return w_y[0].expand(b * c, -1).reshape(y.shape).clone()
+            bias = x_part.repeat_interleave(c, dim=0) if c > 1 else x_part  # (BC, H)
+            pre = [torch.addmm(bias, y.reshape(b * c, -1), w_y.t())]  # pre-activations of the hidden layers
+            for lin in linears[1:-1]:
+                pre.append(torch.nn.functional.linear(acts[len(pre) - 1](pre[-1]), lin.weight, lin.bias))
+            g = linears[-1].weight.expand(b * c, -1)  # dF / d(last hidden activation): (BC, H)
+            for i in range(len(pre) - 1, -1, -1):
+                g = ACTIVATION_BACKWARD[type(acts[i])](g, pre[i])
+                g = g @ (linears[i].weight if i > 0 else w_y)
+            return g.view(y.shape)
+
+        return grad
 
 
 class RegressorEnergy(PredictorEnergy):

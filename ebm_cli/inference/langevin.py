@@ -5,7 +5,7 @@ from typing import Callable, Optional
 
 import torch
 
-from ebm_cli.core.energy import pairwise_energy
+from ebm_cli.core.energy import pairwise_energy, y_gradient
 from ebm_cli.core.inference import Candidates, Inference, attach_latent, select_distinct
 from ebm_cli.errors import require_choice, require_non_negative, require_positive, require_positive_or_none
 from ebm_cli.schedules import SHAPES, ramp
@@ -21,21 +21,20 @@ def langevin_chains(energy, x: torch.Tensor, y: torch.Tensor, space, steps: int,
     the chain samples exp(-beta F); with noise=False it is plain projected gradient descent.
     Nothing is read back to the host inside the loop, so the steps queue up on the device.
     """
+    grad_of = y_gradient(energy, x)  # the energy's closed form where it has one, else autograd
     y = y.detach().clone()
+    xi = torch.empty_like(y) if noise else None  # one noise buffer, refilled in place every step
     for t in range(steps):
-        y.requires_grad_(True)
-        with torch.enable_grad():
-            (grad,) = torch.autograd.grad(pairwise_energy(energy, x, y).sum(), y)
-        with torch.no_grad():
-            if grad_clip is not None:
-                norm = grad.flatten(2).norm(dim=2).clamp(min=1e-12)
-                grad = grad * (grad_clip / norm).clamp(max=1.0).view(*norm.shape, *([1] * (grad.dim() - 2)))
-            y = y - step_size * grad
-            if noise:
-                xi = torch.randn(y.shape, generator=generator, device=y.device)
-                y = y + math.sqrt(2 * step_size / beta(t)) * xi
-            y = space.project(y)
-    return y.detach()
+        grad = grad_of(y)
+        if grad_clip is not None:  # scale by min(1, grad_clip / |g|) per chain
+            norm = torch.linalg.vector_norm(grad.flatten(2), dim=2).clamp(min=grad_clip)
+            grad = grad * (grad_clip / norm).view(*norm.shape, *([1] * (grad.dim() - 2)))
+        y.sub_(grad, alpha=step_size)
+        if noise:
+            torch.randn(y.shape, generator=generator, device=y.device, out=xi)
+            y.add_(xi, alpha=math.sqrt(2 * step_size / beta(t)))
+        y = space.project(y)
+    return y
 
 
 class LangevinInference(Inference):

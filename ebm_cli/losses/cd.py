@@ -35,7 +35,7 @@ class ContrastiveDivergence(Loss):
 
     name = "cd"
 
-    def __init__(self, steps: int = 30, step_size: float = 1e-3, grad_clip: Optional[float] = 100.0,
+    def __init__(self, steps: int = 15, step_size: float = 2e-3, grad_clip: Optional[float] = 100.0,
                  buffer_size: int = 4096, reinit: float = 0.05, alpha: float = 0.1, *, y_space, device="cpu"):
         require_positive(steps=steps, step_size=step_size, buffer_size=buffer_size)
         require_positive_or_none(grad_clip=grad_clip)

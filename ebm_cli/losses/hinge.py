@@ -16,16 +16,19 @@ class Hinge(Loss):
     y_bar is the most offending incorrect answer, argmin F(x, .) over the incorrect region; with
     multi-valued data the other branches at x are correct too, so "incorrect" means farther than
     `exclude` from every training y whose x lies within `x_window` of this x. That constrained
-    minimum is either a free minimum of F (one of the inference method's candidates) or lies on
-    the region's boundary (y' +- exclude along each axis, for each correct y'), so both are
-    searched. The y_r are uniform incorrect y: without them a flat energy is a fixed point (the
-    most offending y sits right next to the data) and training from scratch stalls.
+    minimum is either a free minimum of F or lies on the region's boundary (y' +- exclude along
+    each axis, for each correct y'), so both are searched: the boundary points, and `proposals`
+    points spread over the y box (one in each cell of an even partition, at a random offset every
+    step, as loss=nll's y-grid), so that over the steps no low region escapes the search. The y_r
+    are uniform incorrect y: without them a flat energy is a fixed point (the most offending y
+    sits right next to the data) and training from scratch stalls.
 
     Args:
         margin: m.
         exclude: incorrect = farther than this from every correct y of this x.
         x_window: the training y with x' within this of x are x's correct answers (a 1-D x).
-        inference: the run's inference method, which proposes the free minima.
+        proposals: points of the y box searched for free minima each step (cells per axis:
+            proposals ** (1 / D) for a D-dimensional y).
         data: the dataset (its training rows give each x's correct answers).
         y_space: the data's y box.
         device: where the training rows live.
@@ -35,9 +38,9 @@ class Hinge(Loss):
     MAX_NEIGHBOURS = 48  # training rows per x taken as its correct answers
     RANDOM = 16  # uniform incorrect negatives per sample, which keep the far landscape up
 
-    def __init__(self, margin: float = 1.0, exclude: float = 0.1, x_window: float = 0.02, *, inference, data, y_space,
-                 device="cpu"):
-        require_positive(margin=margin, exclude=exclude)
+    def __init__(self, margin: float = 1.0, exclude: float = 0.1, x_window: float = 0.02, proposals: int = 64, *, data,
+                 y_space, device="cpu"):
+        require_positive(margin=margin, exclude=exclude, proposals=proposals)
         require_non_negative(x_window=x_window)
         if not is_continuous(y_space):
             raise UserError("loss=hinge needs a continuous y (its incorrect answers are the y farther than exclude "
@@ -45,7 +48,8 @@ class Hinge(Loss):
         if tuple(data.x_train.shape[1:]) != (1,):
             raise UserError(f"loss=hinge finds each x's correct answers within x_window of a 1-D x; this data's x has "
                             f"shape {tuple(data.x_train.shape[1:])}: use loss=nll or loss=free_energy")
-        self.margin, self.exclude, self.x_window, self.inference, self.y_space = margin, exclude, x_window, inference, y_space
+        self.margin, self.exclude, self.x_window, self.y_space = margin, exclude, x_window, y_space
+        self.cells = max(2, round(proposals ** (1 / y_space.size)))  # per axis
         order = torch.argsort(data.x_train[:, 0])
         self.x_sorted = data.x_train[order, 0].contiguous().to(device)
         self.y_sorted = data.y_train[order].to(device)
@@ -72,13 +76,14 @@ class Hinge(Loss):
             answers, answer_mask = self.correct_answers(x)
             answers = torch.cat([y.unsqueeze(1), answers], dim=1)  # the sample's own y is correct
             answer_mask = torch.cat([torch.ones(b, 1, dtype=torch.bool, device=y.device), answer_mask], 1)
-            cands = self.inference(energy, x, k=max(self.inference.k, 8))
+            proposals, _ = space.stratified(b, self.cells, device=y.device)  # (B, cells**D, *y_shape)
             flat = answers.flatten(2)  # (B, W, D)
             steps = self.exclude * (1 + 1e-3) * torch.eye(flat.shape[2], device=y.device)
             boundary = torch.cat([flat[:, :, None] + steps, flat[:, :, None] - steps], dim=2).flatten(1, 2)
             boundary = space.project(boundary).view(b, -1, *space.shape)
-            pool = torch.cat([cands.y, boundary], dim=1)  # (B, P, *y_shape)
-            usable = torch.cat([cands.mask, answer_mask.repeat_interleave(2 * flat.shape[2], dim=1)], dim=1)
+            pool = torch.cat([proposals, boundary], dim=1)  # (B, P, *y_shape)
+            usable = torch.cat([torch.ones(proposals.shape[:2], dtype=torch.bool, device=y.device),
+                                answer_mask.repeat_interleave(2 * flat.shape[2], dim=1)], dim=1)
             usable &= self.incorrect(pool, answers, answer_mask)
             e = pairwise_energy(energy, x, pool)
             e = torch.where(usable, e, torch.full_like(e, float("inf")))

@@ -1,6 +1,5 @@
 """loss=nll: the negative log-likelihood of the data under the Gibbs distribution of the energy."""
 
-import math
 from typing import Tuple
 
 import torch
@@ -34,7 +33,7 @@ class NLL(Loss):
 
     name = "nll"
 
-    def __init__(self, grid_points: int = 128, stratified: bool = True, y_space=None):
+    def __init__(self, grid_points: int = 32, stratified: bool = True, y_space=None):
         require(grid_points >= 2, "grid_points", grid_points, "must be >= 2")
         self.grid_points, self.stratified, self.y_space = grid_points, stratified, y_space
 
@@ -50,17 +49,9 @@ class NLL(Loss):
 
     def log_partition(self, energy, x: torch.Tensor, beta: float):
         """log Z(x): (B,), and F on the grid: (B, G**D)."""
-        space, b, n = self.y_space, x.shape[0], self.grid_points
-        cell = (space.high - space.low) / n
-        corners = space.grid(n + 1, device=x.device)  # (n+1)**D points; keep lower corners only
-        lower = corners[(corners < space.high - cell / 2).all(dim=1)]  # (n**D, D)
-        if self.stratified:
-            offset = torch.rand(b, 1, space.size, device=x.device) * cell
-        else:
-            offset = torch.full((b, 1, space.size), cell / 2, device=x.device)
-        grid = (lower.unsqueeze(0) + offset).view(b, -1, *space.shape)
+        grid, log_cell = self.y_space.stratified(x.shape[0], self.grid_points, self.stratified, device=x.device)
         e_grid = pairwise_energy(energy, x, grid)
-        return torch.logsumexp(-beta * e_grid, dim=1) + space.size * math.log(cell), e_grid
+        return torch.logsumexp(-beta * e_grid, dim=1) + log_cell, e_grid
 
     def __call__(self, energy, x, y, beta: float) -> Tuple[torch.Tensor, Stats]:
         e_pos = energy(x, y)

@@ -4,13 +4,18 @@ import math
 from pathlib import Path
 from typing import Dict, List, Optional
 
-import torch
+import matplotlib
 
-from ebm_cli.core.energy import LatentEnergy
-from ebm_cli.core.inference import Candidates
-from ebm_cli.core.spaces import DiscreteZ
-from ebm_cli.plots import latent as lv
-from ebm_cli.plots.landscape import energy_grid, gibbs_slices, plot_landscape, plot_slices
+matplotlib.use("Agg")  # no display needed; figures go to TensorBoard and PNG files
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from ebm_cli.core.energy import LatentEnergy  # noqa: E402
+from ebm_cli.core.inference import Candidates  # noqa: E402
+from ebm_cli.core.spaces import DiscreteZ  # noqa: E402
+from ebm_cli.plots import latent as lv  # noqa: E402
+from ebm_cli.plots.landscape import energy_grid, gibbs_slices, plot_landscape, plot_slices  # noqa: E402
 
 MAX_POINTS_DRAWN = 1500
 
@@ -57,13 +62,24 @@ def latent_figures(data, energy, logger, device, points) -> Dict[str, object]:
     return figs
 
 
+def render(fig) -> np.ndarray:
+    """The figure's pixels, (H, W, 3) uint8, drawn once (TensorBoard and the PNG file share them);
+    the figure is closed. An array passes through unchanged."""
+    if isinstance(fig, np.ndarray):
+        return fig
+    fig.canvas.draw()
+    image = np.asarray(fig.canvas.buffer_rgba())[:, :, :3].copy()
+    plt.close(fig)
+    return image
+
+
 def save_figures(figs: Dict[str, object], folder: Path) -> List[Path]:
-    """folder/<name>.png for each figure; the paths written."""
+    """folder/<name>.png for each figure (a matplotlib figure or its rendered pixels); the paths written."""
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for name, fig in figs.items():
         paths.append(folder / f"{name}.png")
-        fig.savefig(paths[-1])
+        plt.imsave(paths[-1], render(fig))
     return paths
 
 

@@ -25,7 +25,7 @@ def z_label(energy) -> str:
 
 def axis_positions(z: torch.Tensor) -> torch.Tensor:
     """Where each z node sits on a plot axis: z itself if 1-D (or a discrete value), else its index."""
-    return z[:, 0].float() if z.shape[1] == 1 else torch.arange(len(z), dtype=torch.float32)
+    return z[:, 0].float() if z.shape[1] == 1 else torch.arange(len(z), dtype=torch.float32, device=z.device)
 
 
 @torch.no_grad()
@@ -145,7 +145,8 @@ def plot_ribbon(z, y, x0, z_label: str, valid=None):
 
 def plot_usage(shares: torch.Tensor, discrete: bool):
     fig, ax = plt.subplots(figsize=(5.0, 3.0), dpi=100)
-    ax.bar(torch.arange(len(shares)).numpy(), shares.numpy(), color="tab:blue")
+    shares = shares.cpu()  # drawn on the host
+    ax.bar(torch.arange(len(shares), device="cpu").numpy(), shares.numpy(), color="tab:blue")
     ax.set_xlabel("z value" if discrete else "z bin (node index)")
     ax.set_ylabel("share of (x, y) pairs")
     ax.set_title("latent usage: which z explains each held-out pair best")

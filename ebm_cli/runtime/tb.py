@@ -3,9 +3,10 @@
 from pathlib import Path
 from typing import Dict, Optional
 
-import matplotlib.pyplot as plt
 from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams
+
+from ebm_cli.plots.figures import render
 
 
 class TBLogger:
@@ -20,9 +21,10 @@ class TBLogger:
                 self.writer.add_scalar(prefix + name, float(value), step)
 
     def figure(self, tag: str, fig, step: int) -> None:
+        """A matplotlib figure (closed here) or its rendered pixels (H, W, 3), as an image."""
+        image = render(fig)
         if self.writer:
-            self.writer.add_figure(tag, fig, step, close=False)
-        plt.close(fig)
+            self.writer.add_image(tag, image, step, dataformats="HWC")
 
     def layout(self, charts: Dict[str, Dict[str, list]]) -> None:
         """Custom-scalars charts: {category: {title: ["Multiline", [tag, ...]]}} (TensorBoard's

@@ -61,7 +61,7 @@ def check_first_step(cfg, run) -> None:
         energy.train()
         phase = f"one training step of trainer.batch_size={t.batch_size}"
         try:
-            idx = torch.randint(0, len(data.x_train), (t.batch_size,))
+            idx = torch.randint(0, len(data.x_train), (t.batch_size,), device="cpu")  # rows of the host data
             x, y = data.augment(data.x_train[idx].to(run.device), data.y_train[idx].to(run.device))
             loss, stats = run.loss(energy, x, y, beta)
             if not (isinstance(loss, torch.Tensor) and loss.dim() == 0 and loss.requires_grad):
@@ -99,6 +99,12 @@ def check_before_writing(cfg, out_dir: Path, overrides: Sequence[str] = ()) -> N
         check_run_folder(out_dir, "train", cfg.trainer.resume, task_config_yaml(cfg))
         run, _ = prepare(cfg)  # data, energy, inference, loss, schedule, objective: built and checked
         check_first_step(cfg, run)
+        return
+    if task == "bench":
+        from ebm_cli.bench.settings import check_bench
+
+        check_bench(cfg)
+        check_run_folder(out_dir, task)
         return
     check_run_folder(out_dir, task)
     open_run(cfg, overrides, with_data=task != "infer")

@@ -25,7 +25,7 @@ def load_run(run_dir: Path, device):
     """The trained energy of a finished run, that run's own config, and its checkpoint. A checkpoint
     whose config or data arguments cannot rebuild the energy is named with the reason."""
     path = find_checkpoint(run_dir)
-    state = load_checkpoint(path, map_location=str(device))
+    state = load_checkpoint(path, map_location="cpu")  # read on the host; the energy is moved below
     try:
         run_cfg = OmegaConf.create(state["config"])
         energy = build_energy(run_cfg.energy, state["meta"])
@@ -88,7 +88,9 @@ def open_run(cfg, overrides: Sequence[str] = (), with_data: bool = False) -> Ope
     inference.check(energy)
     x = None
     if cfg.task.name == "infer":
-        x = data_cls.parse_inputs(OmegaConf.to_container(cfg.x, resolve=True), meta).to(device)
+        with torch.device("cpu"):  # parsed on the host (a user's data kind too), then moved
+            x = data_cls.parse_inputs(OmegaConf.to_container(cfg.x, resolve=True), meta)
+        x = x.to(device)
     return OpenedRun(energy, run_cfg, state, inference, data_cls, device, data, x)
 
 

@@ -16,7 +16,8 @@ from omegaconf import OmegaConf
 from ebm_cli.build import Run, build_baseline, build_run
 from ebm_cli.core.energy import LatentEnergy, PredictorEnergy
 from ebm_cli.errors import UserError
-from ebm_cli.plots.figures import save_figures, save_texts
+from ebm_cli.plots.figures import render, save_figures, save_texts
+from ebm_cli.runtime.accelerate import autocast, compile_energy, set_precision, wants_compile
 from ebm_cli.runtime.checkpoint import (BEST, load_checkpoint, load_latest, remove_stale_temporaries, restore, rng_state,
                                         save_checkpoint, set_rng_state)
 from ebm_cli.runtime.console import TrainingProgress, get_console, metrics_table
@@ -110,6 +111,9 @@ def train(cfg, run_dir: Path) -> Dict[str, float]:
     data, meta, energy, inference, loss_fn, beta, device = (run.data, run.meta, run.energy, run.inference, run.loss,
                                                             run.beta, run.device)
     val = run.validation
+    set_precision(t.precision, device)
+    if wants_compile(t.compile, device, t.steps):
+        compile_energy(energy, device, t.compile_mode)
     best: Dict[str, Any] = {"step": None, "value": None}  # the best evaluation on val so far (kept in checkpoints)
     opt = torch.optim.Adam(energy.parameters(), lr=t.lr, weight_decay=t.weight_decay)
     config_yaml = task_config_yaml(cfg)
@@ -158,8 +162,9 @@ def train(cfg, run_dir: Path) -> Dict[str, float]:
         """Draw and log the figures (and text summaries) of the energy at this step; both."""
         figs = data.figures(energy, cfg.logger, device, candidates=cands,
                             baseline=baseline.model if baseline is not None else None)
-        for name, fig in figs.items():
-            tb.figure(f"landscape/{name}", fig, step)
+        figs = {name: render(fig) for name, fig in figs.items()}  # drawn once, for TensorBoard and the PNGs
+        for name, image in figs.items():
+            tb.figure(f"landscape/{name}", image, step)
         texts = data.texts(energy, cfg.logger, device)
         for name, text in texts.items():
             tb.text(f"landscape/{name}", text, step)
@@ -192,7 +197,8 @@ def train(cfg, run_dir: Path) -> Dict[str, float]:
                 energy.set_beta(b)
             idx = torch.randint(0, len(x_train), (t.batch_size,), device=device)
             xb, yb = data.augment(x_train[idx], y_train[idx])
-            loss, stats = loss_fn(energy, xb, yb, b)
+            with autocast(t.precision, device):
+                loss, stats = loss_fn(energy, xb, yb, b)
             if baseline is not None:  # the same batch, its own optimiser
                 stats["baseline_mse"] = baseline.step(xb, yb, learning_rate(t, step))
             opt.zero_grad(set_to_none=True)
@@ -200,7 +206,7 @@ def train(cfg, run_dir: Path) -> Dict[str, float]:
             grad_norm = torch.nn.utils.clip_grad_norm_(energy.parameters(), clip)
             # One read-back per step, before the update is applied: a diverging step never
             # reaches the weights, and the run stops within the step it diverged in.
-            values = dict(zip(["loss", "grad_norm", *stats], torch.stack([loss.detach(), grad_norm, *stats.values()]).tolist()))
+            values = dict(zip(["loss", "grad_norm", *stats], torch.stack([loss.detach(), grad_norm, *stats.values()]).float().tolist()))
             bad = [k for k, v in values.items() if not math.isfinite(v) or abs(v) > t.max_abs]
             if bad:
                 report = {"step": step + 1, "values": values, "last_finite": last_healthy, "seed": cfg.seed}
@@ -229,7 +235,7 @@ def train(cfg, run_dir: Path) -> Dict[str, float]:
             energy.set_beta(beta(end))
         checkpoint(end)
         if t.keep == "best" and best["step"] is not None and best["step"] != end:
-            restore(run_dir / "checkpoints" / BEST, load_checkpoint(run_dir / "checkpoints" / BEST, str(device)), energy)
+            restore(run_dir / "checkpoints" / BEST, load_checkpoint(run_dir / "checkpoints" / BEST, "cpu"), energy)
             if isinstance(energy, LatentEnergy):
                 energy.set_beta(beta(best["step"]))
 
@@ -265,7 +271,9 @@ def resume(run_dir: Path, mode: str, energy, opt, device, loss_fn=None, baseline
     if mode == "never":
         return 0
     remove_stale_temporaries(folder)
-    state, path = load_latest(folder, map_location=str(device))
+    # Read on the host whatever `device` is: the RNG states must stay there (set_rng_state, numpy),
+    # and load_state_dict copies weights, optimiser moments and a loss's state to where they live.
+    state, path = load_latest(folder, map_location="cpu")
     if state is None:
         return 0
     restore(path, state, energy, opt)

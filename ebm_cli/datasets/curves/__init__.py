@@ -69,7 +69,7 @@ class Curves(Dataset):
         if self.branches is None:
             return valid, mask
         every = torch.stack([f(x[:, 0]) for f in self.branches], dim=1)[..., None]  # (M, K, 1)
-        return every, torch.ones(every.shape[:2], dtype=torch.bool)
+        return every, torch.ones(every.shape[:2], dtype=torch.bool, device=every.device)
 
 
 class CurvesCSV(Curves):

@@ -49,7 +49,7 @@ def branch_functions(expressions: Sequence[str]):
 
         def fn(x, code=code):
             out = eval(code, {"__builtins__": {}}, {**_EXPR_NAMESPACE, "x": x})  # noqa: S307
-            return torch.as_tensor(out, dtype=x.dtype).expand_as(x).clone()
+            return torch.as_tensor(out, dtype=x.dtype, device=x.device).expand_as(x).clone()  # a constant too
 
         try:
             fn(probe)

@@ -42,10 +42,10 @@ def load_tsv(path: str) -> Dict[str, List[str]]:
 
 def encode(sentences: Sequence[str], vocab: Dict[str, int], length: int, end: bool) -> torch.Tensor:
     """Sentences as ids (len(sentences), length), 0-padded; end: append the end-of-sentence id."""
-    out = torch.zeros(len(sentences), length, dtype=torch.long)  # 0 = PAD
+    out = torch.zeros(len(sentences), length, dtype=torch.long, device="cpu")  # 0 = PAD; on the host, as the data
     for i, s in enumerate(sentences):
         ids = [vocab[w] for w in s.split()] + ([vocab[EOS]] if end else [])
-        out[i, : len(ids)] = torch.tensor(ids)
+        out[i, : len(ids)] = torch.tensor(ids, dtype=torch.long, device="cpu")
     return out
 
 

@@ -28,7 +28,7 @@ def prediction_columns(energy, x: torch.Tensor, y_space) -> Tuple[torch.Tensor, 
         return x.new_zeros(x.shape[0], 0, *y_space.shape), x.new_zeros(x.shape[0], 0), []
     z, _ = energy.nodes(x.device)
     if len(z) > MAX_Z_COLUMNS:
-        z = z[torch.linspace(0, len(z) - 1, MAX_Z_COLUMNS).round().long()]
+        z = z[torch.linspace(0, len(z) - 1, MAX_Z_COLUMNS, device=z.device).round().long()]
     y = y_space.project(energy.decode(x, z))  # (n, P, H, W)
     labels = [f"z={int(v[0])}" if isinstance(energy.z_space, DiscreteZ) else
               "z=(" + ",".join(f"{float(c):.2g}" for c in v) + ")" for v in z]
