@@ -69,6 +69,21 @@ def conditional_model(torchebm, energy, device: torch.device):
     return Conditional()
 
 
+def optimiser(energy, t):
+    """The optimiser both recipes train with (Adam at trainer.lr and weight_decay, weights clipped to
+    trainer.grad_clip, as ebm-run's training does): (opt, update(loss))."""
+    opt = torch.optim.Adam(energy.parameters(), lr=t.lr, weight_decay=t.weight_decay)
+    clip = t.grad_clip if t.grad_clip is not None else math.inf
+
+    def update(loss: torch.Tensor) -> None:
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(energy.parameters(), clip)
+        opt.step()
+
+    return opt, update
+
+
 def peer_step(torchebm, run, cfg):
     """TorchEBM's CD recipe as one training step (xb, yb, step) -> loss."""
     from torchebm.losses import ContrastiveDivergence
@@ -80,15 +95,11 @@ def peer_step(torchebm, run, cfg):
                                device=device)
     loss_fn = ContrastiveDivergence(model, sampler, k_steps=PEER_CD["k_steps"], persistent=False,
                                     energy_reg_weight=PEER_CD["energy_reg_weight"], device=device)
-    opt = torch.optim.Adam(energy.parameters(), lr=t.lr, weight_decay=t.weight_decay)
-    clip = t.grad_clip if t.grad_clip is not None else math.inf
+    _, update = optimiser(energy, t)
 
     def step(xb: torch.Tensor, yb: torch.Tensor, i: int) -> torch.Tensor:
         loss, _ = loss_fn(yb, model_kwargs={"cond": xb})
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(energy.parameters(), clip)
-        opt.step()
+        update(loss)
         return loss
 
     return step
@@ -101,8 +112,7 @@ def ours_step(run, cfg):
     from ebm_cli.tasks.train import learning_rate
 
     energy, t = run.energy, cfg.trainer
-    opt = torch.optim.Adam(energy.parameters(), lr=t.lr, weight_decay=t.weight_decay)
-    clip = t.grad_clip if t.grad_clip is not None else math.inf
+    opt, update = optimiser(energy, t)
 
     def step(xb: torch.Tensor, yb: torch.Tensor, i: int) -> torch.Tensor:
         b = run.beta(i)
@@ -111,10 +121,7 @@ def ours_step(run, cfg):
         if isinstance(energy, LatentEnergy):
             energy.set_beta(b)
         loss, _ = run.loss(energy, xb, yb, b)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(energy.parameters(), clip)
-        opt.step()
+        update(loss)
         return loss
 
     return step
