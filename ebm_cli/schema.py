@@ -40,7 +40,7 @@ class TrainerConfig:
     steps: int = 1000
     batch_size: int = 128
     lr: float = 2e-2
-    lr_schedule: str = "cosine"  # constant | cosine (decays to lr_min at the last step)
+    lr_schedule: str = "cosine"  # constant | cosine (decays to lr_min at the last step; an lr below lr_min stays)
     lr_min: float = 1e-3
     weight_decay: float = 0.0
     grad_clip: Optional[float] = 10.0  # max gradient norm; null = no clipping
@@ -79,6 +79,7 @@ class LoggerConfig:
     progress: bool = True  # rich progress bar when stdout is a terminal
     video_examples: int = 4  # frames: held-out contexts shown in the image grid
     text_examples: int = 5  # translations: held-out sources shown as TensorBoard text
+    collapse_below: float = 1.0  # a run whose beta * energy_range ends below this says it collapsed (flat)
 
 
 @dataclass

@@ -91,6 +91,8 @@ def validate(cfg) -> None:
     _in("logger", require_non_negative, landscape_every=lg.landscape_every)
     _in("logger", require_positive, video_examples=lg.video_examples, text_examples=lg.text_examples)
     require(lg.resolution >= 2, "logger.resolution", lg.resolution, "must be >= 2")
+    require(math.isfinite(lg.collapse_below) and lg.collapse_below >= 0, "logger.collapse_below", lg.collapse_below,
+            "must be a finite number >= 0")
     for key in ("slice_x", "slice_betas", "latent_betas"):
         require(len(lg[key]) > 0, f"logger.{key}", list(lg[key]), "needs at least one value")
         require(all(math.isfinite(v) for v in lg[key]), f"logger.{key}", list(lg[key]), "every value must be finite")

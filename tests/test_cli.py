@@ -48,7 +48,7 @@ BAD_INPUTS = [
     (["dataset=curves_csv", "dataset.path=missing.csv"], "dataset.path=missing.csv: no such file"),
     (["task=infer", "x=[0.0]"], "task=infer needs run_dir"),
     # a preset's key that the swapped-in option lacks: the key and the class's own arguments
-    (["experiment=curves_latent", "energy=mlp"], "energy.prior: MLPEnergy has no argument 'prior' (it takes: hidden, depth, activation)"),
+    (["experiment=curves_latent", "energy=mlp"], "energy.prior: MLPEnergy has no argument 'prior' (it takes: hidden, depth, activation, output)"),
     # an interpolation that cannot be resolved
     (["inference.k=${energy.z.k}"], "inference.k: Interpolation key 'energy.z.k' not found"),
     # an energy for other data

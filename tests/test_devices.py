@@ -61,6 +61,7 @@ METHODS = {
     ("default", "grid"): ("inference.points=64",),
     ("default", "gradient"): ("inference.steps=20", "inference.starts=8"),
     ("default", "langevin"): ("inference.steps=20", "inference.chains=16"),
+    ("default", "hmc"): ("inference.steps=5", "inference.chains=16"),
     ("default", "cem"): ("inference.iters=4",),
     ("default", "dfo"): ("inference.iters=3",),
     ("curves_latent", "z_sweep"): (),
@@ -103,6 +104,26 @@ def trained(tmp_path_factory):
         return runs[preset]
 
     return get
+
+
+# The loss zoo's losses (and cd with HMC negatives) on the default preset; energy.output=square for
+# the ones that assume F >= 0.
+ZOO = {
+    "energy": ("energy.output=square",), "perceptron": (), "log": (), "lvq2": ("energy.output=square",), "mce": (),
+    "square_square": ("energy.output=square",), "square_exponential": ("energy.output=softplus",), "dsm": (),
+    "ssm": ("loss.noise=0.01",), "nce": ("loss.noise=gaussian",),
+    "cd": ("loss.sampler=hmc", "loss.steps=2", "loss.buffer_size=64"),
+}
+
+
+@pytest.mark.parametrize("loss", list(ZOO))
+def test_every_loss_trains_without_a_device_leak(loss, tmp_path):
+    cfg = preset_cfg("default", f"loss={loss}", *ZOO[loss])
+    with meta_default():
+        check_before_writing(cfg, tmp_path / "checked")
+        metrics = train(cfg, tmp_path / "run")
+    assert_finite(metrics)
+    assert "energy_range" in metrics and "energy_gap" in metrics
 
 
 def test_the_meta_default_device_catches_a_leak():
@@ -161,7 +182,7 @@ def test_compare_task_has_no_device_leak(trained, tmp_path):
     with meta_default():
         compared = compare_inference(make_cfg("task=compare_inference", f"run_dir={run_dir}", "trainer.device=cpu"),
                                      tmp_path)
-    assert sum(r["applicable"] for r in compared) == 5
+    assert sum(r["applicable"] for r in compared) == 6  # grid, gradient, langevin, hmc, dfo, cem
 
 
 def test_infer_task_has_no_device_leak(trained):

@@ -15,6 +15,7 @@ from ebm_cli.core.spaces import BoxSpace, DiscreteZ
 from ebm_cli.dynamic_programming import _forward_log_sum_exp, forward_free_energy, kbest_viterbi, sequence_energy, viterbi
 from ebm_cli.errors import UserError
 from ebm_cli.inference.dp import DPInference
+from ebm_cli.inference.hmc import hmc_chains, reflect
 from ebm_cli.inference.langevin import langevin_chains
 
 TOL = 0.02  # every method must land within this distance of a true minimum
@@ -63,7 +64,7 @@ CASES = {
     "double_well_2d": (double_well_2d, 2, [[-1.0187, 0.0], [0.9812, 0.0]]),
     "mixture": (mixture, 1, [[-1.0], [1.0]]),
 }
-METHODS = ["grid", "gradient", "langevin", "dfo", "cem"]
+METHODS = ["grid", "gradient", "langevin", "hmc", "dfo", "cem"]
 
 
 def packaged(name):
@@ -78,6 +79,7 @@ def packaged(name):
 COMMON = {"dedup": 0.2}
 SETTINGS = {("grid", 2): {"points": 201}, ("gradient", 2): {"steps": 500},
             ("langevin", 1): {"step_size": 0.01}, ("langevin", 2): {"step_size": 0.01},
+            ("hmc", 1): {"step_size": 0.3, "beta_start": 5.0}, ("hmc", 2): {"step_size": 0.3, "beta_start": 5.0},
             ("dfo", 1): {"temperature": 0.01}, ("dfo", 2): {"temperature": 0.01}}
 
 
@@ -103,6 +105,62 @@ def test_each_method_finds_the_global_minimum_and_with_several_starts_all_minima
         assert (found[0] - minima[0]).norm() < TOL, (name, case, found)
         # ... and every minimum has a candidate near it
         assert torch.cdist(minima, found).min(dim=1).values.max() < TOL, (name, case, found)
+
+
+def ks_statistic(samples: torch.Tensor, cdf) -> float:
+    """The one-sample Kolmogorov-Smirnov statistic of 1-D samples against an exact CDF."""
+    ys = samples.double().sort().values
+    n = len(ys)
+    emp = torch.arange(1, n + 1, dtype=torch.float64) / n
+    c = cdf(ys)
+    return float(torch.maximum((emp - c).abs(), (emp - 1 / n - c).abs()).max())
+
+
+def test_hmc_at_beta_one_samples_the_gibbs_density_exactly():
+    """HMC chains on F = -log p(y) of a 1-D Gaussian mixture, at beta = 1: the Metropolis test
+    makes them exact whatever the step, so a large one (0.3) is fine. Moments and the KS statistic
+    against the mixture's CDF, as for Langevin; a well-tuned acceptance rate."""
+    w, mu, sd = torch.tensor([0.6, 0.4], dtype=torch.float64), torch.tensor([-0.8, 0.8], dtype=torch.float64), 0.5
+    energy = Analytic(gaussian_mixture(w.tolist(), mu.tolist(), sd), 1, low=-5.0, high=5.0)
+    gen = torch.Generator().manual_seed(0)
+    n = 4000
+    y0 = -3 + 6 * torch.rand(1, n, 1, generator=gen)
+    y, acceptance = hmc_chains(energy, torch.zeros(1, 1), y0, energy.box, steps=400, step_size=0.3, leapfrog=5,
+                               beta=lambda t: 1.0, generator=gen)
+    y = y[0, :, 0].double()
+    assert 0.7 < float(acceptance) <= 1.0
+    mean, second = (w * mu).sum(), (w * (mu ** 2 + sd ** 2)).sum()
+    assert abs(float(y.mean() - mean)) < 0.05 and abs(float((y ** 2).mean() - second)) < 0.05
+    ks = ks_statistic(y, lambda v: (w * 0.5 * (1 + torch.erf((v[:, None] - mu) / (sd * math.sqrt(2))))).sum(1))
+    assert ks < 1.63 / math.sqrt(n), ks  # the 1% critical value for n samples
+
+
+def test_hmc_at_a_larger_beta_samples_the_sharper_density_and_rejects_too_large_steps():
+    """F = y^2 / 2 at beta = 4 is N(0, 1/4) (the step is step_size / sqrt(beta)); a step far too
+    large for it (past the leapfrog's stability limit, twice the density's spread) is mostly
+    rejected."""
+    energy = Analytic(lambda y: 0.5 * y[:, 0] ** 2, 1, low=-6.0, high=6.0)
+    gen = torch.Generator().manual_seed(1)
+    y0 = torch.zeros(1, 4000, 1)
+    y, acceptance = hmc_chains(energy, torch.zeros(1, 1), y0, energy.box, steps=100, step_size=0.4, leapfrog=5,
+                               beta=lambda t: 4.0, generator=gen)
+    assert abs(float(y.var()) - 0.25) < 0.02 and float(acceptance) > 0.8
+    ks = ks_statistic(y[0, :, 0], lambda v: 0.5 * (1 + torch.erf(v * 2 / math.sqrt(2))))
+    assert ks < 1.63 / math.sqrt(4000), ks
+    _, low_acceptance = hmc_chains(energy, torch.zeros(1, 1), y0, energy.box, steps=20, step_size=4.0, leapfrog=8,
+                                   beta=lambda t: 4.0, generator=gen)
+    assert float(low_acceptance) < 0.3
+
+
+def test_hmc_reflects_off_the_box_walls_and_samples_a_flat_energy_uniformly():
+    y, p = reflect(torch.tensor([1.3, -0.4, 2.6, 0.5]), torch.ones(4), 0.0, 1.0)
+    assert torch.allclose(y, torch.tensor([0.7, 0.4, 0.6, 0.5])) and p.tolist() == [-1, -1, 1, 1]
+    energy = Analytic(lambda y: 0 * y[:, 0], 1, low=0.0, high=1.0)
+    gen = torch.Generator().manual_seed(0)
+    y, acceptance = hmc_chains(energy, torch.zeros(1, 1), torch.full((1, 4000, 1), 0.5), energy.box, steps=30,
+                               step_size=0.7, leapfrog=4, beta=lambda t: 1.0, generator=gen)
+    assert float(acceptance) == 1.0 and ((y >= 0) & (y <= 1)).all()
+    assert ks_statistic(y[0, :, 0], lambda v: v) < 1.63 / math.sqrt(4000)
 
 
 def test_langevin_at_beta_one_samples_the_gibbs_density():
@@ -273,10 +331,11 @@ def test_compare_inference_runs_every_applicable_method(smoke_run, tmp_path, cap
     run_dir, _, _ = smoke_run
     results = compare_inference(make_cfg("task=compare_inference", f"run_dir={run_dir}"), tmp_path)
     by_name = {r["method"]: r for r in results}
-    assert sorted(n for n, r in by_name.items() if r["applicable"]) == sorted(["grid", "gradient", "langevin", "dfo", "cem"])
+    assert sorted(n for n, r in by_name.items() if r["applicable"]) == sorted(["grid", "gradient", "langevin", "hmc",
+                                                                                "dfo", "cem"])
     assert "needs an energy that decodes its predictions" in by_name["z_sweep"]["reason"]
     assert "chain-structured" in by_name["dp"]["reason"]
-    for name in ("grid", "gradient", "langevin", "dfo", "cem"):
+    for name in ("grid", "gradient", "langevin", "hmc", "dfo", "cem"):
         r = by_name[name]
         assert 0 <= r["coverage@0.05"] <= 1 and r["energy_evals"] > 0 and r["wall_ms"] > 0
     saved = json.loads((tmp_path / "compare_inference.json").read_text())
@@ -299,14 +358,16 @@ def test_grid_gives_the_exact_gibbs_probabilities():
 
 @pytest.mark.parametrize("activation", ["silu", "relu", "gelu", "tanh", "softplus"])
 @pytest.mark.parametrize("depth", [0, 1, 3])
-def test_mlp_closed_form_y_gradient_equals_autograd(activation, depth):
-    """MLPEnergy's grad_y by hand (x's share once, no graph) against autograd, for C chains per x;
-    an activation without a closed form (softplus) falls back to autograd through y_gradient."""
+@pytest.mark.parametrize("output", ["linear", "softplus", "square"])
+def test_mlp_closed_form_y_gradient_equals_autograd(activation, depth, output):
+    """MLPEnergy's grad_y by hand (x's share once, no graph) against autograd, for C chains per x,
+    with either output; an activation without a closed form (softplus) falls back to autograd."""
     from ebm_cli.core.energy import pairwise_energy, y_gradient
     from ebm_cli.energies.mlp import MLPEnergy
 
     torch.manual_seed(0)
-    energy = MLPEnergy(16, depth, activation, x_dim=3, x_low=-1.0, x_high=2.0, y_space=BoxSpace(-2.0, 1.5, (2,)))
+    energy = MLPEnergy(16, depth, activation, output, x_dim=3, x_low=-1.0, x_high=2.0,
+                       y_space=BoxSpace(-2.0, 1.5, (2,)))
     x, y = torch.randn(5, 3), torch.randn(5, 4, 2, requires_grad=True)
     (expected,) = torch.autograd.grad(pairwise_energy(energy, x, y).sum(), y)
     assert (energy.y_gradient(x) is None) == (activation == "softplus" and depth > 0)

@@ -69,3 +69,18 @@ def test_translation_on_a_few_hundred_pairs_translates_unseen_combinations(tmp_p
     m = train(make_cfg("experiment=translation_latent", f"dataset.path={tmp_path / 'small.tsv'}", "trainer.device=cpu",
                        "logger.landscape_every=0"), tmp_path / "run")
     assert m["coverage@0"] >= 0.90 and m["precision@0"] >= 0.95, m
+
+
+@pytest.mark.slow
+def test_loss_zoo_six_losses_cover_the_curves_and_the_energy_loss_collapses(tmp_path):
+    """experiment=loss_zoo's energy and budget: six losses with a contrastive term or a margin reach
+    coverage >= 0.9; the energy loss (no contrastive term) goes flat, and its run says so."""
+    import json
+
+    for loss in ("nll", "cd", "dsm", "hinge", "log", "mce"):
+        metrics = train(make_cfg("experiment=loss_zoo", "trainer.device=cpu", f"loss={loss}"), tmp_path / loss)
+        assert metrics["coverage@0.05"] >= 0.90, (loss, metrics)
+        assert not json.loads((tmp_path / loss / "metrics.json").read_text())["collapsed"], loss
+    flat = train(make_cfg("experiment=loss_zoo", "trainer.device=cpu", "loss=energy", "trainer.steps=300"),
+                 tmp_path / "energy")
+    assert json.loads((tmp_path / "energy" / "metrics.json").read_text())["collapsed"] and flat["energy_range"] < 0.01

@@ -159,3 +159,13 @@ def test_patience_stops_a_run_that_no_longer_improves(tmp_path):
     record = json.loads((tmp_path / "metrics.json").read_text())
     assert record["stopped_early"] is True and record["best_validation"]["step"] == 10
     assert record["step"] == 30 and load_checkpoint(tmp_path / "checkpoints" / "last.pt")["step"] == 30
+
+
+def test_a_cosine_decay_never_climbs_when_lr_is_below_lr_min():
+    """trainer.lr=1e-4 with the default lr_min=1e-3: the schedule stays at lr instead of rising to lr_min."""
+    from ebm_cli.tasks.train import learning_rate
+
+    t = make_cfg("trainer.lr=1e-4").trainer
+    assert [learning_rate(t, s) for s in (0, t.steps // 2, t.steps)] == pytest.approx([1e-4] * 3)
+    t = make_cfg("trainer.lr=0.02").trainer  # the default recipe still decays from 0.02 to 0.001
+    assert learning_rate(t, 0) == pytest.approx(0.02) and learning_rate(t, t.steps) == pytest.approx(0.001)

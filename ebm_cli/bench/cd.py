@@ -29,7 +29,8 @@ ATOL, RTOL = 1e-6, 1e-5
 
 
 def make_energy() -> MLPEnergy:
-    return MLPEnergy(hidden=64, depth=2, activation="silu", x_dim=1, x_low=-1.0, x_high=1.0, y_space=Y_BOX)
+    return MLPEnergy(hidden=64, depth=2, activation="silu", output="linear", x_dim=1, x_low=-1.0, x_high=1.0,
+                     y_space=Y_BOX)
 
 
 class PlainCD:

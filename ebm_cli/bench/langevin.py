@@ -37,7 +37,7 @@ OURS = "ebm_cli langevin_chains"
 
 def make_energy() -> MLPEnergy:
     """F(x, y) = mlp(y): the MLP 2 -> 128 -> 128 -> 1 (SiLU) on y, x empty."""
-    return MLPEnergy(HIDDEN, 2, "silu", x_dim=0, x_low=0.0, x_high=1.0, y_space=BOX)
+    return MLPEnergy(HIDDEN, 2, "silu", "linear", x_dim=0, x_low=0.0, x_high=1.0, y_space=BOX)
 
 
 def eager_chains(mlp: nn.Module, y0: torch.Tensor, steps: int, eta: float, beta: float, noise: bool,

@@ -1,8 +1,8 @@
 """The inference contract: infer(energy, x, k) -> Candidates, and what every method shares."""
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
-from typing import Optional
+from dataclasses import dataclass, field
+from typing import Dict, Optional, Tuple
 
 import torch
 
@@ -18,6 +18,7 @@ class Candidates:
     y: (B, k, *y_shape); energy: (B, k); mask: (B, k), False where fewer than k distinct minima
     were found (those slots repeat the best candidate and must be ignored); z: latent or None.
     evaluations: how many single (x, y) energy evaluations the search used.
+    stats: what the search reports about itself (its class's `reports`), e.g. an acceptance rate.
     """
 
     y: torch.Tensor
@@ -25,6 +26,7 @@ class Candidates:
     mask: torch.Tensor
     z: Optional[torch.Tensor] = None
     evaluations: int = 0
+    stats: Dict[str, float] = field(default_factory=dict)
 
 
 def _take(v: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
@@ -89,6 +91,7 @@ class Inference(ABC):
     """
 
     name = "inference"  # how messages name it: the built-ins' config option, else the class name
+    reports: Tuple[str, ...] = ()  # metrics its candidates carry in Candidates.stats (e.g. acceptance)
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)

@@ -1,103 +1,28 @@
 """loss=hinge: a margin between the data's energy and the most offending incorrect answer's."""
 
-from typing import Tuple
-
 import torch
 
-from ebm_cli.core.energy import pairwise_energy
-from ebm_cli.core.loss import Loss, Stats
-from ebm_cli.core.spaces import is_continuous
-from ebm_cli.errors import UserError, require_non_negative, require_positive
+from ebm_cli.errors import require_positive
+from ebm_cli.losses.offending import OffendingAnswerLoss
 
 
-class Hinge(Loss):
-    """Margin loss: relu(m + F(x, y) - F(x, y_bar)) + mean_r relu(m + F(x, y) - F(x, y_r)).
-
-    y_bar is the most offending incorrect answer, argmin F(x, .) over the incorrect region; with
-    multi-valued data the other branches at x are correct too, so "incorrect" means farther than
-    `exclude` from every training y whose x lies within `x_window` of this x. That constrained
-    minimum is either a free minimum of F or lies on the region's boundary (y' +- exclude along
-    each axis, for each correct y'), so both are searched: the boundary points, and `proposals`
-    points spread over the y box (one in each cell of an even partition, at a random offset every
-    step, as loss=nll's y-grid), so that over the steps no low region escapes the search. The y_r
-    are uniform incorrect y: without them a flat energy is a fixed point (the most offending y
-    sits right next to the data) and training from scratch stalls.
+class Hinge(OffendingAnswerLoss):
+    """The hinge loss: Q(E+, E-) = relu(m + E+ - E-), summed over the most offending incorrect
+    answer and averaged over uniform incorrect ones (see OffendingAnswerLoss). Zero once every
+    incorrect answer's energy is at least m above the data's.
 
     Args:
         margin: m.
-        exclude: incorrect = farther than this from every correct y of this x.
-        x_window: the training y with x' within this of x are x's correct answers (a 1-D x).
-        proposals: points of the y box searched for free minima each step (cells per axis:
-            proposals ** (1 / D) for a D-dimensional y).
-        data: the dataset (its training rows give each x's correct answers).
-        y_space: the data's y box.
-        device: where the training rows live.
+        exclude, x_window, proposals, uniform, data, y_space, device: see OffendingAnswerLoss.
     """
 
     name = "hinge"
-    MAX_NEIGHBOURS = 48  # training rows per x taken as its correct answers
-    RANDOM = 16  # uniform incorrect negatives per sample, which keep the far landscape up
 
-    def __init__(self, margin: float = 1.0, exclude: float = 0.1, x_window: float = 0.02, proposals: int = 64, *, data,
-                 y_space, device="cpu"):
-        require_positive(margin=margin, exclude=exclude, proposals=proposals)
-        require_non_negative(x_window=x_window)
-        if not is_continuous(y_space):
-            raise UserError("loss=hinge needs a continuous y (its incorrect answers are the y farther than exclude "
-                            "from every correct one); token sequences train with loss=nll")
-        if tuple(data.x_train.shape[1:]) != (1,):
-            raise UserError(f"loss=hinge finds each x's correct answers within x_window of a 1-D x; this data's x has "
-                            f"shape {tuple(data.x_train.shape[1:])}: use loss=nll or loss=free_energy")
-        self.margin, self.exclude, self.x_window, self.y_space = margin, exclude, x_window, y_space
-        self.cells = max(2, round(proposals ** (1 / y_space.size)))  # per axis
-        order = torch.argsort(data.x_train[:, 0])
-        self.x_sorted = data.x_train[order, 0].contiguous().to(device)
-        self.y_sorted = data.y_train[order].to(device)
+    def __init__(self, margin: float = 1.0, exclude: float = 0.1, x_window: float = 0.02, proposals: int = 64,
+                 uniform: int = 16, *, data, y_space, device="cpu"):
+        require_positive(margin=margin)
+        super().__init__(exclude, x_window, proposals, uniform, data=data, y_space=y_space, device=device)
+        self.margin = margin
 
-    def correct_answers(self, x: torch.Tensor):
-        """Training y with x' within x_window of x: (B, W, *y_shape) and a mask (B, W)."""
-        lo = torch.searchsorted(self.x_sorted, x[:, 0] - self.x_window)
-        hi = torch.searchsorted(self.x_sorted, x[:, 0] + self.x_window, right=True)
-        # Spread W picks evenly over each window so that every branch in it is represented.
-        frac = torch.linspace(0, 1, self.MAX_NEIGHBOURS, device=x.device)
-        idx = lo[:, None] + (frac[None] * (hi - lo - 1).clamp(min=0)[:, None]).round().long()
-        idx = idx.clamp(max=len(self.x_sorted) - 1)
-        return self.y_sorted[idx], (hi > lo)[:, None].expand(-1, self.MAX_NEIGHBOURS)
-
-    def incorrect(self, points, answers, answer_mask) -> torch.Tensor:
-        """(B, P) True where a point (B, P, *y_shape) is farther than `exclude` from every answer."""
-        dist = torch.cdist(points.flatten(2), answers.flatten(2))  # (B, P, W)
-        return ~((dist < self.exclude) & answer_mask[:, None, :]).any(dim=2)
-
-    def negatives(self, energy, x, y):
-        """The most offending incorrect y_bar (B, *y_shape) and R uniform incorrect y (B, R, *y_shape)."""
-        space, b = self.y_space, len(y)
-        with torch.no_grad():
-            answers, answer_mask = self.correct_answers(x)
-            answers = torch.cat([y.unsqueeze(1), answers], dim=1)  # the sample's own y is correct
-            answer_mask = torch.cat([torch.ones(b, 1, dtype=torch.bool, device=y.device), answer_mask], 1)
-            proposals, _ = space.stratified(b, self.cells, device=y.device)  # (B, cells**D, *y_shape)
-            flat = answers.flatten(2)  # (B, W, D)
-            steps = self.exclude * (1 + 1e-3) * torch.eye(flat.shape[2], device=y.device)
-            boundary = torch.cat([flat[:, :, None] + steps, flat[:, :, None] - steps], dim=2).flatten(1, 2)
-            boundary = space.project(boundary).view(b, -1, *space.shape)
-            pool = torch.cat([proposals, boundary], dim=1)  # (B, P, *y_shape)
-            usable = torch.cat([torch.ones(proposals.shape[:2], dtype=torch.bool, device=y.device),
-                                answer_mask.repeat_interleave(2 * flat.shape[2], dim=1)], dim=1)
-            usable &= self.incorrect(pool, answers, answer_mask)
-            e = pairwise_energy(energy, x, pool)
-            e = torch.where(usable, e, torch.full_like(e, float("inf")))
-            y_bar = pool[torch.arange(b, device=y.device), e.argmin(dim=1)]
-            uniform = space.sample(b, self.RANDOM, device=y.device)
-            uniform_ok = self.incorrect(uniform, answers, answer_mask)
-        return y_bar, uniform, uniform_ok
-
-    def __call__(self, energy, x, y, beta: float) -> Tuple[torch.Tensor, Stats]:
-        y_bar, uniform, uniform_ok = self.negatives(energy, x, y)
-        e_pos = energy(x, y)
-        e_bar = energy(x, y_bar)
-        e_uni = pairwise_energy(energy, x, uniform)
-        worst = torch.relu(self.margin + e_pos - e_bar)
-        spread = (torch.relu(self.margin + e_pos[:, None] - e_uni) * uniform_ok).sum(1) / uniform_ok.sum(1).clamp(min=1)
-        loss = (worst + spread).mean()
-        return loss, {"e_pos": e_pos.detach().mean(), "e_neg": e_bar.detach().mean(), "e_uniform": e_uni.detach().mean()}
+    def pair(self, e_pos: torch.Tensor, e_neg: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.margin + e_pos - e_neg)

@@ -42,13 +42,15 @@ def gibbs_slices(energy, space, x0: Sequence[float], betas: Sequence[float], poi
     return ys.cpu(), f.cpu(), p.cpu()
 
 
-def draw_landscape(ax, xs, ys, f, points=None, candidates=None, colorbar: bool = True):
+def draw_landscape(ax, xs, ys, f, points=None, candidates=None, colorbar: bool = True, vmax: Optional[float] = None):
     """Heat map of F(x, y) - min_y F(x, y) on ax (per-x offsets carry no meaning for P(y|x)).
 
-    points: (N, 2) data (x, y) drawn as dots; candidates: (M, 2) inferred (x, y) drawn as crosses.
+    points: (N, 2) data (x, y) drawn as dots; candidates: (M, 2) inferred (x, y) drawn as crosses;
+    vmax: the top of the colour scale (default: the 90th percentile of this landscape). A fixed
+    vmax compares landscapes: a flat one is then one colour.
     """
     rel = f - f.min(dim=0, keepdim=True).values
-    vmax = float(torch.quantile(rel.flatten(), 0.9)) or 1.0
+    vmax = vmax or float(torch.quantile(rel.flatten(), 0.9)) or 1.0
     im = ax.imshow(
         rel.numpy(), origin="lower", aspect="auto", cmap="viridis", vmin=0, vmax=vmax,
         extent=[float(xs[0]), float(xs[-1]), float(ys[0]), float(ys[-1])],

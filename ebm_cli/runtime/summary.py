@@ -46,7 +46,8 @@ def summarise(sweep_dir: Path, objective: str, direction: str) -> List[Dict[str,
         rows.append({
             "job": path.parent.name, "status": record.get("status", "?"),
             "overrides": " ".join(record.get("overrides", [])), "objective": metrics.get(metric_key(metrics, objective) or objective),
-            **metrics, "error": record.get("error", ""),
+            **metrics, **({"collapsed": record["collapsed"]} if "collapsed" in record else {}),
+            "error": record.get("error", ""),
         })
     sign = -1.0 if direction == "maximize" else 1.0
 

@@ -15,6 +15,7 @@ from omegaconf import OmegaConf
 
 from ebm_cli.build import resolve_device
 from ebm_cli.core.energy import LatentEnergy
+from ebm_cli.core.spaces import is_continuous
 from ebm_cli.errors import UserError, memory_detail, out_of_memory
 from ebm_cli.runtime.memory import bounded_memory
 from ebm_cli.runtime.run_folder import check_run_folder
@@ -34,9 +35,11 @@ def expected_metrics(run, baseline) -> Dict[str, Any]:
     own valid sets as if they were predictions."""
     data = run.data
     scored = data.metrics(data.valid, data.valid_mask)
-    names = dict.fromkeys([*scored, *TIMINGS])
+    names = dict.fromkeys([*scored, *getattr(run.inference, "reports", ()), *TIMINGS])
     if isinstance(run.energy, LatentEnergy):
         names.update(dict.fromkeys(["latent_entropy", "latent_used"]))
+    if is_continuous(data.y_space):  # the landscape's spread (tasks/spread.py)
+        names.update(dict.fromkeys(["energy_range", "energy_gap"]))
     if baseline is not None:
         names.update(dict.fromkeys(f"baseline_{k}" for k in scored if k != "candidates_per_x"))
     return names

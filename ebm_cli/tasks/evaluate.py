@@ -23,6 +23,7 @@ def evaluate_model(energy, inference, data, device) -> Dict[str, Any]:
     if isinstance(energy, LatentEnergy):
         shares = latent_usage(energy, data.x_test.to(device), data.valid.to(device), data.valid_mask.to(device))
         metrics.update(usage_metrics(shares))
+    metrics.update({k: cands.stats[k] for k in getattr(inference, "reports", ()) if k in cands.stats})
     metrics["infer_time_s"] = seconds
     metrics["energy_evals"] = float(cands.evaluations)
     return {"metrics": metrics, "candidates": cands}

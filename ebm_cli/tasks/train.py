@@ -29,6 +29,7 @@ from ebm_cli.schedules import cosine
 from ebm_cli.tasks.baseline import Baseline
 from ebm_cli.tasks.checks import TIMINGS, check_objective, expected_metrics, task_config_yaml
 from ebm_cli.tasks.evaluate import evaluate_baseline, evaluate_model
+from ebm_cli.tasks.spread import energy_spread, is_flat
 from ebm_cli.validate import validate
 
 log = logging.getLogger("ebm_cli")
@@ -49,8 +50,9 @@ def seed_everything(seed: int, deterministic: bool = False) -> None:
 
 
 def learning_rate(t, step: int) -> float:
-    """trainer.lr, or its cosine decay from lr to lr_min over trainer.steps."""
-    return cosine(t.lr, t.lr_min, step, t.steps) if t.lr_schedule == "cosine" else t.lr
+    """trainer.lr, or its cosine decay from lr to lr_min over trainer.steps. A decay never climbs:
+    with an lr below lr_min (a user lowering lr alone) it stays at lr."""
+    return cosine(t.lr, min(t.lr_min, t.lr), step, t.steps) if t.lr_schedule == "cosine" else t.lr
 
 
 def hparams_of(cfg) -> Dict[str, Any]:
@@ -218,7 +220,8 @@ def train(cfg, run_dir: Path) -> Dict[str, float]:
             last_healthy = {**values, "step": step + 1}
             done = step + 1
             if done % t.log_every == 0 or done == t.steps:
-                tb.scalars({**values, "beta": b}, done, "train/")
+                spread = energy_spread(energy, data, device, with_gap=False)  # None for token sequences
+                tb.scalars({**values, "beta": b, **(spread or {})}, done, "train/")
             progress.update(done, values["loss"])
             if cfg.logger.landscape_every and done % cfg.logger.landscape_every == 0 and done != t.steps:
                 landscape(done)
@@ -241,6 +244,16 @@ def train(cfg, run_dir: Path) -> Dict[str, float]:
 
     result = evaluate_model(energy, inference, data, device)
     metrics = {**result["metrics"], "train_time_s": train_seconds}
+    spread = energy_spread(energy, data, device)
+    collapsed = None
+    if spread is not None:
+        metrics.update(spread)
+        final_beta = beta(best["step"] if t.keep == "best" and best["step"] is not None else end)
+        collapsed = is_flat(spread["energy_range"], final_beta, cfg.logger.collapse_below)
+        if collapsed:
+            log.warning("the energy collapsed: flat over the y box (beta * energy_range = %.3g < "
+                        "logger.collapse_below=%g: P_beta(y | x) is nearly uniform; loss=%s)",
+                        final_beta * spread["energy_range"], cfg.logger.collapse_below, loss_fn.name)
     if baseline is not None:
         metrics.update(evaluate_baseline(baseline.model, data, device))
     figs, texts = landscape(end, cands=result["candidates"])
@@ -249,6 +262,8 @@ def train(cfg, run_dir: Path) -> Dict[str, float]:
     tb.hparams(hparams_of(cfg), {f"metrics/{k}": v for k, v in metrics.items()}, end)
     tb.close()
     record = {"status": "completed", "task": "train", "step": end, "metrics": metrics}
+    if collapsed is not None:  # flat: beta * energy_range < logger.collapse_below
+        record["collapsed"] = collapsed
     if val is not None:  # which weights the test metrics are of, and the best validation objective
         record.update(evaluated_step=best["step"] if t.keep == "best" and best["step"] is not None else end,
                       best_validation={"step": best["step"], cfg.objective: best["value"]}, stopped_early=end < t.steps)

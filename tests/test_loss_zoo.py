@@ -1,0 +1,266 @@
+"""The loss zoo: every loss of the tutorial, score matching and NCE on analytic cases (value and
+gradient against the formula in its docstring; a margin loss is zero once its margin is met), each
+built from its packaged config, and refused in one line where it does not apply."""
+
+import math
+from importlib import resources
+from types import SimpleNamespace
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from ebm_cli.build import build
+from ebm_cli.core.energy import Energy
+from ebm_cli.core.spaces import BoxSpace, SequenceSpace
+from ebm_cli.errors import UserError
+
+BOX = BoxSpace(-1.0, 1.0, (1,))
+
+
+def two_branches():
+    """Training data: y = +-0.5 at 201 x in [-1, 1]."""
+    xs = torch.linspace(-1, 1, 201)
+    return SimpleNamespace(x_train=torch.cat([xs, xs])[:, None],
+                           y_train=torch.cat([torch.full_like(xs, 0.5), torch.full_like(xs, -0.5)])[:, None])
+
+
+def loss_of(name, space=BOX, data=None, **settings):
+    """loss=<name> built from its packaged yaml, as the runner builds it."""
+    node = OmegaConf.create((resources.files("ebm_cli.configs") / "loss" / f"{name}.yaml").read_text())
+    node = OmegaConf.merge(node, settings)
+    return build(node, "loss", data=data or two_branches(), y_space=space, device="cpu", inference=None)
+
+
+s = torch.sigmoid
+# name: (settings, Q(E+, E-), dQ/dE+, dQ/dE-), with the formulas of the docstrings
+MARGIN_LOSSES = {
+    "hinge": ({"margin": 0.7}, lambda p, n: torch.relu(0.7 + p - n),
+              lambda p, n: ((0.7 + p - n) > 0).float(), lambda p, n: -((0.7 + p - n) > 0).float()),
+    "perceptron": ({}, lambda p, n: p - torch.minimum(p, n), lambda p, n: (p > n).float(), lambda p, n: -(p > n).float()),
+    "log": ({}, lambda p, n: torch.log1p(torch.exp(p - n)), lambda p, n: s(p - n), lambda p, n: -s(p - n)),
+    "lvq2": ({"delta": 2.0}, lambda p, n: torch.clamp((p - n) / (2.0 * n), 0, 1),
+             lambda p, n: ((p > n) & (p - n < 2 * n)).float() / (2.0 * n),
+             lambda p, n: -((p > n) & (p - n < 2 * n)).float() * p / (2.0 * n ** 2)),
+    "mce": ({}, lambda p, n: s(p - n), lambda p, n: s(p - n) * (1 - s(p - n)), lambda p, n: -s(p - n) * (1 - s(p - n))),
+    "square_square": ({"margin": 1.5}, lambda p, n: p ** 2 + torch.relu(1.5 - n) ** 2,
+                      lambda p, n: 2 * p, lambda p, n: -2 * torch.relu(1.5 - n)),
+    "square_exponential": ({"gamma": 0.5}, lambda p, n: p ** 2 + 0.5 * torch.exp(-n),
+                           lambda p, n: 2 * p, lambda p, n: -0.5 * torch.exp(-n)),
+}
+
+
+@pytest.mark.parametrize("name", list(MARGIN_LOSSES))
+def test_each_margin_loss_matches_its_formula_in_value_and_gradient(name):
+    settings, q, dq_pos, dq_neg = MARGIN_LOSSES[name]
+    loss = loss_of(name, **settings)
+    # energies > 0 (LVQ2's assumption) that put E- below, near and above E+
+    p = torch.tensor([0.2, 0.9, 1.3, 2.0, 0.05, 3.0], requires_grad=True)
+    n = torch.tensor([1.5, 1.0, 0.4, 2.1, 2.5, 0.2], requires_grad=True)
+    value = loss.pair(p, n)
+    assert torch.allclose(value, q(p, n), atol=1e-6)
+    g_pos, g_neg = torch.autograd.grad(value.sum(), [p, n])
+    assert torch.allclose(g_pos, dq_pos(p.detach(), n.detach()), atol=1e-5), (name, g_pos)
+    assert torch.allclose(g_neg, dq_neg(p.detach(), n.detach()), atol=1e-5), (name, g_neg)
+
+
+@pytest.mark.parametrize("name, met", [
+    ("hinge", (0.2, 1.3)),  # E- >= E+ + m (m = 1)
+    ("perceptron", (0.5, 0.5)),  # no margin: zero as soon as E- >= E+
+    ("lvq2", (0.5, 0.6)),
+    ("square_square", (0.0, 1.0)),  # E+ = 0, E- >= m
+])
+def test_a_margin_loss_is_zero_once_its_margin_is_met(name, met):
+    loss = loss_of(name)
+    e_pos, e_neg = torch.tensor([met[0]]), torch.tensor([met[1]])
+    assert float(loss.pair(e_pos, e_neg)) == 0.0
+    assert float(loss.pair(e_pos, e_neg - 0.3)) > 0  # and not once the offending answer comes closer
+
+
+class Tilted(Energy):
+    """F(x, y) = c y^2 + 0.5: lowest at y = 0, between the branches, for every x."""
+
+    def __init__(self, c=0.4):
+        super().__init__()
+        self.c = torch.nn.Parameter(torch.tensor(c))
+
+    def forward(self, x, y):
+        return self.c * y[:, 0] ** 2 + 0.5
+
+
+@pytest.mark.parametrize("name", list(MARGIN_LOSSES))
+def test_each_margin_loss_scores_the_most_offending_incorrect_answer(name):
+    """With uniform=0 the loss is Q(F(x, y), F(x, y_bar)) on the lowest incorrect answer: here y = 0
+    (between the branches, more than `exclude` from both), found among the searched points."""
+    settings, q, _, _ = MARGIN_LOSSES[name]
+    loss = loss_of(name, uniform=0, proposals=400, **settings)
+    energy, x, y = Tilted(), torch.tensor([[0.0], [0.3]]), torch.tensor([[0.5], [-0.5]])
+    value, stats = loss(energy, x, y, 1.0)
+    e_pos = energy(x, y).detach()
+    assert float(stats["e_neg"]) == pytest.approx(0.5, abs=1e-4)  # F(x, 0): the lowest incorrect energy
+    assert float(value.detach()) == pytest.approx(float(q(e_pos, torch.full_like(e_pos, 0.5)).mean()), abs=1e-4)
+
+
+def test_the_energy_loss_is_the_data_energy():
+    loss, energy = loss_of("energy"), Tilted(0.4)
+    x, y = torch.zeros(3, 1), torch.tensor([[0.0], [0.5], [1.0]])
+    value, _ = loss(energy, x, y, 1.0)
+    assert float(value.detach()) == pytest.approx(0.4 * (0 + 0.25 + 1) / 3 + 0.5)
+    (grad,) = torch.autograd.grad(value, energy.c)  # d mean(c y^2 + 0.5) / dc = mean y^2
+    assert float(grad) == pytest.approx(1.25 / 3)
+
+
+class Quadratic(Energy):
+    """F(x, y) = a y^2 / 2: at beta = 1 the density N(0, 1/a), whose score is -a y."""
+
+    def __init__(self, a):
+        super().__init__()
+        self.a = torch.nn.Parameter(torch.tensor(float(a)))
+
+    def forward(self, x, y):
+        return 0.5 * self.a * y[:, 0] ** 2
+
+
+def test_denoising_score_matching_matches_its_closed_form():
+    """y ~ N(0, tau^2), y~ = y + sigma eps: 1/2 E(sigma s(y~) + eps)^2 = 1/2 ((1 - sigma^2 a)^2 + sigma^2 a^2 tau^2),
+    with gradient sigma^2 (a (sigma^2 + tau^2) - 1) in a: zero at the blurred data's 1 / (sigma^2 + tau^2)."""
+    sigma, tau, a = 0.3, 0.5, 2.0
+    loss = loss_of("dsm", BoxSpace(-5.0, 5.0, (1,)), sigma=sigma)
+    torch.manual_seed(0)
+    n = 400_000
+    energy, y = Quadratic(a), tau * torch.randn(n, 1)
+    value, _ = loss(energy, torch.zeros(n, 1), y, 1.0)
+    assert float(value.detach()) == pytest.approx(0.5 * ((1 - sigma ** 2 * a) ** 2 + sigma ** 2 * a ** 2 * tau ** 2), rel=0.01)
+    (grad,) = torch.autograd.grad(value, energy.a)
+    assert float(grad) == pytest.approx(sigma ** 2 * (a * (sigma ** 2 + tau ** 2) - 1), abs=3e-3)
+
+
+def test_sliced_score_matching_matches_hyvarinens_objective():
+    """For a 1-D y a Rademacher v is +-1, so the loss is s'(y) + s(y)^2 / 2 exactly: -a + a^2 mean(y^2) / 2,
+    with gradient -1 + a mean(y^2), zero at a = 1 / mean(y^2) (the data's precision)."""
+    loss, energy = loss_of("ssm", BoxSpace(-5.0, 5.0, (1,))), Quadratic(3.0)
+    y = 0.5 * torch.randn(1000, 1, generator=torch.Generator().manual_seed(0))
+    m2 = float((y ** 2).mean())
+    value, _ = loss(energy, torch.zeros(1000, 1), y, 1.0)
+    assert float(value.detach()) == pytest.approx(-3.0 + 0.5 * 9.0 * m2, rel=1e-5)
+    (grad,) = torch.autograd.grad(value, energy.a)
+    assert float(grad) == pytest.approx(-1 + 3.0 * m2, rel=1e-4)
+
+
+class Constant(Energy):
+    def __init__(self, c):
+        super().__init__()
+        self.c = torch.nn.Parameter(torch.tensor(float(c)))
+
+    def forward(self, x, y):
+        return self.c.expand(len(y))
+
+
+@pytest.mark.parametrize("beta", [0.5, 2.0])
+def test_nce_learns_the_normaliser(beta):
+    """A constant energy c against uniform noise on a box of volume V: the loss is
+    softplus(-G) + nu softplus(G), G = -beta c + log V - log nu, smallest at exp(-beta c) = 1 / V:
+    the energy takes the log of the normaliser itself."""
+    box = BoxSpace(-1.0, 2.0, (1,))  # V = 3
+    loss = loss_of("nce", box, noise_samples=8)
+    x, y = torch.zeros(64, 1), torch.rand(64, 1) * 3 - 1
+    best = math.log(3.0) / beta
+    for c in (best - 0.5, best, best + 0.5):
+        energy = Constant(c)
+        value, _ = loss(energy, x, y, beta)
+        g = -beta * c + math.log(3.0) - math.log(8)
+        assert float(value.detach()) == pytest.approx(math.log1p(math.exp(-g)) + 8 * math.log1p(math.exp(g)), rel=1e-5)
+        (grad,) = torch.autograd.grad(value, energy.c)
+        # downhill towards the normaliser from either side, flat at it
+        assert (float(grad) < -1e-4) == (c < best - 1e-6) and (float(grad) > 1e-4) == (c > best + 1e-6)
+
+
+def test_nce_gaussian_noise_density_is_the_fitted_gaussian():
+    data = SimpleNamespace(x_train=torch.zeros(500, 1), y_train=0.3 + 0.2 * torch.randn(500, 2))
+    loss = loss_of("nce", BoxSpace(-2.0, 2.0, (2,)), data=data, noise="gaussian", scale=2.0)
+    y = torch.randn(7, 3, 2)
+    normal = torch.distributions.Normal(data.y_train.mean(0), 2.0 * data.y_train.std(0))
+    assert torch.allclose(loss.log_q(y), normal.log_prob(y).sum(-1), atol=1e-5)
+    assert loss.sample(4, "cpu").shape == (4, 16, 2)
+
+
+@pytest.mark.parametrize("name", ["dsm", "ssm", "nce", "perceptron", "log", "lvq2", "mce", "square_square",
+                                  "square_exponential"])
+def test_a_loss_that_needs_a_continuous_y_says_so_for_sentences(name):
+    with pytest.raises(UserError, match=f"loss={name}.*(token sequence|continuous y)"):
+        loss_of(name, SequenceSpace(states=5, length=4))
+
+
+# -- collapse, measured by the run itself ---------------------------------------------------------------
+def scalars(run_dir, tag):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(run_dir / "tb"), size_guidance={"scalars": 0})
+    acc.Reload()
+    return [e.value for e in acc.Scalars(tag)]
+
+
+def test_the_energy_loss_collapses_and_the_run_says_so(tmp_path, subprocess_env):
+    """ebm-run loss=energy on a non-negative energy: train/energy_range falls to ~0 in TensorBoard,
+    one warning line says the energy collapsed, and metrics.json records it."""
+    import json
+    import subprocess
+
+    from helpers import ebm_run_command
+
+    run_dir = tmp_path / "run"
+    proc = subprocess.run(ebm_run_command() + ["debug=smoke", "loss=energy", "energy.output=square",
+                                               "logger.progress=false", f"hydra.run.dir={run_dir}"],
+                          cwd=tmp_path, env=subprocess_env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = proc.stdout + proc.stderr
+    assert len([ln for ln in out.splitlines() if "the energy collapsed: flat over the y box" in ln]) == 1, out[-3000:]
+    record = json.loads((run_dir / "metrics.json").read_text())
+    assert record["collapsed"] is True and record["metrics"]["energy_range"] < 0.01
+    ranges = scalars(run_dir, "train/energy_range")
+    assert len(ranges) == 3 and ranges[-1] < 0.01 and ranges[-1] < ranges[0]
+
+
+def test_a_contrastive_loss_keeps_its_landscape_apart(tmp_path):
+    """The same energy and budget with the NLL: not collapsed, and the range is logged at every
+    log_every step; its energy_gap is in metrics.json."""
+    import json
+
+    from ebm_cli.tasks.train import train
+    from helpers import make_cfg
+
+    metrics = train(make_cfg("debug=smoke", "energy.output=square"), tmp_path)
+    record = json.loads((tmp_path / "metrics.json").read_text())
+    assert record["collapsed"] is False and metrics["energy_range"] > 1.0 and "energy_gap" in metrics
+    assert len(scalars(tmp_path, "train/energy_range")) == 3
+
+
+def test_sentences_have_no_box_and_no_energy_range(tmp_path):
+    """A chain energy over token sequences: nothing measured, no `collapsed` field."""
+    import json
+
+    from ebm_cli.tasks.train import train
+    from helpers import make_cfg
+
+    metrics = train(make_cfg("experiment=translation_latent", "debug=smoke"), tmp_path)
+    assert "energy_range" not in metrics and "collapsed" not in json.loads((tmp_path / "metrics.json").read_text())
+
+
+def test_cd_with_hmc_negatives_logs_its_acceptance_rate(tmp_path):
+    from ebm_cli.tasks.train import train
+    from helpers import make_cfg
+
+    train(make_cfg("debug=smoke", "loss=cd", "loss.sampler=hmc", "loss.steps=3"), tmp_path)
+    rates = scalars(tmp_path, "train/acceptance")
+    assert len(rates) == 3 and all(0 < r <= 1 for r in rates)
+
+
+def test_hmc_inference_reports_its_acceptance_rate(tmp_path):
+    import json
+
+    from ebm_cli.tasks.train import train
+    from helpers import make_cfg
+
+    metrics = train(make_cfg("debug=smoke", "inference=hmc", "inference.chains=16", "inference.steps=10"), tmp_path)
+    assert 0 < metrics["acceptance"] <= 1
+    assert json.loads((tmp_path / "metrics.json").read_text())["metrics"]["acceptance"] == metrics["acceptance"]
