@@ -88,17 +88,50 @@ class Tilted(Energy):
         return self.c * y[:, 0] ** 2 + 0.5
 
 
+class OtherBranch(Energy):
+    """F(x, y) = c (y + 0.5)^2 + 0.5: lowest on the branch y = -0.5, which is a correct answer at every x."""
+
+    def __init__(self, c=2.0):
+        super().__init__()
+        self.c = torch.nn.Parameter(torch.tensor(c))
+
+    def forward(self, x, y):
+        return self.c * (y[:, 0] + 0.5) ** 2 + 0.5
+
+
 @pytest.mark.parametrize("name", list(MARGIN_LOSSES))
 def test_each_margin_loss_scores_the_most_offending_incorrect_answer(name):
-    """With uniform=0 the loss is Q(F(x, y), F(x, y_bar)) on the lowest incorrect answer: here y = 0
-    (between the branches, more than `exclude` from both), found among the searched points."""
+    """With uniform=0 the loss is Q(F(x, y), F(x, y_bar)) on the lowest *incorrect* answer. The energy
+    is lowest on the other branch, y = -0.5, which is correct too and must be left out even for a
+    sample of the branch y = 0.5: y_bar is then the edge of the excluded region, -0.5 +- exclude."""
     settings, q, _, _ = MARGIN_LOSSES[name]
     loss = loss_of(name, uniform=0, proposals=400, **settings)
-    energy, x, y = Tilted(), torch.tensor([[0.0], [0.3]]), torch.tensor([[0.5], [-0.5]])
+    energy, x, y = OtherBranch(), torch.tensor([[0.0], [0.3]]), torch.tensor([[0.5], [-0.5]])
     value, stats = loss(energy, x, y, 1.0)
     e_pos = energy(x, y).detach()
-    assert float(stats["e_neg"]) == pytest.approx(0.5, abs=1e-4)  # F(x, 0): the lowest incorrect energy
-    assert float(value.detach()) == pytest.approx(float(q(e_pos, torch.full_like(e_pos, 0.5)).mean()), abs=1e-4)
+    e_bar = 2.0 * (0.1 * 1.001) ** 2 + 0.5  # F at the boundary of the correct region around -0.5
+    assert float(stats["e_neg"]) == pytest.approx(e_bar, abs=1e-4)
+    assert float(value.detach()) == pytest.approx(float(q(e_pos, torch.full_like(e_pos, e_bar)).mean()), abs=1e-4)
+
+
+@pytest.mark.parametrize("name", ["hinge", "log", "square_square"])
+def test_a_margin_loss_adds_the_mean_over_its_uniform_incorrect_answers(name):
+    """With uniform=R: Q(E+, E_bar) + the mean of Q(E+, E_r) over the R uniform answers that are
+    incorrect, averaged over the batch; recomputed from the same draws."""
+    settings, q, _, _ = MARGIN_LOSSES[name]
+    loss = loss_of(name, uniform=8, **settings)
+    energy, x, y = OtherBranch(), torch.tensor([[0.0], [0.3], [-0.7]]), torch.tensor([[0.5], [-0.5], [0.5]])
+    torch.manual_seed(3)
+    value, _ = loss(energy, x, y, 1.0)
+    torch.manual_seed(3)
+    y_bar, uniform, ok = loss.negatives(energy, x, y)
+    with torch.no_grad():
+        e_pos, e_bar = energy(x, y), energy(x, y_bar)
+        e_uni = torch.stack([energy(x, uniform[:, r]) for r in range(8)], dim=1)
+        spread = (q(e_pos[:, None], e_uni) * ok).sum(1) / ok.sum(1).clamp(min=1)
+        expected = (q(e_pos, e_bar) + spread).mean()
+    assert not ok.all() and ok.any()  # some uniform draws fall near a branch and are left out
+    assert float(value.detach()) == pytest.approx(float(expected), rel=1e-5)
 
 
 def test_the_energy_loss_is_the_data_energy():
@@ -145,6 +178,23 @@ def test_sliced_score_matching_matches_hyvarinens_objective():
     assert float(value.detach()) == pytest.approx(-3.0 + 0.5 * 9.0 * m2, rel=1e-5)
     (grad,) = torch.autograd.grad(value, energy.a)
     assert float(grad) == pytest.approx(-1 + 3.0 * m2, rel=1e-4)
+
+
+def test_sliced_score_matching_in_two_dimensions():
+    """F = (a1 y1^2 + a2 y2^2) / 2: s = -A y, ds/dy = -A, so the loss is -(a1 + a2) + E (v^T A y)^2 / 2,
+    whose mean over Rademacher v is -(a1 + a2) + (a1^2 E y1^2 + a2^2 E y2^2) / 2."""
+
+    class Anisotropic(Energy):
+        def forward(self, x, y):
+            return 0.5 * (2.0 * y[:, 0] ** 2 + 5.0 * y[:, 1] ** 2)
+
+    loss = loss_of("ssm", BoxSpace(-5.0, 5.0, (2,)), projections=64)
+    torch.manual_seed(0)
+    y = torch.randn(4000, 2) * torch.tensor([0.7, 0.3])
+    value, _ = loss(Anisotropic(), torch.zeros(4000, 1), y, 1.0)
+    m2 = (y ** 2).mean(0)
+    expected = -(2.0 + 5.0) + 0.5 * float(4.0 * m2[0] + 25.0 * m2[1])
+    assert float(value.detach()) == pytest.approx(expected, abs=0.03)
 
 
 class Constant(Energy):
@@ -264,3 +314,54 @@ def test_hmc_inference_reports_its_acceptance_rate(tmp_path):
     metrics = train(make_cfg("debug=smoke", "inference=hmc", "inference.chains=16", "inference.steps=10"), tmp_path)
     assert 0 < metrics["acceptance"] <= 1
     assert json.loads((tmp_path / "metrics.json").read_text())["metrics"]["acceptance"] == metrics["acceptance"]
+
+
+def test_score_matching_keeps_the_energy_eager_under_trainer_compile(tmp_path, caplog):
+    """torch.compile has no double backward: with loss=dsm, trainer.compile=true says so in one line
+    and trains the eager energy."""
+    import logging
+
+    from ebm_cli.tasks.train import train
+    from helpers import make_cfg
+
+    with caplog.at_level(logging.INFO, logger="ebm_cli"):
+        metrics = train(make_cfg("debug=smoke", "loss=dsm", "trainer.compile=true"), tmp_path)
+    lines = [r.getMessage() for r in caplog.records if "the energy stays eager" in r.getMessage()]
+    assert len(lines) == 1 and "loss=dsm" in lines[0] and math.isfinite(metrics["chamfer"])
+
+
+def test_a_checkpoint_from_before_the_mlp_output_option_is_rebuilt_as_it_was_trained(smoke_run, tmp_path):
+    """A run saved when energy=mlp had no `output` was F = MLP itself: task=infer and task=landscape
+    rebuild it linear, not with today's default square."""
+    import shutil
+
+    from ebm_cli.runtime.checkpoint import load_checkpoint, save_checkpoint
+    from ebm_cli.tasks.infer import load_run
+
+    run_dir, _, _ = smoke_run
+    old = tmp_path / "old"
+    shutil.copytree(run_dir, old)
+    state = load_checkpoint(old / "checkpoints" / "last.pt")
+    cfg = OmegaConf.create(state["config"])
+    del cfg.energy["output"]
+    state["config"] = OmegaConf.to_yaml(cfg)
+    save_checkpoint(old / "checkpoints", state)
+    energy, run_cfg, _ = load_run(old, torch.device("cpu"))
+    assert energy.output == "linear" and run_cfg.energy.output == "linear"
+    assert load_run(run_dir, torch.device("cpu"))[0].output == "square"  # today's runs keep theirs
+
+
+def test_a_margin_loss_searches_a_many_dimensional_y_by_uniform_points():
+    """y of 40 numbers (a 1-D x): 2**40 cells and 80 boundary points per correct answer are out of
+    reach, so the search takes `proposals` uniform points; the loss still runs."""
+    box = BoxSpace(-1.0, 1.0, (40,))
+    data = SimpleNamespace(x_train=torch.linspace(-1, 1, 50)[:, None], y_train=torch.rand(50, 40) - 0.5)
+    loss = loss_of("hinge", box, data=data, proposals=32)
+    assert not loss.stratify and not loss.boundary
+
+    class Norm(Energy):
+        def forward(self, x, y):
+            return y.pow(2).sum(1)
+
+    value, stats = loss(Norm(), data.x_train[:4], data.y_train[:4], 1.0)
+    assert math.isfinite(float(value.detach())) and stats["e_neg"].numel() == 1

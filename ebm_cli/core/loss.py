@@ -16,6 +16,9 @@ class Loss(ABC):
     from `state_dict` so that checkpoints keep it."""
 
     name = "loss"  # how messages name it: the built-ins' config option, else the class name
+    # True for a loss that differentiates through grad_y F (score matching): torch.compile has no
+    # double backward, so trainer.compile leaves the energy eager for it.
+    needs_double_backward = False
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)

@@ -39,11 +39,16 @@ def hmc_chains(energy, x: torch.Tensor, y: torch.Tensor, space, steps: int, step
     Nothing is read back to the host inside the loop.
     """
     grad_of = y_gradient(energy, x)
+
+    @torch.no_grad()
+    def energy_of(q: torch.Tensor) -> torch.Tensor:  # (B, C) in float32 even inside a bf16 training step:
+        with torch.autocast(q.device.type, enabled=False):  # the Metropolis test compares two energies
+            return pairwise_energy(energy, x, q).float()
+
     y = y.detach().clone()
     lead = y.shape[:2]
     view = (*lead, *([1] * (y.dim() - 2)))
-    with torch.no_grad():
-        f = pairwise_energy(energy, x, y)  # (B, C), kept for the current states
+    f = energy_of(y)  # (B, C), kept for the current states
     accepted = torch.zeros((), device=y.device)
     for t in range(steps):
         b = beta(t)
@@ -58,8 +63,7 @@ def hmc_chains(energy, x: torch.Tensor, y: torch.Tensor, space, steps: int, step
             if i < leapfrog - 1:
                 p = p - eps * b * grad_of(q)
         p = p - 0.5 * eps * b * grad_of(q)
-        with torch.no_grad():
-            f_new = pairwise_energy(energy, x, q)
+        f_new = energy_of(q)
         h_end = b * f_new + 0.5 * p.flatten(2).pow(2).sum(2)
         u = torch.rand(lead, generator=generator, device=y.device)
         accept = torch.log(u) < (h_start - h_end)  # NaN (an overflowing end point) is rejected
@@ -119,6 +123,7 @@ class HMCInference(Inference):
         with torch.no_grad():
             e = pairwise_energy(energy, x, y)
         cands = select_distinct(y, e, k, self.dedup)
-        cands.evaluations = x.shape[0] * self.chains * (self.steps * (self.leapfrog + 1) + 1)
+        # per transition leapfrog + 1 gradients and the end point's energy; the start's and the ranking's
+        cands.evaluations = x.shape[0] * self.chains * (self.steps * (self.leapfrog + 2) + 2)
         cands.stats = {"acceptance": float(acceptance)}
         return attach_latent(energy, x, cands)

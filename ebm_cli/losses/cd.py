@@ -35,7 +35,8 @@ class ContrastiveDivergence(Loss):
         alpha: weight of the energy magnitude penalty F+^2 + F-^2.
         sampler: langevin | hmc.
         leapfrog: HMC's leapfrog steps per transition.
-        leapfrog_step: HMC's leapfrog step.
+        leapfrog_step: HMC's leapfrog step at beta = 1 (leapfrog_step / sqrt(beta) at beta, jittered by
+            a factor in [0.5, 1.5]: see hmc_chains).
         y_space: the data's y box.
         device: where the buffer lives.
     """

@@ -21,7 +21,7 @@ class OffendingAnswerLoss(Loss):
     x are correct too, so "incorrect" means farther than `exclude` from every training y whose x
     lies within `x_window` of this x. That constrained minimum is either a free minimum of F or lies
     on the region's boundary (y' +- exclude along each axis, for each correct y'), so both are
-    searched: the boundary points, and `proposals` points spread over the y box (one in each cell of
+    searched: the boundary points (for a y of up to 32 numbers), and `proposals` points spread over the y box (one in each cell of
     an even partition, at a random offset every step, as loss=nll's y-grid), so that over the steps
     no low region escapes the search. The E_r are the energies of `uniform` uniform incorrect y:
     without them a flat energy is a fixed point (the most offending y sits right next to the data)
@@ -31,7 +31,8 @@ class OffendingAnswerLoss(Loss):
         exclude: incorrect = farther than this from every correct y of this x.
         x_window: the training y with x' within this of x are x's correct answers (a 1-D x).
         proposals: points of the y box searched for free minima each step (cells per axis:
-            proposals ** (1 / D) for a D-dimensional y).
+            proposals ** (1 / D) for a D-dimensional y; uniform points where 2 ** D cells would be
+            more than 4 * proposals).
         uniform: uniform incorrect answers per sample, each also scored by Q.
         data: the dataset (its training rows give each x's correct answers).
         y_space: the data's y box.
@@ -39,6 +40,7 @@ class OffendingAnswerLoss(Loss):
     """
 
     MAX_NEIGHBOURS = 48  # training rows per x taken as its correct answers
+    MAX_BOUNDARY_DIMS = 32
 
     def __init__(self, exclude: float = 0.1, x_window: float = 0.02, proposals: int = 64, uniform: int = 16, *, data,
                  y_space, device="cpu"):
@@ -51,7 +53,12 @@ class OffendingAnswerLoss(Loss):
             raise UserError(f"loss={self.name} finds each x's correct answers within x_window of a 1-D x; this "
                             f"data's x has shape {tuple(data.x_train.shape[1:])}: use loss=nll or loss=free_energy")
         self.exclude, self.x_window, self.uniform, self.y_space = exclude, x_window, uniform, y_space
+        self.proposals = proposals
         self.cells = max(2, round(proposals ** (1 / y_space.size)))  # per axis
+        # An even partition needs 2**D cells at least: past a few dimensions, uniform points instead.
+        self.stratify = self.cells ** y_space.size <= 4 * proposals
+        # The boundary points are 2 D per correct answer: searched for a y of up to MAX_BOUNDARY_DIMS.
+        self.boundary = y_space.size <= self.MAX_BOUNDARY_DIMS
         order = torch.argsort(data.x_train[:, 0])
         self.x_sorted = data.x_train[order, 0].contiguous().to(device)
         self.y_sorted = data.y_train[order].to(device)
@@ -83,14 +90,19 @@ class OffendingAnswerLoss(Loss):
             answers, answer_mask = self.correct_answers(x)
             answers = torch.cat([y.unsqueeze(1), answers], dim=1)  # the sample's own y is correct
             answer_mask = torch.cat([torch.ones(b, 1, dtype=torch.bool, device=y.device), answer_mask], 1)
-            proposals, _ = space.stratified(b, self.cells, device=y.device)  # (B, cells**D, *y_shape)
-            flat = answers.flatten(2)  # (B, W, D)
-            steps = self.exclude * (1 + 1e-3) * torch.eye(flat.shape[2], device=y.device)
-            boundary = torch.cat([flat[:, :, None] + steps, flat[:, :, None] - steps], dim=2).flatten(1, 2)
-            boundary = space.project(boundary).view(b, -1, *space.shape)
-            pool = torch.cat([proposals, boundary], dim=1)  # (B, P, *y_shape)
-            usable = torch.cat([torch.ones(proposals.shape[:2], dtype=torch.bool, device=y.device),
-                                answer_mask.repeat_interleave(2 * flat.shape[2], dim=1)], dim=1)
+            if self.stratify:
+                proposals, _ = space.stratified(b, self.cells, device=y.device)  # (B, cells**D, *y_shape)
+            else:
+                proposals = space.sample(b, self.proposals, device=y.device)  # (B, proposals, *y_shape)
+            usable = torch.ones(proposals.shape[:2], dtype=torch.bool, device=y.device)
+            pool = proposals
+            if self.boundary:
+                flat = answers.flatten(2)  # (B, W, D)
+                steps = self.exclude * (1 + 1e-3) * torch.eye(flat.shape[2], device=y.device)
+                boundary = torch.cat([flat[:, :, None] + steps, flat[:, :, None] - steps], dim=2).flatten(1, 2)
+                boundary = space.project(boundary).view(b, -1, *space.shape)
+                pool = torch.cat([proposals, boundary], dim=1)  # (B, P, *y_shape)
+                usable = torch.cat([usable, answer_mask.repeat_interleave(2 * flat.shape[2], dim=1)], dim=1)
             usable &= self.incorrect(pool, answers, answer_mask)
             e = pairwise_energy(energy, x, pool)
             e = torch.where(usable, e, torch.full_like(e, float("inf")))

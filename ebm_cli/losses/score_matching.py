@@ -44,6 +44,7 @@ class DenoisingScoreMatching(Loss):
     """
 
     name = "dsm"
+    needs_double_backward = True
 
     def __init__(self, sigma: float = 0.05, *, y_space):
         require_positive(sigma=sigma)
@@ -74,6 +75,7 @@ class SlicedScoreMatching(Loss):
     """
 
     name = "ssm"
+    needs_double_backward = True
 
     def __init__(self, projections: int = 1, distribution: str = "rademacher", noise: float = 0.0, *, y_space):
         require_positive(projections=projections)

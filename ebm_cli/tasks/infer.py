@@ -28,6 +28,8 @@ def load_run(run_dir: Path, device):
     state = load_checkpoint(path, map_location="cpu")  # read on the host; the energy is moved below
     try:
         run_cfg = OmegaConf.create(state["config"])
+        if run_cfg.energy.get("_target_") == "ebm_cli.energies.mlp.MLPEnergy" and "output" not in run_cfg.energy:
+            run_cfg.energy.output = "linear"  # saved before energy=mlp had `output`: F was the MLP itself
         energy = build_energy(run_cfg.energy, state["meta"])
     except UserError as err:
         raise UserError(f"checkpoint {path}: cannot rebuild its energy ({err})") from None

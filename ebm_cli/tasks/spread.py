@@ -40,7 +40,8 @@ def _points(space, count: int, device) -> torch.Tensor:
 
 @torch.no_grad()
 def energy_spread(energy, data, device, with_gap: bool = True) -> Optional[Dict[str, float]]:
-    """{"energy_range", "energy_gap"} of `energy` on `data`'s held-out inputs; None for a y with no box.
+    """{"energy_range", "energy_gap"} of `energy` on `data`'s held-out inputs (no gap where no point
+    is incorrect, or with_gap=False); None for a y with no box.
     Computed in eval mode; the energy's train/eval mode is restored."""
     space = data.y_space
     if not is_continuous(space) or len(data.x_test) == 0:
@@ -63,7 +64,8 @@ def energy_spread(energy, data, device, with_gap: bool = True) -> Optional[Dict[
             e_valid = torch.where(mask, e_valid, 0.0).sum(1) / mask.sum(1).clamp(min=1)
             e_bad = torch.where(incorrect, f.cpu(), math.inf).min(1).values
             usable = incorrect.any(1) & mask.any(1)
-            out["energy_gap"] = float((e_bad - e_valid)[usable].mean()) if usable.any() else math.nan
+            if usable.any():  # else undefined (every point near a valid y): left out, not NaN
+                out["energy_gap"] = float((e_bad - e_valid)[usable].mean())
         return out
     finally:
         energy.train(was_training)

@@ -115,7 +115,11 @@ def train(cfg, run_dir: Path) -> Dict[str, float]:
     val = run.validation
     set_precision(t.precision, device)
     if wants_compile(t.compile, device, t.steps):
-        compile_energy(energy, device, t.compile_mode)
+        if getattr(loss_fn, "needs_double_backward", False):
+            log.info("trainer.compile: the energy stays eager: loss=%s differentiates through grad_y F, and "
+                     "torch.compile has no double backward", loss_fn.name)
+        else:
+            compile_energy(energy, device, t.compile_mode)
     best: Dict[str, Any] = {"step": None, "value": None}  # the best evaluation on val so far (kept in checkpoints)
     opt = torch.optim.Adam(energy.parameters(), lr=t.lr, weight_decay=t.weight_decay)
     config_yaml = task_config_yaml(cfg)
