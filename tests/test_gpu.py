@@ -34,7 +34,7 @@ SMOKE = ("debug=smoke", "trainer.device=cuda", "logger.progress=false", "logger.
          "trainer.eval_every=10")
 
 # every packaged inference method (ebm_cli/configs/inference/*.yaml), on a run whose energy it serves
-METHODS = [("default", m) for m in ("grid", "gradient", "langevin", "cem", "dfo")] + [
+METHODS = [("default", m) for m in ("grid", "gradient", "langevin", "hmc", "cem", "dfo")] + [
     ("curves_latent", "z_sweep"), ("curves_latent", "grid"), ("curves_latent", "langevin"),
     ("video_latent", "z_sweep"), ("video_latent", "gradient"), ("translation_latent", "dp")]
 
@@ -62,6 +62,22 @@ def trained(tmp_path_factory):
         return runs[preset]
 
     return get
+
+
+# the loss zoo's losses (and cd with HMC negatives), each a smoke run on CUDA, bf16 for two of them
+ZOO = {"energy": (), "perceptron": (), "log": (), "lvq2": (), "mce": (), "square_square": (),
+       "square_exponential": (), "dsm": (), "ssm": (), "nce": ("loss.noise=gaussian",),
+       "cd": ("loss.sampler=hmc", "loss.steps=3", "trainer.precision=bf16"),
+       "hinge": ("trainer.precision=bf16",)}
+
+
+@pytest.mark.parametrize("loss", list(ZOO))
+def test_every_loss_trains_on_cuda(loss, tmp_path):
+    from ebm_cli.tasks.train import train
+
+    metrics = train(preset_cfg("default", f"loss={loss}", *ZOO[loss]), tmp_path)
+    assert_finite(metrics)
+    assert "energy_range" in metrics
 
 
 @pytest.mark.parametrize("preset", list(PRESETS))
