@@ -32,7 +32,7 @@ class MLPEnergy(Energy, ClosedFormGradient):
 
     grad_y F has a closed form (`y_gradient`): a forward pass that stops before the last layer, and
     a backward pass by hand. x's share of the first layer is computed once for all the steps of a
-    sampler; the last layer's output (F itself) is never needed.
+    sampler; the last layer's output is needed only for a square or softplus output (its derivative).
 
     Args:
         hidden: units per hidden layer.
