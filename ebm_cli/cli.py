@@ -103,10 +103,14 @@ def main() -> None:
     # a console script does not put the working directory on sys.path, so the runner does.
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
-    show_traceback = os.environ.get("HYDRA_FULL_ERROR") == "1"
+    asked = os.environ.get("HYDRA_FULL_ERROR")
+    show_traceback = asked == "1"
     console = rich.get_console()
     if not console.is_terminal:  # a log file or pipe: wide lines rather than wrapped tables and logs
         console.width = max(console.width, 140)
+    _failures.clear()  # main() may run more than once in a process (tests, notebooks)
+    _sweeping.clear()
+    summary.failed_jobs.clear()
     # Let errors reach us instead of Hydra's multi-line report, so we can print one line.
     os.environ["HYDRA_FULL_ERROR"] = "1"
     try:
@@ -118,6 +122,11 @@ def main() -> None:
         sys.exit(130)
     except Exception as exc:
         _exit_with(exc, show_traceback)
+    finally:
+        if asked is None:
+            os.environ.pop("HYDRA_FULL_ERROR", None)
+        else:
+            os.environ["HYDRA_FULL_ERROR"] = asked
     if _failures:  # a single run exits with its error's own code; a sweep with a failed job with 1
         error = _failures[0]
         _exit_with(UserError(one_line(error)) if _sweeping else error, show_traceback)

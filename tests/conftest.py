@@ -24,3 +24,13 @@ def subprocess_env():
     env.pop("HYDRA_FULL_ERROR", None)
     env["PYTHONUNBUFFERED"] = "1"
     return env
+
+
+def pytest_configure(config):
+    """Under pytest-xdist every worker has a core of its own: one thread per worker (and for the
+    ebm-run processes it starts), instead of every worker's torch spreading over every core."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        os.environ["OMP_NUM_THREADS"] = "1"
+        import torch
+
+        torch.set_num_threads(1)

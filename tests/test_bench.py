@@ -12,7 +12,7 @@ from ebm_cli.bench import run_bench
 from ebm_cli.bench.settings import bench_settings
 from ebm_cli.errors import UserError
 from ebm_cli.schema import BENCH_CASES
-from helpers import ebm_run_command, make_cfg
+from helpers import ebm_run_command, make_cfg, run_cli
 
 ROW_KEYS = {"case", "size", "ours", "peer", "ours_s", "peer_s", "ratio", "check"}
 ROW_CASES = {"langevin", "gradient", "chain_logz", "chain_viterbi", "free_energy", "cd_step", "time_to_quality"}
@@ -121,7 +121,7 @@ def test_ebm_run_task_bench(tmp_path, subprocess_env):
 @pytest.mark.slow
 def test_ebm_run_bad_bench_setting_is_one_line_and_writes_nothing(tmp_path, subprocess_env):
     run_dir = tmp_path / "run"
-    proc = ebm_run(["task=bench", "task.size=huge", f"hydra.run.dir={run_dir}"], tmp_path, subprocess_env)
+    proc = run_cli(["task=bench", "task.size=huge", f"hydra.run.dir={run_dir}"], tmp_path)
     assert proc.returncode == 1
     lines = proc.stderr.strip().splitlines()
     assert lines == ["ebm-run: error: task.size=huge: must be one of full, tiny"], proc.stderr

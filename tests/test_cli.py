@@ -1,4 +1,6 @@
-"""The installed `ebm-run`, driven in a subprocess from an unrelated working directory."""
+"""`ebm-run` from an unrelated working directory: the installed script in a subprocess where the
+process is the point (a whole run, `python -m`, the environment), its main() in-process for the
+one-line refusals."""
 
 import json
 import subprocess
@@ -6,7 +8,7 @@ import sys
 
 import pytest
 
-from helpers import ebm_run_command
+from helpers import ebm_run_command, run_cli
 
 
 def ebm_run(args, cwd, env, module=False):
@@ -69,7 +71,7 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path, subprocess_env, args
         if torch.cuda.is_available():
             pytest.skip("this machine has a GPU")
     run_dir = tmp_path / "run"
-    proc = ebm_run(args + [f"hydra.run.dir={run_dir}"], tmp_path, subprocess_env)
+    proc = run_cli(args + [f"hydra.run.dir={run_dir}"], tmp_path)
     assert proc.returncode == 1
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("ebm-run: error: "), proc.stderr
@@ -85,7 +87,7 @@ def test_python_dash_m_is_the_same_program(tmp_path, subprocess_env):
 def test_broken_checkpoint_via_cli(tmp_path, subprocess_env):
     (tmp_path / "run" / "checkpoints").mkdir(parents=True)
     (tmp_path / "run" / "checkpoints" / "last.pt").write_bytes(b"\x00" * 100)
-    proc = ebm_run(["task=infer", f"run_dir={tmp_path / 'run'}", "x=[0.0]", f"hydra.run.dir={tmp_path / 'out'}"], tmp_path, subprocess_env)
+    proc = run_cli(["task=infer", f"run_dir={tmp_path / 'run'}", "x=[0.0]", f"hydra.run.dir={tmp_path / 'out'}"], tmp_path)
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines() == [proc.stderr.strip()]
     assert "cannot be read" in proc.stderr
@@ -93,7 +95,7 @@ def test_broken_checkpoint_via_cli(tmp_path, subprocess_env):
 
 
 def test_traceback_only_with_hydra_full_error(tmp_path, subprocess_env):
-    plain = ebm_run(["beta.value=-1"], tmp_path, subprocess_env)
+    plain = run_cli(["beta.value=-1"], tmp_path)
     assert "Traceback" not in plain.stderr
     full = ebm_run(["beta.value=-1"], tmp_path, {**subprocess_env, "HYDRA_FULL_ERROR": "1"})
     assert full.returncode != 0 and "Traceback" in full.stderr and "beta.value=-1.0: must be > 0" in full.stderr
@@ -101,8 +103,8 @@ def test_traceback_only_with_hydra_full_error(tmp_path, subprocess_env):
 
 def test_run_dir_without_checkpoint(tmp_path, subprocess_env):
     (tmp_path / "empty_run").mkdir()
-    proc = ebm_run(["task=infer", f"run_dir={tmp_path / 'empty_run'}", "x=[0.0]", f"hydra.run.dir={tmp_path / 'out'}"],
-                   tmp_path, subprocess_env)
+    proc = run_cli(["task=infer", f"run_dir={tmp_path / 'empty_run'}", "x=[0.0]", f"hydra.run.dir={tmp_path / 'out'}"],
+                   tmp_path)
     assert proc.returncode == 1 and "has no checkpoints/last.pt" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "out").exists()

@@ -254,14 +254,12 @@ def test_the_energy_loss_collapses_and_the_run_says_so(tmp_path, subprocess_env)
     """ebm-run loss=energy on a non-negative energy: train/energy_range falls to ~0 in TensorBoard,
     one warning line says the energy collapsed, and metrics.json records it."""
     import json
-    import subprocess
 
-    from helpers import ebm_run_command
+    from helpers import run_cli
 
     run_dir = tmp_path / "run"
-    proc = subprocess.run(ebm_run_command() + ["debug=smoke", "loss=energy", "energy.output=square",
-                                               "logger.progress=false", f"hydra.run.dir={run_dir}"],
-                          cwd=tmp_path, env=subprocess_env, capture_output=True, text=True, timeout=300)
+    proc = run_cli(["debug=smoke", "loss=energy", "energy.output=square", "logger.progress=false",
+                    f"hydra.run.dir={run_dir}"], tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
     out = proc.stdout + proc.stderr
     assert len([ln for ln in out.splitlines() if "the energy collapsed: flat over the y box" in ln]) == 1, out[-3000:]

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import ebm_run_command
+from helpers import ebm_run_command, run_cli
 
 PLUGIN = textwrap.dedent('''
     import torch
@@ -123,7 +123,7 @@ BROKEN = [
 @pytest.mark.parametrize("args,message", BROKEN, ids=[" ".join(a) for a, _ in BROKEN])
 def test_a_broken_plugin_is_one_line_and_no_folder(plugin, subprocess_env, args, message):
     run_dir = plugin / "run"
-    proc = ebm_run(["--config-dir", "conf", *args, f"hydra.run.dir={run_dir}"], plugin, subprocess_env)
+    proc = run_cli(["--config-dir", "conf", *args, f"hydra.run.dir={run_dir}"], plugin)
     assert proc.returncode == 1
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("ebm-run: error: "), proc.stderr
@@ -138,6 +138,6 @@ def test_the_shipped_example_runs(tmp_path, subprocess_env):
     work = shutil.copytree(example, tmp_path / "plugin_energy", ignore=shutil.ignore_patterns("*.png", "__pycache__"))
     for args in (["energy=fourier"], ["dataset=roots"], ["energy=fourier", "dataset=roots"]):
         run_dir = tmp_path / "_".join(args).replace("=", "-")
-        proc = ebm_run(["--config-dir", "conf", *args, "debug=smoke", f"hydra.run.dir={run_dir}"], work, subprocess_env)
+        proc = run_cli(["--config-dir", "conf", *args, "debug=smoke", f"hydra.run.dir={run_dir}"], work)
         assert proc.returncode == 0, proc.stderr
         assert json.loads((run_dir / "metrics.json").read_text())["status"] == "completed"

@@ -22,7 +22,7 @@ from ebm_cli.losses.nll import NLL
 from ebm_cli.runtime import checkpoint as ckpt
 from ebm_cli.runtime.signals import PREEMPTED_EXIT_CODE
 from ebm_cli.tasks.train import DIVERGED_EXIT_CODE, resume, train
-from helpers import ebm_run_command, make_cfg
+from helpers import ebm_run_command, make_cfg, run_cli
 
 # Small and quick, with a checkpoint every 10 steps and no figures in the loop.
 SHORT = ["debug=smoke", "trainer.steps=40", "trainer.ckpt_every=10", "trainer.log_every=5", "logger.landscape_every=0"]
@@ -209,9 +209,7 @@ def test_sigterm_via_cli_exits_with_the_documented_code(tmp_path, subprocess_env
 def test_multirun_with_a_failing_job_completes_the_others(tmp_path, subprocess_env):
     """A job that fails while it trains (here: it diverges) fails alone; the sweep exits with 1."""
     sweep = tmp_path / "sweep"
-    proc = subprocess.run(ebm_run_command() + ["-m", "debug=smoke", "trainer.max_abs=1e8,1e-6,1e9",
-                                               f"hydra.sweep.dir={sweep}"],
-                          cwd=tmp_path, env=subprocess_env, capture_output=True, text=True)
+    proc = run_cli(["-m", "debug=smoke", "trainer.max_abs=1e8,1e-6,1e9", f"hydra.sweep.dir={sweep}"], tmp_path)
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines()[-1].startswith("ebm-run: error: training diverged at step 1")
     statuses = {p.parent.name.split("_")[0]: json.loads(p.read_text())["status"] for p in sweep.glob("*/metrics.json")}
@@ -224,8 +222,7 @@ def test_multirun_with_a_failing_job_completes_the_others(tmp_path, subprocess_e
 def test_multirun_with_a_bad_value_is_refused_whole(tmp_path, subprocess_env):
     """A value that a job's checks refuse refuses the whole sweep, before its folder exists."""
     sweep = tmp_path / "sweep"
-    proc = subprocess.run(ebm_run_command() + ["-m", "debug=smoke", "beta.value=1,-1,2", f"hydra.sweep.dir={sweep}"],
-                          cwd=tmp_path, env=subprocess_env, capture_output=True, text=True)
+    proc = run_cli(["-m", "debug=smoke", "beta.value=1,-1,2", f"hydra.sweep.dir={sweep}"], tmp_path)
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines() == ["ebm-run: error: sweep job 1 (debug=smoke beta.value=-1): "
                                                 "beta.value=-1.0: must be > 0"]

@@ -1,23 +1,22 @@
 """Nothing already written is ever rewritten, and bad input is refused before any folder exists:
-each family of the reliability issue injected for real (the installed ebm-run in a subprocess, real
-files on disk), checking the one line, the exit code, that no folder appeared and that every file
+each family of the reliability issue injected for real (ebm-run's main() in-process, real files on
+disk), checking the one line, the exit code, that no folder appeared and that every file
 already on disk is byte-for-byte and time-for-time the same."""
 
 import json
 import shutil
-import subprocess
 
 import numpy as np
 import pytest
 import torch
 
-from helpers import ebm_run_command, make_cfg
+from helpers import make_cfg, run_cli
 
 SMOKE = ["debug=smoke", "logger.landscape_every=0"]
 
 
-def ebm_run(args, cwd, env):
-    return subprocess.run(ebm_run_command() + list(args), cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+def ebm_run(args, cwd, env=None):
+    return run_cli(args, cwd)
 
 
 def snapshot(folder):
@@ -36,12 +35,11 @@ def refused(proc, fragment):
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """A finished run, an interrupted one (a checkpoint, no metrics) and a diverged one, made by
-    the installed ebm-run."""
+    ebm-run."""
     root = tmp_path_factory.mktemp("runs")
-    env = {k: v for k, v in __import__("os").environ.items() if k != "HYDRA_FULL_ERROR"}
-    finished = ebm_run([*SMOKE, f"hydra.run.dir={root / 'finished'}"], root, env)
+    finished = ebm_run([*SMOKE, f"hydra.run.dir={root / 'finished'}"], root)
     assert finished.returncode == 0, finished.stderr
-    diverged = ebm_run([*SMOKE, "trainer.max_abs=1e-6", f"hydra.run.dir={root / 'diverged'}"], root, env)
+    diverged = ebm_run([*SMOKE, "trainer.max_abs=1e-6", f"hydra.run.dir={root / 'diverged'}"], root)
     assert diverged.returncode == 3, diverged.stderr
     interrupted = root / "interrupted"  # a preempted run: its checkpoint and its own Hydra copy
     shutil.copytree(root / "finished", interrupted)
@@ -143,8 +141,7 @@ def write_bad_files(folder):
 
 
 def test_bad_data_files_are_one_line_before_any_folder(tmp_path, subprocess_env):
-    """In one process per file would take a minute: the same check the callback runs, in-process,
-    and three of them through the CLI."""
+    """The same check the callback runs, for every file, and three of them through the CLI."""
     from ebm_cli.errors import UserError
     from ebm_cli.tasks.checks import check_before_writing
 

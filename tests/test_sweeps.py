@@ -1,4 +1,6 @@
-"""A multirun of the installed ebm-run: one folder per job, named by its overrides, and a summary."""
+"""A multirun of ebm-run: one folder per job, named by its overrides, and a summary. The launchers
+that start processes of their own (joblib, submitit) run under the installed script; the basic
+launcher and the Optuna sweeper run their jobs in ebm-run's own process, here in-process."""
 
 import csv
 import json
@@ -7,17 +9,17 @@ import subprocess
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from helpers import ebm_run_command
+from helpers import ebm_run_command, run_cli
 
 
 @pytest.mark.slow
 def test_six_job_sweep_writes_a_sorted_summary(tmp_path, subprocess_env):
     sweep = tmp_path / "sweep"
-    proc = subprocess.run(ebm_run_command() + ["-m", "debug=smoke", "seed=0,1,2", "energy.hidden=32,64",
-                                               "logger.landscape_every=0", f"hydra.sweep.dir={sweep}"],
-                          cwd=tmp_path, env=subprocess_env, capture_output=True, text=True, timeout=600)
+    proc = run_cli(["-m", "debug=smoke", "seed=0,1,2", "energy.hidden=32,64", "logger.landscape_every=0",
+                    f"hydra.sweep.dir={sweep}"], tmp_path)
     assert proc.returncode == 0, proc.stderr
-    assert "6 jobs, best first" in proc.stdout and "summary written to" in proc.stdout
+    printed = " ".join(proc.stdout.split())  # a long sweep path wraps the table's title
+    assert "6 jobs, best first" in printed and "summary written to" in printed
     jobs = sorted(p for p in sweep.iterdir() if p.is_dir())
     assert [j.name.split("_", 1)[0] for j in jobs] == [str(i) for i in range(6)]
     assert jobs[0].name == "0_debug=smoke,energy.hidden=32,logger.landscape_every=0,seed=0"
@@ -35,11 +37,14 @@ def test_six_job_sweep_writes_a_sorted_summary(tmp_path, subprocess_env):
         assert "_hparams_/session_start_info" in acc.PluginTagToContent("hparams")
 
 
-def run_sweep(tmp_path, env, *args):
+def run_sweep(tmp_path, env, *args, in_process=False):
     sweep = tmp_path / "sweep"
-    proc = subprocess.run(ebm_run_command() + ["-m", "debug=smoke", "logger.landscape_every=0", *args,
-                                               f"hydra.sweep.dir={sweep}"],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    command = ["-m", "debug=smoke", "logger.landscape_every=0", *args, f"hydra.sweep.dir={sweep}"]
+    if in_process:
+        proc = run_cli(command, tmp_path)
+    else:
+        proc = subprocess.run(ebm_run_command() + command, cwd=tmp_path, env=env, capture_output=True, text=True,
+                              timeout=600)
     rows = list(csv.DictReader(open(sweep / "summary.csv", newline=""))) if (sweep / "summary.csv").exists() else []
     return proc, sweep, rows
 
@@ -68,7 +73,7 @@ def test_optuna_search_with_sqlite_storage(tmp_path, subprocess_env):
     pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
     proc, sweep, rows = run_sweep(tmp_path, subprocess_env, "hparams_search=curves_optuna",
-                                  "hydra.sweeper.n_trials=3", f"hydra.sweeper.storage={storage}")
+                                  "hydra.sweeper.n_trials=3", f"hydra.sweeper.storage={storage}", in_process=True)
     assert proc.returncode == 0, proc.stderr
     assert len(rows) == 3 and all(r["status"] == "completed" for r in rows)
     assert "Best value" in proc.stdout + proc.stderr
@@ -93,7 +98,7 @@ def test_tensorboard_serves_a_finished_sweep(tmp_path, subprocess_env):
     import urllib.request
     from pathlib import Path
 
-    proc, sweep, rows = run_sweep(tmp_path, subprocess_env, "seed=0,1")
+    proc, sweep, rows = run_sweep(tmp_path, subprocess_env, "seed=0,1", in_process=True)
     assert proc.returncode == 0, proc.stderr
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -5,7 +5,6 @@ import json
 import math
 import os
 import signal
-import subprocess
 
 import numpy as np
 import pytest
@@ -19,7 +18,7 @@ from ebm_cli.datasets.video.data import generate_video
 from ebm_cli.errors import UserError
 from ebm_cli.losses.free_energy import FreeEnergyLoss
 from ebm_cli.tasks.train import train
-from helpers import ebm_run_command, make_cfg
+from helpers import make_cfg, run_cli
 
 SMOKE = ["experiment=video_latent", "debug=smoke"]
 
@@ -155,9 +154,7 @@ def test_frame_energies_are_refused_on_curves():
 
 def test_infer_on_a_video_run_says_where_the_predictions_are(smoke_video_run, tmp_path, subprocess_env):
     run_dir, _ = smoke_video_run
-    proc = subprocess.run(ebm_run_command() + ["task=infer", f"run_dir={run_dir}", "x=[0.0]",
-                                               f"hydra.run.dir={tmp_path / 'infer'}"],
-                          cwd=tmp_path, env=subprocess_env, capture_output=True, text=True, timeout=300)
+    proc = run_cli(["task=infer", f"run_dir={run_dir}", "x=[0.0]", f"hydra.run.dir={tmp_path / 'infer'}"], tmp_path)
     assert proc.returncode == 1
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "task=infer takes flat inputs x" in lines[0] and "(3, 16, 16)" in lines[0]
@@ -208,13 +205,12 @@ def test_unet_trains_on_every_window_of_clips_through_the_cli(tmp_path, subproce
         clips[:, n] = (render(path, shape, 12) * 255).astype(np.uint8)
     np.save(tmp_path / "clips.npy", clips)
     run_dir = tmp_path / "run"
-    proc = subprocess.run(ebm_run_command() + [
+    proc = run_cli([
         "experiment=video_latent", "energy=unet_latent", f"energy.decoder={decoder}", "energy.channels=4",
         "energy.hidden=16",
         f"dataset.path={tmp_path / 'clips.npy'}", "energy.z.k=1", "inference.k=1", "trainer.steps=20",
         "trainer.batch_size=16", "trainer.eval_every=10", "trainer.keep=best", "logger.landscape_every=0",
-        "dataset.augment=flips", f"hydra.run.dir={run_dir}"], cwd=tmp_path, env=subprocess_env, capture_output=True,
-        text=True, timeout=300)
+        "dataset.augment=flips", f"hydra.run.dir={run_dir}"], tmp_path)
     assert proc.returncode == 0, proc.stderr
     record = json.loads((run_dir / "metrics.json").read_text())
     assert record["status"] == "completed" and "baseline_coverage@0.01" in record["metrics"]
