@@ -30,13 +30,15 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from ebm_cli.core.dataset import Dataset
-from ebm_cli.core.energy import PredictorEnergy
+from ebm_cli.core.energy import EnergyChoice, PredictorEnergy
 from ebm_cli.core.inference import Inference
 from ebm_cli.core.loss import Loss
 from ebm_cli.errors import BadArgument, UserError, memory_detail, out_of_memory
 from ebm_cli.runtime.memory import available_bytes
 
 PRIMITIVES = (int, float, bool, str)
+SHARED_BY_OPTIONS = ("z", "free_energy")  # what an EnergyChoice gives the option it picks
+
 
 
 # -- importing and checking a node -------------------------------------------------------------------
@@ -200,25 +202,56 @@ def build_dataset(cfg) -> Dataset:
         return _dataset(OmegaConf.to_yaml(cfg.dataset, resolve=True), int(cfg.seed))
 
 
+def energy_node(node, meta: Dict[str, Any]) -> Tuple[str, Any, Optional[str]]:
+    """(where it sits, the node, why) of the energy to build: `node` itself (why None), or the
+    option that an EnergyChoice picks for data with these energy arguments, with the one line that
+    says which and why (a training run logs it)."""
+    plain = OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
+    if not isinstance(plain, dict) or "_target_" not in plain:
+        return "energy", node, None
+    cls = locate(str(plain["_target_"]), "energy")
+    if not (isinstance(cls, type) and issubclass(cls, EnergyChoice)):
+        return "energy", node, None
+    checked_values(plain, "energy")  # its own keys and values
+    try:
+        key, why = cls.choose(plain, meta)
+    except BadArgument as err:
+        raise UserError(f"energy.{err.name}={err.value}: {err.rule}") from None
+    nodes = {}
+    for name in cls.options:
+        option = dict(plain.get(name) or {})
+        if "target" not in option:
+            raise UserError(f"energy.{name}: names no energy (target: module.Class, then its arguments)")
+        nodes[name] = {"_target_": option.pop("target"), **option, **{k: plain[k] for k in SHARED_BY_OPTIONS if k in plain}}
+        if name != key:  # built on the meta device (no memory) for its one-line errors only
+            with torch.device("meta"), torch.random.fork_rng(devices=[]):
+                build(nodes[name], f"energy.{name}", **materialise(meta))
+    chosen = nodes[key]
+    return f"energy.{key}", chosen, f"energy: {chosen['_target_'].rsplit('.', 1)[-1]} (energy.{key}: {why})"
+
+
 def build_energy(node, meta: Dict[str, Any]) -> torch.nn.Module:
-    """The energy of `node` for data with these energy arguments (Dataset.energy_args). Its size is
-    first measured on the meta device (no memory): one that cannot fit is refused before its
-    parameters are allocated and initialised, which for a huge layer takes minutes."""
-    check_energy_size(node, meta)
+    """The energy of `node` (or of the option it picks: energy_node) for data with these energy
+    arguments (Dataset.energy_args). Its size is first measured on the meta device (no memory): one
+    that cannot fit is refused before its parameters are allocated and initialised, which for a
+    huge layer takes minutes."""
+    path, node, why = energy_node(node, meta)
+    check_energy_size(node, meta, path)
     # Built on the host whatever the default device is, and moved by the caller: the seeded
     # initialisation draws from the CPU generator, so a seed gives the same weights on every device.
     with torch.device("cpu"):
-        energy = build(node, "energy", **materialise(meta))
+        energy = build(node, path, **materialise(meta))
     if not isinstance(energy, torch.nn.Module):
         raise UserError(f"energy: {type(energy).__name__} must be a torch.nn.Module with forward(x, y) -> (B,)")
+    energy.chosen_because = why  # an EnergyChoice's pick, said in the run's log (None otherwise)
     return energy
 
 
-def check_energy_size(node, meta: Dict[str, Any]) -> None:
+def check_energy_size(node, meta: Dict[str, Any], path: str = "energy") -> None:
     """Refuse an energy whose parameters and buffers need more memory than the machine has free."""
     try:
         with torch.device("meta"), torch.random.fork_rng(devices=[]):  # the real build's random init is unchanged
-            shell = build(node, "energy", **materialise(meta))
+            shell = build(node, path, **materialise(meta))
         tensors = [*shell.parameters(), *shell.buffers()]
     except Exception:  # a constructor that cannot run on the meta device: its real build will tell
         return
@@ -232,7 +265,7 @@ def check_energy(energy: torch.nn.Module, data: Dataset) -> None:
     """An energy returns one finite-typed value per pair: forward(x, y) on two training rows must
     give shape (2,). Run in eval mode with the RNG state restored, so training is unchanged."""
     name = type(energy).__name__
-    x, y = data.x_train[:2], data.y_train[:2]
+    x, y = data.batch(torch.arange(min(2, data.num_rows), device="cpu"))
     was_training = energy.training
     with torch.random.fork_rng(devices=[]), torch.no_grad():
         energy.eval()
@@ -250,8 +283,13 @@ def check_energy(energy: torch.nn.Module, data: Dataset) -> None:
                         f"for {len(x)} pairs; it returned {got}")
 
 
-def build_inference(node, y_space, seed: int, path: str = "inference") -> Inference:
-    method = build(node, path, y_space=y_space, seed=seed)
+def build_inference(node, y_space, seed: int, path: str = "inference", outputs: Optional[int] = None) -> Inference:
+    """The inference method of `node`; k: null (the packaged methods' default) is `outputs`, the
+    most valid outputs one input has in the data (Dataset.outputs_per_input), else 3."""
+    plain = OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else dict(node)
+    if isinstance(plain, dict) and "k" in plain and plain["k"] is None:
+        plain["k"] = outputs or 3
+    method = build(plain, path, y_space=y_space, seed=seed)
     if not isinstance(method, Inference):
         raise UserError(f"{path}: {type(method).__name__} must subclass ebm_cli.core.inference.Inference")
     return method
@@ -282,6 +320,10 @@ class Run:
     beta: Any
     device: torch.device
     validation: Optional[Dataset] = None  # trainer.eval_every: the split held out of the training rows
+    batch_size: int = 128  # trainer.batch_size, or the data's own where it is null
+
+
+VALIDATION_INPUTS = 256  # the least a validation split is evaluated on (when the data has them)
 
 
 def build_run(cfg) -> Run:
@@ -291,16 +333,19 @@ def build_run(cfg) -> Run:
     device = resolve_device(cfg.trainer.device)
     with torch.device("cpu"):  # the data lives on the host (the loop moves batches), whatever the default device
         data, validation = build_dataset(cfg), None
+        batch_size = cfg.trainer.batch_size or data.batch_size_hint()
         if cfg.trainer.eval_every:  # the split leaves the test inputs alone; the loss sees only the rest
+            # at least 256 inputs: coverage on fewer moves in steps of noise that early stopping would read as a trend
             data, validation = data.split_validation(cfg.trainer.val_fraction, int(cfg.seed),
-                                                     max_rows=2 * cfg.trainer.batch_size)
+                                                     max_rows=max(VALIDATION_INPUTS, 2 * batch_size),
+                                                     loss_rows=2 * batch_size)
         meta = data.energy_args()
     energy = build_energy(cfg.energy, meta)  # on the host, checked there, then moved to the run's device
     check_energy(energy, data)
     energy = energy.to(device)
     # What the inference method and the loss keep (a replay buffer) is on the run's device.
     with torch.device(device):
-        inference = build_inference(cfg.inference, data.y_space, cfg.seed)
+        inference = build_inference(cfg.inference, data.y_space, cfg.seed, outputs=data.outputs_per_input)
     inference.check(energy)
     with torch.device(device):
         loss = build(cfg.loss, "loss", y_space=data.y_space, inference=inference, data=data, device=device)
@@ -308,14 +353,15 @@ def build_run(cfg) -> Run:
         raise UserError(f"loss: {type(loss).__name__} must subclass ebm_cli.core.loss.Loss")
     loss.check(energy)
     beta = build_schedule(cfg.beta)
-    return Run(data, meta, energy, inference, loss, beta, device, validation)
+    return Run(data, meta, energy, inference, loss, beta, device, validation, batch_size)
 
 
-def build_baseline(data_cls: type, energy_node, meta: Dict[str, Any]) -> Optional[torch.nn.Module]:
+def build_baseline(data_cls: type, energy_config, meta: Dict[str, Any]) -> Optional[torch.nn.Module]:
     """The feed-forward MSE model beside the run's energy: the energy class's own `baseline` (the
     same backbone), else its data kind's, with the sizes of the run's energy config that its
     constructor shares (hidden, depth, activation, channels); None if neither has one."""
-    node = OmegaConf.to_container(energy_node, resolve=True)
+    node = energy_node(energy_config, meta)[1]  # an EnergyChoice's option: its baseline
+    node = OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
     target = getattr(get_class(node["_target_"]), "baseline", None) or data_cls.baseline
     if target is None:
         return None

@@ -1,17 +1,20 @@
 """Hydra callbacks (Hydra stays at the edge, with cli.py): refuse a bad config before Hydra creates or
 overwrites any run folder; write the summary of a sweep."""
 
+import copy
 import json
+import os
 from pathlib import Path
-from typing import List
+from typing import Dict, List, Set
 
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from ebm_cli.errors import Rejected, UserError, one_line
+from ebm_cli.runtime.folder_lock import hold, release_all
 from ebm_cli.runtime.run_folder import check_sweep_folder, write_json
 from ebm_cli.runtime.summary import print_summary, summarise
 
@@ -22,6 +25,39 @@ def task_overrides(hydra_node) -> List[str]:
     """The command line's overrides as typed: `inference.k=${energy.z.k}` stays that text (iterating
     the node would resolve it as an interpolation, and fail for a key that does not exist)."""
     return [str(o) for o in OmegaConf.to_container(hydra_node.overrides.task, resolve=False)]
+
+
+def trusted_targets(hydra_node) -> Set[str]:
+    """The classes a checkpoint of another run may name (runtime/trust.py): those of the yaml files of
+    this command's --config-dir."""
+    from ebm_cli.runtime.trust import targets_in_config_dirs
+
+    folders = [s.path for s in hydra_node.runtime.config_sources
+               if s.provider == "command-line" and s.schema == "file"]
+    return targets_in_config_dirs(folders)
+
+
+def _inside(path: str, folder: Path) -> bool:
+    resolved, root = Path(os.path.abspath(path)), Path(os.path.abspath(folder))
+    return resolved == root or root in resolved.parents
+
+
+def check_hydra_outputs(config: DictConfig, job_dir: Path) -> None:
+    """What Hydra itself writes for a job stays inside the job's folder: `.hydra/` (output_subdir) and
+    the log files of hydra.job_logging. A path that leaves it would rewrite another run's files."""
+    subdir = config.hydra.output_subdir
+    if subdir is not None and not _inside(os.path.join(job_dir, str(subdir)), job_dir):
+        raise UserError(f"hydra.output_subdir={subdir}: must be a folder inside the run folder (a relative path "
+                        "without '..')")
+    hydra_node = copy.deepcopy(config.hydra)
+    with read_write(hydra_node), open_dict(hydra_node):
+        hydra_node.runtime.output_dir = os.path.abspath(job_dir)
+    handlers = OmegaConf.to_container(OmegaConf.create({"hydra": hydra_node}).hydra.job_logging, resolve=True) or {}
+    for name, handler in (handlers.get("handlers") or {}).items():
+        filename = handler.get("filename") if isinstance(handler, dict) else None
+        if filename and not _inside(str(filename), job_dir):
+            raise UserError(f"hydra.job_logging.handlers.{name}.filename={filename}: must be inside the run folder "
+                            f"{job_dir} (e.g. ${{hydra.runtime.output_dir}}/{Path(str(filename)).name})")
 
 
 def _refused(exc: BaseException, where: str = "") -> Rejected:
@@ -39,8 +75,22 @@ class ValidateConfig(Callback):
         from ebm_cli.tasks.checks import check_before_writing  # imported here: `ebm-run --help` stays fast
 
         try:
-            check_before_writing(config, Path(str(config.hydra.run.dir)), task_overrides(config.hydra))
+            check_hydra_outputs(config, Path(str(config.hydra.run.dir)))
+            check_before_writing(config, Path(str(config.hydra.run.dir)), task_overrides(config.hydra),
+                                 trusted_targets(config.hydra))
+        except SystemExit as exit_:  # a component's sys.exit() while it is checked: a refusal, not a success
+            raise _refused(UserError(f"a component called sys.exit({exit_.code!r}) while the run was checked: it "
+                                     "must raise an exception, not exit")) from None
         except Exception as exc:
+            raise _refused(exc) from None
+        from ebm_cli.tasks.checks import check_folder_for
+
+        try:  # held from here, before Hydra's first write, to the end of the command
+            hold(Path(str(config.hydra.run.dir)), "run")
+            # again, now that no other command can write there: one may have finished into it meanwhile
+            check_folder_for(config, Path(str(config.hydra.run.dir)))
+        except UserError as exc:
+            release_all()
             raise _refused(exc) from None
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
@@ -49,19 +99,51 @@ class ValidateConfig(Callback):
         search draws its trials as it goes: each trial is checked when it starts, and fails alone.)"""
         from ebm_cli.tasks.checks import check_before_writing
 
+        sweep_dir = Path(str(config.hydra.sweep.dir))
         try:
-            check_sweep_folder(Path(str(config.hydra.sweep.dir)))
+            check_sweep_folder(sweep_dir)
             jobs = grid_jobs(config)
+            raw_subdir = str(OmegaConf.to_container(config.hydra.sweep, resolve=False).get("subdir"))
+            if not jobs:  # a sweeper that draws its jobs as it goes (optuna): its first job stands for them
+                if "hydra.job.num" not in raw_subdir and "hydra.job.id" not in raw_subdir:
+                    raise UserError(f"hydra.sweep.subdir={raw_subdir}: must contain ${{hydra.job.num}} (or "
+                                    "${hydra.job.id}), or every job of the sweep writes into the same folder")
+                check_hydra_outputs(config, job_folder(config, 0, sweep_dir))
         except Exception as exc:
             raise _refused(exc) from None
         loader = GlobalHydra.instance().config_loader()
+        folders: Dict[str, int] = {}
         for number, overrides in enumerate(jobs):
             where = f"sweep job {number} ({' '.join(overrides)}): "
             try:
                 job = loader.load_sweep_config(config, list(overrides))
-                check_before_writing(job, Path(str(config.hydra.sweep.dir)) / f"job{number}", overrides)
+                folder = job_folder(job, number, sweep_dir)
+                if str(folder) in folders:
+                    raise UserError(f"hydra.sweep.subdir={raw_subdir}: jobs {folders[str(folder)]} and {number} would "
+                                    f"both write into {folder} (put ${{hydra.job.num}} in it)")
+                folders[str(folder)] = number
+                check_hydra_outputs(job, folder)
+                check_before_writing(job, sweep_dir / f"job{number}", overrides, trusted_targets(config.hydra))
             except Exception as exc:
                 raise _refused(exc, where) from None
+        try:
+            hold(Path(str(config.hydra.sweep.dir)), "sweep")
+        except UserError as exc:
+            raise _refused(exc) from None
+
+
+def job_folder(job: DictConfig, number: int, sweep_dir: Path) -> Path:
+    """The folder Hydra's launcher gives job `number` (sweep.dir/sweep.subdir); UserError when the
+    subdir leaves the sweep folder."""
+    node = copy.deepcopy(job)
+    with read_write(node), open_dict(node):
+        node.hydra.job.num, node.hydra.job.id = number, str(number)
+    subdir = str(OmegaConf.select(node, "hydra.sweep.subdir"))
+    folder = Path(os.path.abspath(os.path.join(sweep_dir, subdir)))
+    if not _inside(str(folder), sweep_dir) or folder == Path(os.path.abspath(sweep_dir)):
+        raise UserError(f"hydra.sweep.subdir={subdir}: must be a folder inside the sweep folder {sweep_dir} (a "
+                        "relative path without '..')")
+    return folder
 
 
 def grid_jobs(config: DictConfig) -> List[List[str]]:

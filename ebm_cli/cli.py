@@ -17,9 +17,10 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from ebm_cli.callbacks import task_overrides
-from ebm_cli.errors import Rejected, UserError, is_config_error, one_line
+from ebm_cli.callbacks import task_overrides, trusted_targets
+from ebm_cli.errors import NotResumable, Rejected, UserError, is_config_error, one_line
 from ebm_cli.runtime import summary
+from ebm_cli.runtime.folder_lock import release_all
 from ebm_cli.schema import register_configs
 
 log = logging.getLogger("ebm_cli")
@@ -27,11 +28,12 @@ log = logging.getLogger("ebm_cli")
 register_configs()
 
 
-def run_task(cfg: DictConfig, run_dir: Path, overrides=()) -> Optional[float]:
+def run_task(cfg: DictConfig, run_dir: Path, overrides=(), trusted=()) -> Optional[float]:
     """Run cfg.task in run_dir; returns the sweep objective (cfg.objective) for training runs.
 
     overrides: the command line's; infer and landscape use the run's own inference method
-    unless it names another (inference=...), with its inference.<key>=... applied.
+    unless it names another (inference=...), with its inference.<key>=... applied. trusted: the
+    classes a finished run's stored config may name besides ebm_cli's (runtime/trust.py).
     """
     from ebm_cli.tasks import compare, infer, train  # imported here so `ebm-run --help` stays fast
 
@@ -43,13 +45,13 @@ def run_task(cfg: DictConfig, run_dir: Path, overrides=()) -> Optional[float]:
             raise UserError(f"objective={cfg.objective}: not a metric of this run (one of {', '.join(metrics)})")
         return metrics[key]
     if name == "infer":
-        infer.infer(cfg, overrides)
+        infer.infer(cfg, overrides, trusted)
         return None
     if name == "landscape":
-        infer.landscape(cfg, run_dir, overrides)
+        infer.landscape(cfg, run_dir, overrides, trusted)
         return None
     if name == "compare_inference":
-        compare.compare_inference(cfg, run_dir)
+        compare.compare_inference(cfg, run_dir, trusted)
         return None
     if name == "bench":
         from ebm_cli.bench import run_bench  # imported here: only the bench needs it
@@ -70,7 +72,11 @@ def hydra_main(cfg: DictConfig) -> Optional[float]:
     if hydra_cfg.mode == RunMode.MULTIRUN:
         _sweeping.append(True)
     try:
-        return run_task(cfg, run_dir, task_overrides(hydra_cfg))
+        try:
+            return run_task(cfg, run_dir, task_overrides(hydra_cfg), trusted_targets(hydra_cfg))
+        except SystemExit as exit_:  # a component's sys.exit() is a failure of the run, not its success
+            raise UserError(f"the run's code called sys.exit({exit_.code!r}) during task={cfg.task.name}: a component "
+                            "must raise an exception, not exit") from None
     except Exception as exc:
         _log_to_file(one_line(exc))
         record_failure(run_dir, exc)
@@ -85,6 +91,8 @@ def record_failure(run_dir: Path, exc: BaseException) -> None:
     from ebm_cli.runtime.run_folder import write_json
 
     path = run_dir / "metrics.json"
+    if isinstance(exc, NotResumable):  # the interrupted run stays resumable once a good checkpoint is back
+        return
     if run_dir.is_dir() and not path.exists():
         write_json(path, {"status": "failed", "error": one_line(exc)})
 
@@ -123,6 +131,7 @@ def main() -> None:
     except Exception as exc:
         _exit_with(exc, show_traceback)
     finally:
+        release_all()  # the folders this command held (the process's end would release them too)
         if asked is None:
             os.environ.pop("HYDRA_FULL_ERROR", None)
         else:

@@ -14,6 +14,12 @@ class UserError(Exception):
         self.exit_code = exit_code
 
 
+class NotResumable(UserError):
+    """A run folder whose checkpoints this command cannot continue from (unreadable, of another
+    energy or optimiser, without RNG state). The run itself is left as it was, still resumable once
+    a good checkpoint is back: no `failed` status is written into it."""
+
+
 class BadArgument(UserError):
     """An impossible value for one keyword argument of a component (`k=0`, `sigma=-1`).
 

@@ -1,7 +1,10 @@
 """Inverse-temperature schedules: beta(step) -> float, for training steps or sampler steps.
 
 Each is a small callable object built from its config (`beta=constant|linear|exponential|cosine|
-step|cold|anneal|soft_anneal`, or a user's own class with `__call__(step) -> float`).
+step|cold|anneal|soft_anneal`, or a user's own class with `__call__(step) -> float`). `settled_at`,
+where a schedule has it, is the step from which beta stays put: a run is not stopped early by its
+validation before then (while beta moves, the objective of one evaluation and the next are not
+comparable).
 """
 
 import bisect
@@ -33,6 +36,8 @@ class Constant:
     def __call__(self, step: int) -> float:
         return self.value
 
+    settled_at = 0  # the step from which beta no longer changes (early stopping waits for it)
+
 
 class Annealed:
     """beta goes from `start` to `end` over `steps` steps, then stays at `end`.
@@ -49,6 +54,7 @@ class Annealed:
         require_positive(start=start, end=end, steps=steps)
         require_choice("shape", shape, SHAPES)
         self.start, self.end, self.steps, self.shape = float(start), float(end), int(steps), shape
+        self.settled_at = self.steps  # no early stop while beta still moves
 
     def __call__(self, step: int) -> float:
         t = min(max(step / max(self.steps, 1), 0.0), 1.0)
@@ -74,6 +80,7 @@ class Piecewise:
         require(len(self.milestones) == len(self.betas) - 1, "milestones", self.milestones,
                 "needs len(beta.betas) - 1 entries")
         require(self.milestones == sorted(self.milestones), "milestones", self.milestones, "must be increasing")
+        self.settled_at = self.milestones[-1] if self.milestones else 0
 
     def __call__(self, step: int) -> float:
         return self.betas[bisect.bisect_right(self.milestones, step)]

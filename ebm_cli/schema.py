@@ -37,11 +37,15 @@ class TaskConfig:
 
 @dataclass
 class TrainerConfig:
-    steps: int = 1000
-    batch_size: int = 128
+    # The budget comes from the data: every eval_every steps the moving average of the weights (ema)
+    # is scored on a validation split; the run stops after `patience` evaluations without a better
+    # objective and keeps the best weights. `steps` is only a ceiling.
+    steps: int = 5000
+    batch_size: Optional[int] = 128  # null: the data's own (Dataset.batch_size_hint: frames keep the pixels per batch)
     lr: float = 2e-2
-    lr_schedule: str = "cosine"  # constant | cosine (decays to lr_min at the last step; an lr below lr_min stays)
+    lr_schedule: str = "constant"  # constant | cosine (decays to lr_min at trainer.steps; an lr below lr_min stays)
     lr_min: float = 1e-3
+    ema: float = 0.99  # decay of the weights' moving average, which is evaluated and kept (0 = the trained weights)
     weight_decay: float = 0.0
     grad_clip: Optional[float] = 10.0  # max gradient norm; null = no clipping
     device: str = "auto"  # auto | cpu | cuda | cuda:N
@@ -53,13 +57,16 @@ class TrainerConfig:
     # Also train the feed-forward MSE baseline (regressor, or conv_regressor on frames, with this
     # energy's sizes) on the same batches: its metrics come out as baseline_*, next to the model's.
     baseline: bool = False
-    # Held-out evaluation during training: every eval_every steps (0 = off) the loss and the metrics
-    # on a validation split (val_fraction of the training inputs, or clips, carved from the training
-    # data; never the test split) go to TensorBoard under val/, beside train/loss.
-    eval_every: int = 0
+    # Held-out evaluation during training: every eval_every steps (0 = off: no validation, the run
+    # trains to `steps` and keeps the last weights) the loss and the metrics on a validation split
+    # (val_fraction of the training inputs, or clips, carved from the training data; never the test
+    # split) go to TensorBoard under val/, beside train/loss.
+    eval_every: int = 100
     val_fraction: float = 0.1
-    keep: str = "last"  # last | best (also keep checkpoints/best.pt, best by the objective on validation)
-    patience: int = 0  # stop after this many evaluations without a better objective; 0 = never
+    keep: str = "best"  # best (checkpoints/best.pt: the best weights by the objective on validation) | last
+    patience: int = 3  # evaluations without progress before lowering the lr (lr_drops left) or stopping; 0 = never
+    lr_drops: int = 0  # times the lr is lowered on a plateau before the run stops (0 = stop at the first)
+    lr_drop: float = 0.1  # the factor each such drop multiplies the lr by
     # torch.compile of the energy: auto (a GPU and a run of >= 5000 steps) | true | false; a compiled
     # call that fails falls back to eager with one log line. compile_mode: torch.compile's mode
     # (default | reduce-overhead: CUDA graphs on a GPU | max-autotune).
@@ -71,7 +78,7 @@ class TrainerConfig:
 @dataclass
 class LoggerConfig:
     tensorboard: bool = True
-    landscape_every: int = 500  # steps between landscape images; 0 = only at the end
+    landscape_every: int = 1000  # steps between landscape images; 0 = only at the end
     resolution: int = 128  # landscape grid points per axis
     slice_x: List[float] = field(default_factory=lambda: [-0.5, 0.0, 0.5])
     slice_betas: List[float] = field(default_factory=lambda: [0.3, 1.0, 3.0])
@@ -97,6 +104,7 @@ class Config:
     objective_direction: str = "maximize"  # maximize | minimize
     run_dir: Optional[str] = None  # infer / landscape: the finished run to load
     x: Optional[List[Any]] = None  # infer: the inputs to predict for (numbers, lists of numbers, sentences)
+    trust: List[str] = field(default_factory=list)  # infer / landscape / compare: classes a run's stored config may name besides ebm_cli's
 
 
 def register_configs() -> None:

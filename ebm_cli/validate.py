@@ -69,23 +69,24 @@ def validate(cfg) -> None:
     t = cfg.trainer
     _in("trainer", require_non_negative, steps=t.steps, weight_decay=t.weight_decay, ckpt_every=t.ckpt_every,
         lr_min=t.lr_min)
-    _in("trainer", require_positive, batch_size=t.batch_size, lr=t.lr, log_every=t.log_every, max_abs=t.max_abs)
+    _in("trainer", require_positive, lr=t.lr, log_every=t.log_every, max_abs=t.max_abs)
+    require(t.batch_size is None or t.batch_size > 0, "trainer.batch_size", t.batch_size,
+            "must be > 0 (or null: the data's own)")
     require(t.lr_schedule in ("constant", "cosine"), "trainer.lr_schedule", t.lr_schedule, "must be constant or cosine")
     require(t.resume in ("never", "auto"), "trainer.resume", t.resume, "must be never or auto")
     require(t.grad_clip is None or (t.grad_clip > 0 and math.isfinite(t.grad_clip)), "trainer.grad_clip",
             t.grad_clip, "must be > 0 or null")
     require(re.fullmatch(r"auto|cpu|cuda(:\d+)?", t.device) is not None, "trainer.device", t.device,
             "must be auto, cpu, cuda or cuda:N")
-    _in("trainer", require_non_negative, eval_every=t.eval_every, patience=t.patience)
+    _in("trainer", require_non_negative, eval_every=t.eval_every, patience=t.patience, lr_drops=t.lr_drops)
+    require(0 < t.lr_drop < 1, "trainer.lr_drop", t.lr_drop, "must be between 0 and 1")
     require(0 < t.val_fraction < 1, "trainer.val_fraction", t.val_fraction, "must be between 0 and 1")
     require(t.keep in ("last", "best"), "trainer.keep", t.keep, "must be last or best")
     require(str(t.compile).lower() in COMPILE_CHOICES, "trainer.compile", t.compile, "must be auto, true or false")
     require(t.compile_mode in COMPILE_MODES, "trainer.compile_mode", t.compile_mode,
             f"must be one of {', '.join(COMPILE_MODES)}")
     require(t.precision in PRECISIONS, "trainer.precision", t.precision, f"must be one of {', '.join(PRECISIONS)}")
-    for key, value, off in (("keep", t.keep, "last"), ("patience", t.patience, 0)):
-        require(value == off or t.eval_every > 0, f"trainer.{key}", value,
-                "needs evaluations on a validation split: set trainer.eval_every=<steps>")
+    require(0 <= t.ema < 1, "trainer.ema", t.ema, "must be in [0, 1) (0 = no moving average)")
 
     lg = cfg.logger
     _in("logger", require_non_negative, landscape_every=lg.landscape_every)

@@ -6,6 +6,7 @@ import torch
 from omegaconf import OmegaConf
 
 from ebm_cli.build import build, build_energy, check_energy
+from ebm_cli.core.dataset import Dataset
 from ebm_cli.core.spaces import BoxSpace, DiscreteZ
 from ebm_cli.errors import UserError
 from ebm_cli.energies.latent import DecoderEnergy
@@ -61,7 +62,7 @@ def test_a_required_argument_nobody_provides():
 
 
 def test_the_energy_contract_is_checked_on_two_rows():
-    class Data:
+    class Data(Dataset):
         x_train, y_train = torch.zeros(5, 1), torch.zeros(5, 1)
 
     class Fine(torch.nn.Module):
@@ -88,7 +89,7 @@ def test_checking_an_energy_leaves_the_random_state_alone():
         def forward(self, x, y):
             return torch.rand(len(x))
 
-    class Data:
+    class Data(Dataset):
         x_train, y_train = torch.zeros(2, 1), torch.zeros(2, 1)
 
     torch.manual_seed(0)

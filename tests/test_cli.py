@@ -42,7 +42,7 @@ def test_smoke_run_then_infer(tmp_path, subprocess_env):
 BAD_INPUTS = [
     (["trainer.stepz=3"], "Key 'stepz' not in 'TrainerConfig'"),
     (["trainer.steps=abc"], "could not be converted to Integer"),
-    (["energy=transformer"], "Could not find 'energy/transformer' (available: chain, conv_latent, conv_regressor, decoder, latent_mlp, mlp, regressor, unet_latent, unet_regressor)"),
+    (["energy=transformer"], "Could not find 'energy/transformer' (available: chain, conv_latent, conv_regressor, decoder, frames, latent_mlp, mlp, regressor, unet_latent, unet_regressor)"),
     (["beta.value=0"], "beta.value=0.0: must be > 0"),
     (["inference.k=0"], "inference.k=0: must be > 0"),
     (["trainer.device=cuda"], "no CUDA device is available"),

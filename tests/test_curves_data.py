@@ -38,7 +38,7 @@ def test_generation_is_seeded():
 
 
 def test_bad_branch_expression_is_one_clear_error():
-    with pytest.raises(UserError, match="unknown name"):
+    with pytest.raises(UserError, match="unknown function"):
         branch_functions(["os.system(1)"])
     with pytest.raises(UserError, match="cannot parse"):
         branch_functions(["0.4 * "])
@@ -92,3 +92,15 @@ def test_missing_and_binary_csv(tmp_path):
     path.write_bytes(bytes(range(256)) * 4)
     with pytest.raises(UserError):
         read_curves_csv(str(path))
+
+
+def test_inference_k_null_is_as_many_candidates_as_the_data_has_answers(tmp_path):
+    """inference.k=null (the default): the grid returns as many candidates per x as the data's
+    largest valid set, five for a five-branch CSV, three for the default curves."""
+    from ebm_cli.build import build_run
+
+    csv = write_csv(tmp_path / "five.csv", [lambda x, k=k: 0.4 * k for k in range(-2, 3)], [i / 50 for i in range(-50, 51)])
+    five = build_run(make_cfg("dataset=curves_csv", f"dataset.path={csv}"))
+    assert five.data.outputs_per_input == 5 and five.inference.k == 5 and five.meta["outputs_per_input"] == 5
+    assert build_run(make_cfg("debug=smoke")).inference.k == 3  # generated: its three branches
+    assert build_run(make_cfg("dataset=curves_csv", f"dataset.path={csv}", "inference.k=2")).inference.k == 2

@@ -45,11 +45,12 @@ from helpers import make_cfg
 PRESETS = {
     "default": (),
     "curves_latent": ("experiment=curves_latent",),
-    "curves_latent_mixture": ("experiment=curves_latent_mixture",),
+    "curves_latent_mixture": ("experiment=curves_latent_mixture", "beta.steps=6"),
     "cd": ("loss=cd", "loss.buffer_size=256", "loss.steps=5"),
     "hinge": ("loss=hinge",),
-    "video_latent": ("experiment=video_latent", "energy.hidden=32", "logger.video_examples=2"),
-    "translation_latent": ("experiment=translation_latent", "energy.hidden=16", "trainer.batch_size=8"),
+    "video_latent": ("experiment=video_latent", "energy.fixed.hidden=32", "logger.video_examples=2", "beta.steps=6"),
+    "translation_latent": ("experiment=translation_latent", "energy.hidden=16", "trainer.batch_size=8",
+                           "beta.steps=6"),
 }
 SMOKE = ("debug=smoke", "trainer.device=cpu", "logger.progress=false", "trainer.steps=12", "trainer.batch_size=16",
          "trainer.log_every=5", "trainer.ckpt_every=10", "trainer.eval_every=6", "logger.landscape_every=10",

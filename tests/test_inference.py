@@ -58,3 +58,23 @@ def test_select_distinct_is_greedy_by_energy():
     cands = select_distinct(y, e, k=4, tol=0.05)
     assert cands.y[0, :3, 0].tolist() == pytest.approx([2.0, 0.01, 1.0])
     assert cands.mask[0].tolist() == [True, True, True, False]
+
+
+@pytest.mark.parametrize("preset", [(), ("experiment=video_latent",)])
+def test_evaluation_in_chunks_is_evaluation_at_once(preset, monkeypatch):
+    """The held-out inputs are searched CHUNK at a time (thousands of big frames at once would not
+    fit): the candidates, the metrics and the latent usage are those of one search over all."""
+    from ebm_cli.build import build_run
+    from ebm_cli.tasks import evaluate
+    from helpers import make_cfg
+
+    run = build_run(make_cfg(*preset, "debug=smoke"))
+    whole = evaluate.evaluate_model(run.energy, run.inference, run.data, run.device)
+    monkeypatch.setattr(evaluate, "CHUNK", 4)
+    chunked = evaluate.evaluate_model(run.energy, run.inference, run.data, run.device)
+    # (a convolution over fewer inputs may sum in another order: equal to float precision)
+    assert torch.allclose(whole["candidates"].y, chunked["candidates"].y, atol=1e-5)
+    assert whole["candidates"].evaluations == chunked["candidates"].evaluations
+    timing = ("infer_time_s",)
+    assert {k: v for k, v in whole["metrics"].items() if k not in timing} == pytest.approx(
+        {k: v for k, v in chunked["metrics"].items() if k not in timing})

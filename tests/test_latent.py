@@ -153,7 +153,7 @@ def test_an_unknown_z_space_is_named_with_the_available_ones():
 @pytest.fixture(scope="module")
 def latent_run(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("latent_run")
-    cfg = make_cfg("experiment=curves_latent", "debug=smoke", "beta=anneal")
+    cfg = make_cfg("experiment=curves_latent", "debug=smoke", "beta=anneal", "beta.steps=30")
     return run_dir, cfg, train(cfg, run_dir)
 
 

@@ -41,3 +41,34 @@ def test_mean_predictor_misses_branches():
     pred = valid.mean(dim=1, keepdim=True) + 0.3
     m = multi_output_metrics(pred, torch.ones(1, 1, dtype=torch.bool), valid, torch.ones(1, 3, dtype=torch.bool), 0.05)
     assert m["coverage@0.05"] == 0.0
+
+
+# -- frames: PSNR and SSIM of the best of k ----------------------------------------------------------
+def test_psnr_and_ssim_of_the_best_of_k_are_the_librarys_on_the_best_pairs():
+    """Known pairs: a frame off by 0.1 everywhere has PSNR 20 dB; the best of k candidates is the
+    one closest to each valid future, and its numbers are scikit-image's own on that pair."""
+    from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+    from ebm_cli.datasets.video.metrics import best_of_k_quality
+
+    gen = torch.Generator().manual_seed(0)
+    future = torch.rand(2, 1, 16, 16, generator=gen)  # M = 2 inputs, one valid future each
+    off = future + 0.1 * torch.where(future > 0.5, -1.0, 1.0)  # off by exactly 0.1 everywhere
+    noisy = (future + 0.3 * torch.randn(future.shape, generator=gen)).clamp(0, 1)
+    pred = torch.cat([noisy, off], dim=1)  # (2, 2, 16, 16): the better candidate second
+    one = torch.ones(2, 1, dtype=torch.bool)
+    quality = best_of_k_quality(pred, torch.ones(2, 2, dtype=torch.bool), future, one, 1.0)
+    assert quality["psnr_best"] == pytest.approx(20.0, abs=1e-3)
+    expected = sum(structural_similarity(future[i, 0].double().numpy(), off[i, 0].double().numpy(), data_range=1.0)
+                   for i in range(2)) / 2
+    assert quality["ssim_best"] == pytest.approx(expected, abs=1e-9)
+    assert peak_signal_noise_ratio(future[0, 0].numpy(), noisy[0, 0].numpy(), data_range=1.0) < 20.0  # not taken
+    # a masked-out candidate is never the best, however close it is
+    only_noisy = best_of_k_quality(pred, torch.tensor([[True, False], [True, False]]), future, one, 1.0)
+    assert only_noisy["psnr_best"] < 20.0
+    # an exact prediction: 100 dB (not infinity) and SSIM 1
+    assert best_of_k_quality(future, one, future, one, 1.0) == pytest.approx({"psnr_best": 100.0, "ssim_best": 1.0})
+    # several valid futures: each takes its own best candidate
+    two = torch.cat([future[:1], off[:1]], dim=1)  # input 0 has both as valid futures
+    both = best_of_k_quality(two, torch.ones(1, 2, dtype=torch.bool), two, torch.ones(1, 2, dtype=torch.bool), 1.0)
+    assert both == pytest.approx({"psnr_best": 100.0, "ssim_best": 1.0})

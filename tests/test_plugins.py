@@ -35,6 +35,24 @@ PLUGIN = textwrap.dedent('''
             return super().forward(x, y)[:, None]  # (B, 1), not (B,)
 
 
+    class ExitsLater(SquareEnergy):
+        """Calls sys.exit(0) at its 20th forward pass: in training, after the pre-run check."""
+
+        calls = 0
+
+        def forward(self, x, y):
+            self.calls += 1
+            if self.calls == 20:
+                import sys
+                sys.exit(0)
+            return super().forward(x, y)
+
+
+    class ExitsAtOnce(SquareEnergy):
+        def forward(self, x, y):
+            raise SystemExit(3)
+
+
     class Plusminus(Dataset):
         """x in [0.2, 1] (2-D: x and x^2); y = +x or -x."""
 
@@ -71,6 +89,8 @@ def plugin(tmp_path):
         ("energy", "wrong_shape", "_target_: plugin_mod.WrongShape\nhidden: 32\n"),
         ("energy", "missing_module", "_target_: no_such_module.Energy\n"),
         ("energy", "bad_key", "_target_: plugin_mod.SquareEnergy\nhiden: 32\n"),
+        ("energy", "exits_later", "_target_: plugin_mod.ExitsLater\nhidden: 32\n"),
+        ("energy", "exits_at_once", "_target_: plugin_mod.ExitsAtOnce\nhidden: 32\n"),
         ("dataset", "plusminus", "_target_: plugin_mod.Plusminus\ntrain_size: 256\ntest_size: 16\neps: 0.1\n"),
         ("dataset", "no_valid", "_target_: plugin_mod.NoValidSets\n"),
     ]:
@@ -92,20 +112,28 @@ def test_a_user_energy_and_data_kind_train_then_infer(plugin, subprocess_env):
     record = json.loads((run_dir / "metrics.json").read_text())
     assert record["status"] == "completed" and 0 <= record["metrics"]["coverage@0.1"] <= 1
     assert "SquareEnergy on Plusminus data" in train.stdout
-    # the checkpoint keeps the _target_: the run reloads from any folder the module is importable from
-    infer = ebm_run(["task=infer", f"run_dir={run_dir}", "x=[[0.5,0.25]]", f"hydra.run.dir={plugin / 'infer'}"],
-                    plugin, subprocess_env)
+    # the checkpoint keeps the _target_: a command that trusts the user's classes (their --config-dir)
+    # reloads the run; one that does not is refused before it builds anything
+    untrusted = ebm_run(["task=infer", f"run_dir={run_dir}", "x=[[0.5,0.25]]", f"hydra.run.dir={plugin / 'no'}"],
+                        plugin, subprocess_env)
+    assert untrusted.returncode == 1 and not (plugin / "no").exists()
+    assert untrusted.stderr.count("\n") == 1 and untrusted.stderr.startswith("ebm-run: error: checkpoint ")
+    assert ("its config names 'plugin_mod.Plusminus', which is not ebm_cli's and not in this command's --config-dir; "
+            "building it would run its code. If you trust it: trust=[plugin_mod.Plusminus]") in untrusted.stderr
+    infer = ebm_run(["--config-dir", "conf", "task=infer", f"run_dir={run_dir}", "x=[[0.5,0.25]]",
+                     f"hydra.run.dir={plugin / 'infer'}"], plugin, subprocess_env)
     assert infer.returncode == 0, infer.stderr
     assert "SquareEnergy" in infer.stdout and "energy F(x, y)" in infer.stdout
-    # from another working directory, with the module on PYTHONPATH
+    # from another working directory, with the module on PYTHONPATH and the classes named by trust=
     elsewhere = plugin / "elsewhere"
     elsewhere.mkdir()
-    again = ebm_run(["task=infer", f"run_dir={run_dir}", "x=[[0.5,0.25]]", f"hydra.run.dir={elsewhere / 'out'}"],
+    again = ebm_run(["task=infer", f"run_dir={run_dir}", "x=[[0.5,0.25]]", f"hydra.run.dir={elsewhere / 'out'}",
+                     "trust=[plugin_mod.SquareEnergy,plugin_mod.Plusminus]"],
                     elsewhere, {**subprocess_env, "PYTHONPATH": str(plugin)})
     assert again.returncode == 0, again.stderr
     # a wrong input size for this run's 2-D x is one line
-    wrong = ebm_run(["task=infer", f"run_dir={run_dir}", "x=[0.5]", f"hydra.run.dir={plugin / 'bad'}"], plugin,
-                    subprocess_env)
+    wrong = ebm_run(["--config-dir", "conf", "task=infer", f"run_dir={run_dir}", "x=[0.5]",
+                     f"hydra.run.dir={plugin / 'bad'}"], plugin, subprocess_env)
     assert wrong.returncode == 1 and "this run's x has 2 coordinate(s)" in wrong.stderr
 
 
@@ -117,6 +145,7 @@ BROKEN = [
     (["energy=square", "dataset=no_valid"], "dataset NoValidSets: sets no valid"),
     (["energy=square", "dataset=plusminus", "inference=z_sweep"], "inference=z_sweep needs an energy that decodes"),
     (["energy=square", "dataset=plusminus", "loss=free_energy"], "loss=free_energy has no negative phase"),
+    (["energy=exits_at_once", "dataset=plusminus"], "a component called sys.exit(3) while the run was checked"),
 ]
 
 
@@ -141,3 +170,14 @@ def test_the_shipped_example_runs(tmp_path, subprocess_env):
         proc = run_cli(["--config-dir", "conf", *args, "debug=smoke", f"hydra.run.dir={run_dir}"], work)
         assert proc.returncode == 0, proc.stderr
         assert json.loads((run_dir / "metrics.json").read_text())["status"] == "completed"
+
+
+def test_a_component_that_exits_mid_training_is_a_failure(plugin):
+    """sys.exit(0) inside a user's energy is not a successful run: exit 1, one line, metrics.json failed."""
+    run_dir = plugin / "run"
+    proc = run_cli(["--config-dir", "conf", "energy=exits_later", "dataset=plusminus", *SMALL, f"hydra.run.dir={run_dir}"],
+                   plugin)
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == ("ebm-run: error: the run's code called sys.exit(0) during task=train: "
+                                                   "a component must raise an exception, not exit")
+    assert json.loads((run_dir / "metrics.json").read_text())["status"] == "failed"

@@ -257,3 +257,157 @@ def test_a_launchers_own_handler_still_sees_the_signal(tmp_path, monkeypatch):
         assert torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=True)["step"] == 5
     finally:
         signal.signal(signal.SIGUSR1, previous)
+
+
+def test_last_checkpoint_is_never_absent_while_a_save_replaces_it(tmp_path):
+    """A reader polling last.pt (another task, a sync tool) never finds it missing while saves replace
+    it, and always reads a whole checkpoint."""
+    import threading
+
+    folder = tmp_path / "checkpoints"
+    state = {"model": {"w": torch.zeros(256, 256)}, "config": "", "meta": {}, "step": 0}
+    ckpt.save_checkpoint(folder, state)
+    missing, steps, done = [], set(), threading.Event()
+
+    def poll():
+        while not done.is_set():
+            if not (folder / "last.pt").exists():
+                missing.append(1)
+            else:
+                try:
+                    steps.add(ckpt.load_checkpoint(folder / "last.pt")["step"])
+                except UserError:  # the file is read while a rename lands: still never a torn write
+                    pass
+
+    reader = threading.Thread(target=poll)
+    reader.start()
+    for step in range(1, 41):
+        ckpt.save_checkpoint(folder, {**state, "step": step})
+    done.set()
+    reader.join()
+    assert not missing and len(steps) > 1
+    assert torch.load(folder / "previous.pt", weights_only=True)["step"] == 39
+
+
+def test_a_kill_between_the_renames_leaves_a_loadable_last_checkpoint(tmp_path, monkeypatch):
+    """The process dies after previous.pt is in place and before the new last.pt is: last.pt is the
+    old one, whole, and task=infer reads it."""
+    folder = tmp_path / "checkpoints"
+    state = {"model": {"w": torch.ones(3)}, "config": "", "meta": {}, "step": 10}
+    ckpt.save_checkpoint(folder, state)
+    real_replace, calls = os.replace, []
+
+    def dying_replace(src, dst):
+        calls.append(str(dst))
+        if str(dst).endswith("last.pt"):
+            raise KeyboardInterrupt  # the kill, at the last rename
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(ckpt.os, "replace", dying_replace)
+    with pytest.raises(KeyboardInterrupt):
+        ckpt.save_checkpoint(folder, {**state, "step": 20})
+    monkeypatch.undo()
+    assert ckpt.load_checkpoint(folder / "last.pt")["step"] == 10
+    assert ckpt.load_checkpoint(folder / "previous.pt")["step"] == 10
+    assert ckpt.find_checkpoint(tmp_path) == folder / "last.pt"
+
+
+@pytest.mark.parametrize("case", ["nan_weights", "nan_input", "inf_input"])
+def test_non_finite_weights_or_inputs_are_refused_not_served(smoke_run, tmp_path, case):
+    """A checkpoint with NaN weights, or x=[nan] / x=[inf]: one line and exit 1, not an empty table."""
+    import shutil
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(smoke_run[0], run_dir)
+    x = {"nan_input": "x=[0.1,nan]", "inf_input": "x=[inf]"}.get(case, "x=[0.1]")
+    if case == "nan_weights":
+        for path in (run_dir / "checkpoints").glob("*.pt"):
+            state = torch.load(path, weights_only=True)
+            name = next(iter(state["model"]))
+            state["model"][name] = torch.full_like(state["model"][name], float("nan"))
+            torch.save(state, path)
+    result = run_cli(["task=infer", f"run_dir={run_dir}", x, f"hydra.run.dir={tmp_path / 'out'}"], tmp_path)
+    assert result.returncode == 1 and not (tmp_path / "out").exists()
+    expected = "non-finite weights in" if case == "nan_weights" else "inputs must be finite numbers"
+    assert result.stderr.count("\n") == 1 and expected in result.stderr
+
+
+def test_two_commands_into_one_folder_at_the_same_instant_one_runs_one_is_refused(tmp_path, subprocess_env):
+    """Both pass the checks (the folder does not exist yet); the folder's lock lets one write."""
+    run_dir = tmp_path / "run"
+    cmd = ebm_run_command() + ["debug=smoke", "logger.progress=false", f"hydra.run.dir={run_dir}"]
+    procs = [subprocess.Popen(cmd, cwd=tmp_path, env=subprocess_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for _ in range(2)]
+    results = [(p.wait(timeout=300), p.stderr.read()) for p in procs]
+    codes = sorted(code for code, _ in results)
+    assert codes == [0, 1], results
+    refused = next(err for code, err in results if code == 1)
+    assert len(refused.strip().splitlines()) == 1 and refused.startswith("ebm-run: error: ")
+    assert len(list((run_dir / "tb").glob("events.out.tfevents.*"))) == 1
+    assert json.loads((run_dir / "metrics.json").read_text())["status"] == "completed"
+
+
+def test_a_held_folder_refuses_a_second_writer(tmp_path):
+    from ebm_cli.runtime import folder_lock
+
+    folder = tmp_path / "run"
+    code = ("import sys, time; from ebm_cli.runtime.folder_lock import hold; hold(sys.argv[1]); "
+            "print('held', flush=True); time.sleep(30)")
+    holder = subprocess.Popen([sys.executable, "-c", code, str(folder)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(UserError, match=f"another ebm-run \\(pid {holder.pid}\\) is writing to this run folder"):
+            folder_lock.hold(folder)
+    finally:
+        holder.kill()
+        holder.wait()
+    folder_lock.hold(folder)  # released by the kernel when its holder died, even by SIGKILL
+    folder_lock.release_all()
+
+
+@pytest.mark.parametrize("damage", ["both_corrupt", "no_rng", "last_is_a_folder"])
+def test_a_refused_resume_changes_nothing_and_the_run_stays_resumable(tmp_path, damage):
+    """trainer.resume=auto on a folder whose checkpoints cannot continue it: one line, exit 1, no
+    metrics.json written; once a good checkpoint is back, the same command resumes."""
+    run_dir = tmp_path / "run"
+    args = [*SHORT, "trainer.steps=20", "logger.progress=false", f"hydra.run.dir={run_dir}"]
+    first = run_cli(args, tmp_path)
+    assert first.returncode == 0, first.stderr
+    (run_dir / "metrics.json").unlink()  # as if preempted after its last checkpoint
+    folder = run_dir / "checkpoints"
+    for name in ("best.pt",):
+        (folder / name).unlink(missing_ok=True)
+    good = {name: (folder / name).read_bytes() for name in ("last.pt", "previous.pt")}
+    if damage == "both_corrupt":
+        for name in good:
+            (folder / name).write_bytes(os.urandom(512))
+    elif damage == "no_rng":
+        for name in good:
+            state = torch.load(folder / name, weights_only=True)
+            del state["rng"]
+            torch.save(state, folder / name)
+    else:
+        (folder / "last.pt").unlink()
+        (folder / "last.pt").mkdir()
+        (folder / "previous.pt").write_bytes(os.urandom(512))
+    refused = run_cli([*args, "trainer.resume=auto"], tmp_path)
+    assert refused.returncode == 1 and refused.stderr.count("\n") == 1, refused.stderr
+    assert "trainer.resume=auto" in refused.stderr
+    assert not (run_dir / "metrics.json").exists()
+    if (folder / "last.pt").is_dir():
+        (folder / "last.pt").rmdir()
+    for name, data in good.items():
+        (folder / name).write_bytes(data)
+    again = run_cli([*args, "trainer.resume=auto"], tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert json.loads((run_dir / "metrics.json").read_text())["status"] == "completed"
+
+
+def test_sighup_of_a_closed_session_saves_a_checkpoint_like_sigterm(tmp_path, monkeypatch):
+    """A closed SSH session sends SIGHUP: the run saves at its step and can be resumed."""
+    fail_at(monkeypatch, 9, lambda loss, stats: (os.kill(os.getpid(), signal.SIGHUP), (loss, stats))[1])
+    with pytest.raises(UserError, match="stopped by SIGHUP at step 10") as err:
+        train(make_cfg(*SHORT), tmp_path)
+    assert err.value.exit_code == PREEMPTED_EXIT_CODE
+    assert json.loads((tmp_path / "metrics.json").read_text())["status"] == "preempted"
+    assert torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=True)["step"] == 10

@@ -191,9 +191,30 @@ def test_infer_inputs_and_hand_edited_checkpoints(runs, tmp_path, subprocess_env
                     tmp_path, subprocess_env), "this run's x has 1 coordinate(s), an input has 2")
     edited = tmp_path / "edited"
     shutil.copytree(runs / "finished", edited)
-    state = torch.load(edited / "checkpoints" / "last.pt", weights_only=True)
-    del state["meta"]["y_space"]
-    torch.save(state, edited / "checkpoints" / "last.pt")
+    for name in ("last.pt", "best.pt"):  # task=infer reads best.pt where there is one
+        state = torch.load(edited / "checkpoints" / name, weights_only=True)
+        del state["meta"]["y_space"]
+        torch.save(state, edited / "checkpoints" / name)
     refused(ebm_run(["task=infer", f"run_dir={edited}", "x=[0.0]", f"hydra.run.dir={tmp_path / 'o'}"], tmp_path,
-                    subprocess_env), "last.pt: cannot rebuild its energy (energy: MLPEnergy needs 'y_space'")
+                    subprocess_env), "best.pt: cannot rebuild its energy (energy: MLPEnergy needs 'y_space'")
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["hydra.output_subdir=../finished/.hydra"], "hydra.output_subdir=../finished/.hydra: must be a folder inside the run folder"),
+    (["hydra.output_subdir=/tmp/elsewhere/.hydra"], "hydra.output_subdir=/tmp/elsewhere/.hydra: must be a folder inside"),
+    (["hydra.job_logging.handlers.file.filename={runs}/finished/ebm_run.log"], "filename="),
+    (["-m", "seed=1,2", "hydra.sweep.subdir=fixed"], "jobs 0 and 1 would both write into"),
+    (["-m", "seed=1,2", "hydra.sweep.subdir=../finished"], "must be a folder inside the sweep folder"),
+    (["-m", "seed=1", "hydra.sweep.subdir=."], "must be a folder inside the sweep folder"),
+])
+def test_hydra_writes_only_inside_the_commands_folder(runs, tmp_path, args, fragment):
+    """Hydra's own outputs (.hydra/, the log file, a sweep's job folders) pointed at another run's files
+    are refused before anything is written; the finished run is unchanged."""
+    before = snapshot(runs / "finished")
+    args = [a.format(runs=runs) for a in args]
+    where = f"hydra.sweep.dir={tmp_path / 'sweep'}" if "-m" in args else f"hydra.run.dir={tmp_path / 'run'}"
+    flags = [a for a in args if a == "-m"]
+    refused(ebm_run([*flags, *SMOKE, *[a for a in args if a != "-m"], where], runs), fragment)
+    assert snapshot(runs / "finished") == before
+    assert not (tmp_path / "run").exists() and not (tmp_path / "sweep").exists()

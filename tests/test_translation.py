@@ -80,6 +80,10 @@ def test_tsv_repeated_sources_are_valid_sets_and_bad_lines_are_named(tmp_path):
     bad.write_bytes(b"\xff\xfe\x00bad")
     with pytest.raises(UserError, match="not UTF-8 text"):
         load_tsv(str(bad))
+    # a whole text on one line: refused by its line number at once, not minutes of padding to its length
+    bad.write_text("der hund\tthe dog\n" + " ".join(f"w{i}" for i in range(50000)) + "\tthe end\n", encoding="utf-8")
+    with pytest.raises(UserError, match="line 2: a sentence of 50000 words"):
+        load_tsv(str(bad))
 
 
 @pytest.mark.parametrize("eliminate", ["softmin", "min"])

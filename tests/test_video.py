@@ -4,6 +4,7 @@ image grid read back from TensorBoard, a user's .npz with another sprite, and ba
 import json
 import math
 import os
+import re
 import signal
 
 import numpy as np
@@ -81,7 +82,7 @@ def test_smoke_run_logs_the_image_grid_and_reports_model_and_baseline(smoke_vide
     assert (run_dir / "figures" / "video_grid.png").is_file()
     # the baseline is saved with the model, so that task=landscape can draw it again
     state = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)
-    assert set(state["baseline"]) == {"model", "optimizer"}
+    assert set(state["baseline"]) == {"model", "optimizer", "trained", "average"}
 
 
 def test_the_regressor_alone_is_the_baseline_and_predicts_one_frame(tmp_path):
@@ -209,7 +210,7 @@ def test_unet_trains_on_every_window_of_clips_through_the_cli(tmp_path, subproce
         "experiment=video_latent", "energy=unet_latent", f"energy.decoder={decoder}", "energy.channels=4",
         "energy.hidden=16",
         f"dataset.path={tmp_path / 'clips.npy'}", "energy.z.k=1", "inference.k=1", "trainer.steps=20",
-        "trainer.batch_size=16", "trainer.eval_every=10", "trainer.keep=best", "logger.landscape_every=0",
+        "trainer.batch_size=16", "trainer.eval_every=10", "trainer.keep=best", "logger.landscape_every=0", "beta.steps=10",
         "dataset.augment=flips", f"hydra.run.dir={run_dir}"], tmp_path)
     assert proc.returncode == 0, proc.stderr
     record = json.loads((run_dir / "metrics.json").read_text())
@@ -256,7 +257,7 @@ def test_warp_unet_energy_and_its_baseline_share_the_head(z):
                    "energy.reach=2", "dataset.size=12", "dataset.train_size=20", "dataset.test_size=4",
                    "dataset.sprite=glyph")
     run = build_run(cfg)
-    x, y = run.data.x_train[:5], run.data.y_train[:5]
+    x = run.data.x_train[:5]
     zs = run.energy.z_space.nodes(torch.device("cpu"))[0] if z == "discrete" else torch.rand(4, 1) * 2 - 1
     g = run.energy.decode(x, zs)
     assert g.shape == (5, len(zs), 12, 12)
@@ -311,3 +312,40 @@ def test_warp_needs_the_frames_and_the_futures_in_one_range():
     with pytest.raises(UserError, match=r"decoder=warp: moves the context's pixels.*x in \[0, 255\], y in \[0, 1\]"):
         UNetRegressorEnergy(channels=2, hidden=4, decoder="warp", x_shape=[3, 8, 8], x_low=0.0, x_high=255.0,
                             y_space=box)
+
+
+# -- energy=frames: the energy chosen from the data ----------------------------------------------------
+@pytest.mark.parametrize("overrides,chosen,baseline", [
+    ((), "ConvLatentEnergy", "ConvRegressorEnergy"),  # generated squares: every sprite looks the same
+    (("dataset.sprite=glyph",), "UNetLatentEnergy", "UNetRegressorEnergy"),  # a new shape in every clip
+    (("dataset.sprite=glyph", "energy.appearance=fixed"), "ConvLatentEnergy", "ConvRegressorEnergy"),
+])
+def test_frames_chooses_its_energy_from_the_data_and_its_baseline_follows(overrides, chosen, baseline, tmp_path):
+    from ebm_cli.build import build_baseline, build_run
+    from ebm_cli.tasks.infer import load_run
+
+    cfg = make_cfg(*SMOKE, "dataset.size=12", "dataset.sprite_size=3", *overrides)
+    run = build_run(cfg)
+    assert type(run.energy).__name__ == chosen
+    assert type(build_baseline(type(run.data), cfg.energy, run.meta)).__name__ == baseline
+    if chosen == "UNetLatentEnergy":
+        assert run.energy.net.head.decoder == "warp"
+    # a run rebuilds the same energy from its checkpoint (the choice node and the data's arguments)
+    train(make_cfg(*SMOKE, "dataset.size=12", "dataset.sprite_size=3", *overrides, "trainer.steps=2",
+                   "logger.tensorboard=false"), tmp_path)
+    assert type(load_run(tmp_path, torch.device("cpu"))[0]).__name__ == chosen
+    # the choice is said in one line, with its reason and the key that changes it
+    assert run.energy.chosen_because.startswith(f"energy: {chosen} (energy.")
+    assert "energy.appearance=" in run.energy.chosen_because
+
+
+@pytest.mark.parametrize("override,message", [
+    ("energy.varies.reach=0", "energy.varies.reach=0: must be an integer >= 1"),  # the option the data did not pick
+    ("energy.fixed.channels=0", "energy.fixed.channels=0: must be > 0"),
+    ("energy.appearance=maybe", "energy.appearance=maybe: must be one of auto, fixed, varies"),
+])
+def test_a_bad_setting_of_either_option_is_one_line(override, message):
+    from ebm_cli.build import build_run
+
+    with pytest.raises(UserError, match=re.escape(message)):
+        build_run(make_cfg(*SMOKE, override))

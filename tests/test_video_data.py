@@ -76,7 +76,9 @@ def test_npz_and_npy_files_load_like_generated_clips(tmp_path):
     np.save(tmp_path / "mnist.npy", clips)
     data = load_video(path=str(tmp_path / "mnist.npy"), context=4, test_fraction=0.5)
     assert data.x_test.shape == (3, 4, 8, 8) and data.valid.shape == (3, 1, 8, 8)
-    assert data.valid_mask.all() and len(data.y_train) == 3
+    assert data.valid_mask.all() and data.num_rows == 3
+    x, y = data.batch(torch.arange(3))  # a .npy's windows are read when a batch asks for them
+    assert x.shape == (3, 4, 8, 8) and y.shape == (3, 8, 8) and x.dtype == torch.float32
     # the future of a test clip is frame C of that clip, scaled to [0, 1]
     clip = int(np.nonzero([np.allclose(clips[:4, n] / 255, data.x_test[0].numpy()) for n in range(6)])[0][0])
     assert np.allclose(data.valid[0, 0].numpy(), clips[4, clip] / 255)
@@ -135,3 +137,50 @@ def test_sharpness_ratio_of_a_blur_of_separate_futures():
     assert sharpness_ratio(mean, ones[:, :1], futures, ones) == pytest.approx(3 ** -0.5)
     # one sprite in the wrong place is still perfectly sharp
     assert sharpness_ratio(futures[:, :1].roll(1, dims=-1), ones[:, :1], futures, ones) == pytest.approx(1.0)
+
+
+def test_a_big_npy_is_read_from_disk_frame_by_frame_as_a_small_one_is_in_memory(tmp_path, monkeypatch):
+    """Past IN_MEMORY_BYTES a .npy stays on disk and every batch reads its own frames: the same
+    rows, the same held-out windows, the same splits as the array held in memory."""
+    from ebm_cli.datasets.video import data as video_data
+
+    clips = np.random.default_rng(3).integers(0, 256, (7, 9, 6, 6), dtype=np.uint8)
+    np.save(tmp_path / "clips.npy", clips)
+    held = load_video(path=str(tmp_path / "clips.npy"), context=2, test_fraction=0.3)
+    monkeypatch.setattr(video_data, "IN_MEMORY_BYTES", 0)
+    read = load_video(path=str(tmp_path / "clips.npy"), context=2, test_fraction=0.3)
+    assert isinstance(read.windows.clips, np.memmap) and not isinstance(held.windows.clips, np.memmap)
+    assert torch.equal(read.x_test, held.x_test) and torch.equal(read.valid, held.valid)
+    idx = torch.tensor([0, 5, 3, 3, read.num_rows - 1])
+    for a, b in zip(read.batch(idx), held.batch(idx)):
+        assert torch.equal(a, b)
+    # a window is frames s .. s + C of its clip: check one against the array
+    x, y = read.batch(torch.tensor([4]))
+    clip, start = int(read.windows.clip[4]), int(read.windows.start[4])
+    assert torch.equal(x[0], torch.from_numpy(clips[start : start + 2, clip] / np.float32(255)))
+    assert torch.equal(y[0], torch.from_numpy(clips[start + 2, clip] / np.float32(255)))
+    train_r, val_r = read.split_validation(0.3, seed=0, max_rows=4)
+    train_h, val_h = held.split_validation(0.3, seed=0, max_rows=4)
+    assert train_r.num_rows == train_h.num_rows and torch.equal(val_r.x_test, val_h.x_test)
+
+
+def test_the_held_out_windows_of_a_file_are_capped(tmp_path):
+    clips = np.random.default_rng(0).integers(0, 256, (12, 10, 4, 4), dtype=np.uint8)
+    np.save(tmp_path / "clips.npy", clips)
+    data = load_video(path=str(tmp_path / "clips.npy"), context=3, test_fraction=0.5, max_test=7)
+    assert len(data.x_test) == 7 and data.valid.shape == (7, 1, 4, 4)  # of 5 clips x 9 windows
+    assert data.num_rows == 5 * 9
+
+
+def test_a_null_batch_size_keeps_the_pixels_per_batch():
+    """trainer.batch_size=null (the video preset's): 128 frames of 16 x 16, as many pixels for bigger
+    frames, between 16 and 128 frames."""
+    assert load_video(size=16).batch_size_hint() == 128
+    assert load_video(size=32, sprite_size=3).batch_size_hint() == 32
+    assert load_video(size=64, sprite_size=3, train_size=8, test_size=2).batch_size_hint() == 16
+    from ebm_cli.build import build_run
+    from helpers import make_cfg
+
+    run = build_run(make_cfg("experiment=video_latent", "debug=smoke", "dataset.size=32", "trainer.batch_size=null"))
+    assert run.batch_size == 32
+    assert build_run(make_cfg("experiment=video_latent", "debug=smoke", "trainer.batch_size=8")).batch_size == 8

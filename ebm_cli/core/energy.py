@@ -362,3 +362,22 @@ class ChainEnergy(LatentEnergy, Normalised):
         """The soft-min over modes with a uniform prior, -1/beta log (1/K) sum_z exp(-beta cost_z),
         or the min: (B,)."""
         return soft_min(self.mode_costs(x, y), self.z_beta, -math.log(self.k))
+
+
+class EnergyChoice:
+    """A config option that builds no energy itself: it picks one of its options from the data.
+
+    Its node holds the options as nested nodes (`target: module.Class` and that class's own
+    arguments) beside a `z` and a `free_energy` that every option shares; `choose(node, meta)`
+    names the option for data with these energy arguments, with a one-line reason. The builder then
+    builds that option as the energy (its errors name `energy.<option>.<key>`), and its MSE baseline
+    from it; a checkpoint keeps this node and the data's arguments, so the same option is rebuilt.
+    Every option is checked, the ones the data did not pick too: a bad value is a bad value.
+    """
+
+    options: Tuple[str, ...] = ()  # the keys of its option nodes
+
+    @classmethod
+    def choose(cls, node: dict, meta: dict) -> Tuple[str, str]:
+        """(the key of the chosen option in node, why: one line)."""
+        raise NotImplementedError

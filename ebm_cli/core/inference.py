@@ -29,6 +29,18 @@ class Candidates:
     stats: Dict[str, float] = field(default_factory=dict)
 
 
+def concat(parts) -> Candidates:
+    """The candidates of consecutive chunks of inputs as one: their evaluations summed, their stats
+    averaged over inputs."""
+    if len(parts) == 1:
+        return parts[0]
+    sizes = [len(p.y) for p in parts]
+    stats = {k: sum(p.stats[k] * n for p, n in zip(parts, sizes)) / sum(sizes) for k in parts[0].stats}
+    z = torch.cat([p.z for p in parts]) if parts[0].z is not None else None
+    return Candidates(torch.cat([p.y for p in parts]), torch.cat([p.energy for p in parts]),
+                      torch.cat([p.mask for p in parts]), z, sum(p.evaluations for p in parts), stats)
+
+
 def _take(v: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     """v: (B, S, *shape) gathered along S by index: (B, n) -> (B, n, *shape)."""
     b, n = index.shape

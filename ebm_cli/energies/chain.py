@@ -16,7 +16,7 @@ from torch import nn
 
 from ebm_cli.core.energy import ChainEnergy
 from ebm_cli.core.spaces import DiscreteZ
-from ebm_cli.errors import require_positive
+from ebm_cli.errors import require, require_positive
 from ebm_cli.free_energy import FreeEnergy
 
 
@@ -25,16 +25,20 @@ class AttentionChainEnergy(ChainEnergy):
 
     Args:
         hidden: width of the embeddings, the GRU and the emission network.
+        dropout: dropout on the source's embeddings and the attended context, in training (a
+            regulariser for small corpora; 0 = off).
         z: the modes (energy.z.k of them).
         free_energy: how z leaves -log P(y | x, z) (energy.free_energy.eliminate=softmin|min).
         src_vocab, tgt_vocab: the source and target words (from the data).
         length: T, the padded target length (from the data).
     """
 
-    def __init__(self, hidden: int = 64, z: Optional[DiscreteZ] = None, free_energy: Optional[FreeEnergy] = None, *,
-                 src_vocab: List[str], tgt_vocab: List[str], length: int):
+    def __init__(self, hidden: int = 64, dropout: float = 0.0, z: Optional[DiscreteZ] = None,
+                 free_energy: Optional[FreeEnergy] = None, *, src_vocab: List[str], tgt_vocab: List[str], length: int):
         super().__init__(z if z is not None else DiscreteZ(4), free_energy)
         require_positive(hidden=hidden)
+        require(0 <= dropout < 1, "dropout", dropout, "must be in [0, 1)")
+        self.drop = nn.Dropout(dropout)
         self.length, self.states = length, len(tgt_vocab)
         self.embed = nn.Embedding(len(src_vocab), hidden, padding_idx=0)
         self.encoder = nn.GRU(hidden, hidden, batch_first=True, bidirectional=True)
@@ -46,10 +50,10 @@ class AttentionChainEnergy(ChainEnergy):
 
     def potentials(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         """u: (B, K, T, S) unary energies per mode; p: (K, S, S) transition energies [previous, next]."""
-        h, _ = self.encoder(self.embed(x))  # (B, Ls, 2H)
+        h, _ = self.encoder(self.drop(self.embed(x)))  # (B, Ls, 2H)
         q = self.positions.unsqueeze(0) + self.modes.unsqueeze(1)  # (K, T, H)
         scores = torch.einsum("kth,blh->bktl", q, self.key(h)) / math.sqrt(q.shape[-1])
         scores = scores.masked_fill((x == 0)[:, None, None, :], float("-inf"))
-        context = torch.einsum("bktl,blh->bkth", scores.softmax(-1), h)  # (B, K, T, 2H)
+        context = self.drop(torch.einsum("bktl,blh->bkth", scores.softmax(-1), h))  # (B, K, T, 2H)
         u = -self.emit(torch.cat([context, q.unsqueeze(0).expand(x.shape[0], *q.shape)], dim=-1))
         return u, self.transitions

@@ -13,6 +13,7 @@ from ebm_cli.core.spaces import DiscreteZ
 from ebm_cli.plots.landscape import draw_landscape, energy_grid, plt
 
 USAGE_POINTS = 16  # z-bins per continuous dimension for latent usage
+USAGE_CHUNK = 256  # (x, y) pairs scored at once
 MIN_SHARE_USED = 0.01  # a z value (or bin) that wins at least this share of the pairs is "used"
 
 
@@ -57,21 +58,27 @@ def ribbon(energy, space, x0: Sequence[float], resolution: int, device=None):
 
 
 @torch.no_grad()
-def latent_usage(energy, x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Share of the (x, y) pairs that each z value (or bin) explains best, argmin_z E: (S,).
+def latent_usage(energy, x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor, counts: bool = False) -> torch.Tensor:
+    """Share of the (x, y) pairs that each z value (or bin) explains best, argmin_z E: (S,) (with
+    counts=True, how many pairs: shares of several batches add up from their counts).
 
     x: (M, *x_shape), y: (M, V, *y_shape) with mask (M, V) (the test inputs and their valid sets).
     """
     m, v = y.shape[:2]
     x_rep = x.unsqueeze(1).expand(m, v, *x.shape[1:])[mask]
     pairs = y[mask]
-    if isinstance(energy, ChainEnergy):  # a chain with K modes: every z at once
-        winners, nodes = energy.mode_costs(x_rep, pairs).argmin(dim=1), energy.k
-    else:
-        z, _ = energy.z_space.nodes(USAGE_POINTS, x.device)
-        winners, nodes = energy.energies(x_rep, pairs, z.unsqueeze(0).expand(len(pairs), *z.shape)).argmin(dim=1), len(z)
-    counts = torch.bincount(winners, minlength=nodes).double()
-    return (counts / counts.sum().clamp(min=1)).cpu()
+    z = None if isinstance(energy, ChainEnergy) else energy.z_space.nodes(USAGE_POINTS, x.device)[0]
+    nodes = energy.k if z is None else len(z)
+    winners = []
+    for i in range(0, len(pairs), USAGE_CHUNK):  # thousands of big frames at once would need GBs
+        xs, ys = x_rep[i : i + USAGE_CHUNK], pairs[i : i + USAGE_CHUNK]
+        if z is None:  # a chain with K modes: every z at once
+            winners.append(energy.mode_costs(xs, ys).argmin(dim=1))
+        else:
+            winners.append(energy.energies(xs, ys, z.unsqueeze(0).expand(len(ys), *z.shape)).argmin(dim=1))
+    winners = torch.cat(winners) if winners else torch.zeros(0, dtype=torch.long, device=x.device)
+    found = torch.bincount(winners, minlength=nodes).double().cpu()
+    return found if counts else found / found.sum().clamp(min=1)
 
 
 def usage_metrics(shares: torch.Tensor) -> Dict[str, float]:

@@ -3,6 +3,7 @@
 import logging
 import os
 import random
+import shutil
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
 
@@ -41,9 +42,11 @@ def set_rng_state(state: Dict[str, Any]) -> None:
 def save_checkpoint(folder: Path, state: Dict[str, Any], name: str = LAST) -> Path:
     """Write folder/last.pt (or folder/<name>) atomically; the last.pt it replaces becomes previous.pt.
 
-    A crash at any point leaves a complete last.pt or previous.pt: the new file is written
-    under a temporary name, flushed to disk, and only then renamed over the old one. A failed
-    write (disk full, ...) removes the temporary file and raises a UserError; the old
+    last.pt is never absent once written, not even for a moment (a reader polling it, or a kill in
+    between, finds the old one or the new one): the new file is written under a temporary name and
+    flushed to disk; the old last.pt is linked (or copied) to previous.pt's temporary name and that
+    renamed over previous.pt; only then is the new file renamed over last.pt. Each rename is atomic.
+    A failed write (disk full, ...) removes the temporary files and raises a UserError; the old
     checkpoints stay as they were.
     """
     folder.mkdir(parents=True, exist_ok=True)
@@ -56,11 +59,31 @@ def save_checkpoint(folder: Path, state: Dict[str, Any], name: str = LAST) -> Pa
     except OSError as exc:
         tmp.unlink(missing_ok=True)
         raise UserError(f"cannot write checkpoint {last}: {exc.strerror or exc}") from None
-    if name == LAST and last.exists():
-        os.replace(last, folder / PREVIOUS)
-    os.replace(tmp, last)
+    try:
+        if name == LAST and last.exists():
+            _keep_as_previous(last, folder)
+        os.replace(tmp, last)
+    except OSError as exc:  # a folder made read-only or removed under the run
+        tmp.unlink(missing_ok=True)
+        raise UserError(f"cannot write checkpoint {last}: {exc.strerror or exc}") from None
     _fsync_dir(folder)
     return last
+
+
+def _keep_as_previous(last: Path, folder: Path) -> None:
+    """previous.pt := the current last.pt, with last.pt left in place (a second name for its file)."""
+    staged = folder / f".{PREVIOUS}.tmp"
+    staged.unlink(missing_ok=True)
+    try:
+        os.link(last, staged)
+    except OSError:  # a file system without hard links: a copy
+        try:
+            shutil.copyfile(last, staged)
+        except OSError as exc:
+            staged.unlink(missing_ok=True)
+            (folder / f".{LAST}.tmp").unlink(missing_ok=True)
+            raise UserError(f"cannot write checkpoint {folder / PREVIOUS}: {exc.strerror or exc}") from None
+    os.replace(staged, folder / PREVIOUS)
 
 
 def remove_stale_temporaries(folder: Path) -> None:
@@ -135,6 +158,8 @@ def find_checkpoint(run_dir: Path) -> Path:
     if (run_dir / "checkpoints" / BEST).is_file():
         return run_dir / "checkpoints" / BEST
     path = run_dir / "checkpoints" / LAST
+    if not path.is_file() and (run_dir / "checkpoints" / PREVIOUS).is_file():
+        return run_dir / "checkpoints" / PREVIOUS  # a run killed by an older version between its renames
     if not path.is_file():
         raise UserError(f"run_dir: {run_dir} has no checkpoints/{LAST} (is it a finished ebm-run training run?)")
     return path

@@ -9,6 +9,7 @@ from typing import Any, Dict, Optional
 import yaml
 
 from ebm_cli.errors import UserError
+from ebm_cli.runtime.folder_lock import LOCK_NAME
 
 # Settings a resumed run may change: where it runs and how it reports, not what it computes.
 MAY_CHANGE_ON_RESUME = ("trainer.resume", "trainer.device", "logger.progress")
@@ -99,7 +100,7 @@ def check_run_folder(run_dir: Path, task: str, resume: str = "never", config_yam
     check_writable(run_dir, "hydra.run.dir")
     if not run_dir.is_dir():
         return
-    entries = [p for p in run_dir.iterdir() if not (started and p.name in OWN_FILES)]
+    entries = [p for p in run_dir.iterdir() if not (started and p.name in OWN_FILES) and p.name != LOCK_NAME]
     if not entries:
         return
     if task != "train":

@@ -1,5 +1,6 @@
-"""Graceful stops: SIGTERM, SIGINT and SIGUSR1 (a cluster's preemption warning) ask the training
-loop to save a checkpoint and exit, instead of killing it between two checkpoints."""
+"""Graceful stops: SIGTERM, SIGINT, SIGHUP (a closed terminal or SSH session) and SIGUSR1 (a
+cluster's preemption warning) ask the training loop to save a checkpoint and exit, instead of
+killing it between two checkpoints."""
 
 import signal
 import threading
@@ -8,7 +9,7 @@ from typing import Optional
 from ebm_cli.errors import UserError
 
 PREEMPTED_EXIT_CODE = 75  # EX_TEMPFAIL: the run stopped cleanly and can be resumed
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGINT", "SIGHUP", "SIGUSR1") if hasattr(signal, name))
 
 
 class Preempted(UserError):

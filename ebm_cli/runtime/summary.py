@@ -9,7 +9,7 @@ from typing import Any, Dict, List, Optional
 
 from ebm_cli.runtime.console import get_console, simple_table
 
-SHOWN = ("coverage@", "precision@", "chamfer", "train_time_s")  # metric columns of the printed table
+SHOWN = ("coverage@", "precision@", "chamfer", "psnr_best", "ssim_best", "train_time_s")  # metric columns of the printed table
 failed_jobs: List[str] = []  # "job: error" of the last summarised sweep, for the exit code
 
 

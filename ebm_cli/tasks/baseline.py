@@ -9,29 +9,45 @@ from typing import Any, Dict
 
 import torch
 
+from ebm_cli.training.ema import WeightAverage
+
 
 class Baseline:
-    """A predictor (regressor on curves, conv_regressor on frames) with the run energy's sizes, and
-    its own Adam."""
+    """A predictor (regressor on curves, conv_regressor on frames) with the run energy's sizes, its
+    own Adam, and the same moving average of its weights as the energy's (trainer.ema): both models
+    are compared as they are evaluated."""
 
-    def __init__(self, model: torch.nn.Module, lr: float):
-        self.model = model
-        self.opt = torch.optim.Adam(self.model.parameters(), lr=lr)
+    def __init__(self, model: torch.nn.Module, lr: float, ema: float = 0.0):
+        self.trained = model
+        self.opt = torch.optim.Adam(self.trained.parameters(), lr=lr)
+        self.average = WeightAverage(model, ema)
+
+    @property
+    def model(self) -> torch.nn.Module:
+        """The evaluated model: the moving average of the trained one's weights (or itself)."""
+        return self.average.evaluated
 
     def step(self, x: torch.Tensor, y: torch.Tensor, lr: float) -> torch.Tensor:
         """One MSE step on a batch x: (B, *x_shape), y: (B, *y_shape); the loss (not read back)."""
-        self.model.train()
-        loss = (self.model.predict(x) - y).pow(2).mean()  # per coordinate (per pixel)
+        self.trained.train()
+        loss = (self.trained.predict(x) - y).pow(2).mean()  # per coordinate (per pixel)
         for group in self.opt.param_groups:
             group["lr"] = lr
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
+        self.average.update()
         return loss.detach()
 
     def state_dict(self) -> Dict[str, Any]:
-        return {"model": self.model.state_dict(), "optimizer": self.opt.state_dict()}
+        """"model" is the evaluated model's weights (what task=landscape draws), as for the energy."""
+        state = {"model": self.model.state_dict(), "optimizer": self.opt.state_dict()}
+        if self.model is not self.trained:
+            state.update(trained=self.trained.state_dict(), average=self.average.state_dict())
+        return state
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
+        self.trained.load_state_dict(state.get("trained", state["model"]))
         self.model.load_state_dict(state["model"])
+        self.average.load_state_dict(state.get("average", {}))
         self.opt.load_state_dict(state["optimizer"])

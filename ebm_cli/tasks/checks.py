@@ -7,8 +7,9 @@ they start (jobs of other sweepers, calls from Python), then build what they che
 """
 
 import contextlib
+import copy
 from pathlib import Path
-from typing import Any, Dict, Sequence
+from typing import Any, Dict, Iterable, Sequence
 
 import torch
 from omegaconf import OmegaConf
@@ -30,10 +31,11 @@ def task_config_yaml(cfg) -> str:
     return OmegaConf.to_yaml(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]), resolve=True)
 
 
-def expected_metrics(run, baseline) -> Dict[str, Any]:
-    """The names of the metrics this run will report, found before training by scoring the data's
-    own valid sets as if they were predictions."""
-    data = run.data
+def expected_metrics(run, baseline, data=None) -> Dict[str, Any]:
+    """The names of the metrics this run will report on `data` (default: its test inputs), found
+    before training by scoring two inputs' own valid sets as if they were predictions."""
+    data = copy.copy(data if data is not None else run.data)
+    data.x_test, data.valid, data.valid_mask = data.x_test[:2], data.valid[:2], data.valid_mask[:2]
     scored = data.metrics(data.valid, data.valid_mask)
     names = dict.fromkeys([*scored, *getattr(run.inference, "reports", ()), *TIMINGS])
     if isinstance(run.energy, LatentEnergy):
@@ -55,17 +57,17 @@ def check_first_step(cfg, run) -> None:
     held-out inputs, computed and thrown away: a loss, an energy or a search that fails in training
     or evaluation (not only in a forward pass), or a batch or grid that does not fit in memory, is
     found before anything is written. The random state is restored afterwards."""
-    data, energy, t = run.data, run.energy, cfg.trainer
+    data, energy = run.data, run.energy
     bounded = bounded_memory() if run.device.type == "cpu" else contextlib.nullcontext()
     with torch.random.fork_rng(devices=[]), bounded:
         beta = run.beta(0)
         if isinstance(energy, LatentEnergy):
             energy.set_beta(beta)
         energy.train()
-        phase = f"one training step of trainer.batch_size={t.batch_size}"
+        phase = f"one training step of trainer.batch_size={run.batch_size}"
         try:
-            idx = torch.randint(0, len(data.x_train), (t.batch_size,), device="cpu")  # rows of the host data
-            x, y = data.augment(data.x_train[idx].to(run.device), data.y_train[idx].to(run.device))
+            idx = torch.randint(0, data.num_rows, (run.batch_size,), device="cpu")  # rows of the host data
+            x, y = data.augment(*data.batch(idx, run.device))
             loss, stats = run.loss(energy, x, y, beta)
             if not (isinstance(loss, torch.Tensor) and loss.dim() == 0 and loss.requires_grad):
                 raise UserError(f"loss {type(run.loss).__name__}: must return a scalar tensor with a gradient, "
@@ -90,16 +92,26 @@ def check_first_step(cfg, run) -> None:
             energy.zero_grad(set_to_none=True)
 
 
-def check_before_writing(cfg, out_dir: Path, overrides: Sequence[str] = ()) -> None:
-    """Raise UserError for anything that would stop this command after it has written something."""
+def check_folder_for(cfg, out_dir: Path) -> None:
+    """The folder this command writes into is its own: new (or empty), or, for a training run with
+    trainer.resume=auto, its own interrupted run of the same config."""
+    if cfg.task.name == "train":
+        check_run_folder(out_dir, "train", cfg.trainer.resume, task_config_yaml(cfg))
+    else:
+        check_run_folder(out_dir, cfg.task.name)
+
+
+def check_before_writing(cfg, out_dir: Path, overrides: Sequence[str] = (), trusted: Iterable[str] = ()) -> None:
+    """Raise UserError for anything that would stop this command after it has written something.
+    trusted: classes a finished run's stored config may name besides ebm_cli's (runtime/trust.py)."""
     from ebm_cli.tasks.infer import open_run  # the tasks import this module: imported when called
     from ebm_cli.tasks.train import prepare
 
     validate(cfg)
     resolve_device(cfg.trainer.device)
     task = cfg.task.name
+    check_folder_for(cfg, out_dir)
     if task == "train":
-        check_run_folder(out_dir, "train", cfg.trainer.resume, task_config_yaml(cfg))
         run, _ = prepare(cfg)  # data, energy, inference, loss, schedule, objective: built and checked
         check_first_step(cfg, run)
         return
@@ -107,7 +119,5 @@ def check_before_writing(cfg, out_dir: Path, overrides: Sequence[str] = ()) -> N
         from ebm_cli.bench.settings import check_bench
 
         check_bench(cfg)
-        check_run_folder(out_dir, task)
         return
-    check_run_folder(out_dir, task)
-    open_run(cfg, overrides, with_data=task != "infer")
+    open_run(cfg, overrides, with_data=task != "infer", trusted=trusted)

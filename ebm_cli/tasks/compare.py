@@ -4,7 +4,7 @@ import logging
 import time
 from importlib import resources
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, Iterable, List
 
 import torch
 from omegaconf import OmegaConf
@@ -25,21 +25,21 @@ def packaged_methods() -> Dict[str, Any]:
             if p.name.endswith(".yaml")}
 
 
-def compare_inference(cfg, out_dir: Path) -> List[Dict[str, Any]]:
+def compare_inference(cfg, out_dir: Path, trusted: Iterable[str] = ()) -> List[Dict[str, Any]]:
     """Run every packaged method (at its defaults, with the run's k) and the run's own method (with
     its settings) on the held-out x of cfg.run_dir's model; print a table and write
     out_dir/compare_inference.json. A method that cannot serve the energy gets its reason."""
-    run = open_run(cfg, with_data=True)
+    run = open_run(cfg, with_data=True, trusted=trusted)
     energy, run_cfg, state, data, device = run.energy, run.run_cfg, run.state, run.data, run.device
     x = data.x_test.to(device)
     eps = data.eps
-    k = int(run_cfg.inference.get("k", cfg.inference.k))
+    k = run_cfg.inference.get("k", cfg.inference.k) or run.inference.k  # null: the data's (the run's method has it)
     methods = {name: OmegaConf.merge(node, {"k": k}) for name, node in packaged_methods().items()}
     own = [name for name, node in methods.items() if node._target_ == run_cfg.inference._target_]
     methods.update({own[0] if own else "run's own": run_cfg.inference})  # its own settings
     results = []
     for name, node in methods.items():
-        inference = build_inference(node, data.y_space, cfg.seed, path=f"inference={name}")
+        inference = build_inference(node, data.y_space, cfg.seed, path=f"inference={name}", outputs=data.outputs_per_input)
         try:
             inference.check(energy)
         except UserError as err:

@@ -3,7 +3,7 @@
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, Iterable, List, Optional, Sequence
 
 import torch
 from hydra.utils import get_class
@@ -16,18 +16,24 @@ from ebm_cli.errors import UserError
 from ebm_cli.plots.figures import save_figures, save_texts
 from ebm_cli.runtime.checkpoint import find_checkpoint, load_checkpoint, restore
 from ebm_cli.runtime.console import get_console, simple_table
+from ebm_cli.runtime.trust import check_trusted
 from ebm_cli.validate import validate
 
 log = logging.getLogger("ebm_cli")
 
 
-def load_run(run_dir: Path, device):
+def load_run(run_dir: Path, device, trusted: Iterable[str] = ()):
     """The trained energy of a finished run, that run's own config, and its checkpoint. A checkpoint
-    whose config or data arguments cannot rebuild the energy is named with the reason."""
+    whose config or data arguments cannot rebuild the energy is named with the reason; one whose
+    config names a class that is neither ebm_cli's nor in `trusted` is refused (runtime/trust.py)."""
     path = find_checkpoint(run_dir)
     state = load_checkpoint(path, map_location="cpu")  # read on the host; the energy is moved below
     try:
         run_cfg = OmegaConf.create(state["config"])
+    except Exception as exc:
+        raise UserError(f"checkpoint {path}: its stored config is not readable ({type(exc).__name__}: {exc})") from None
+    check_trusted([run_cfg, state.get("meta")], trusted, f"checkpoint {path}")  # before any class is built
+    try:
         if run_cfg.energy.get("_target_") == "ebm_cli.energies.mlp.MLPEnergy" and "output" not in run_cfg.energy:
             run_cfg.energy.output = "linear"  # saved before energy=mlp had `output`: F was the MLP itself
         energy = build_energy(run_cfg.energy, state["meta"])
@@ -36,6 +42,11 @@ def load_run(run_dir: Path, device):
     except Exception as exc:  # a hand-edited config or meta
         raise UserError(f"checkpoint {path}: cannot rebuild its energy ({type(exc).__name__}: {exc})") from None
     restore(path, state, energy)
+    bad = [name for name, t in energy.state_dict().items()
+           if isinstance(t, torch.Tensor) and t.is_floating_point() and not torch.isfinite(t).all()]
+    if bad:  # served, they would give NaN energies and an empty table
+        raise UserError(f"checkpoint {path}: non-finite weights in {bad[0]}" + (f" and {len(bad) - 1} more" if len(bad) > 1 else "")
+                        + ": the run diverged or the file was changed; use another checkpoint")
     return energy.to(device).eval(), run_cfg, state
 
 
@@ -77,29 +88,32 @@ class OpenedRun:
     x: Optional[torch.Tensor] = None
 
 
-def open_run(cfg, overrides: Sequence[str] = (), with_data: bool = False) -> OpenedRun:
+def open_run(cfg, overrides: Sequence[str] = (), with_data: bool = False, trusted: Iterable[str] = ()) -> OpenedRun:
     """Load cfg.run_dir's energy and build the inference method (and the data, or parse cfg.x),
     every check passed: the same steps for the pre-run check and the tasks."""
     validate(cfg)
     device = resolve_device(cfg.trainer.device)
-    energy, run_cfg, state = load_run(Path(cfg.run_dir), device)
+    energy, run_cfg, state = load_run(Path(cfg.run_dir), device, {*trusted, *(cfg.get("trust") or [])})
     meta, data_cls = state["meta"], get_class(run_cfg.dataset._target_)
     data = build_dataset(run_cfg) if with_data else None
     y_space = data.y_space if data is not None else materialise(meta)["y_space"]
-    inference = build_inference(inference_node(cfg, run_cfg, overrides), y_space, cfg.seed)
+    inference = build_inference(inference_node(cfg, run_cfg, overrides), y_space, cfg.seed,
+                                outputs=data.outputs_per_input if data is not None else meta.get("outputs_per_input"))
     inference.check(energy)
     x = None
     if cfg.task.name == "infer":
         with torch.device("cpu"):  # parsed on the host (a user's data kind too), then moved
             x = data_cls.parse_inputs(OmegaConf.to_container(cfg.x, resolve=True), meta)
+        if x.is_floating_point() and not torch.isfinite(x).all():
+            raise UserError(f"x={OmegaConf.to_container(cfg.x, resolve=True)}: inputs must be finite numbers (nan or inf given)")
         x = x.to(device)
     return OpenedRun(energy, run_cfg, state, inference, data_cls, device, data, x)
 
 
-def infer(cfg, overrides: Sequence[str] = ()) -> List[Dict[str, Any]]:
+def infer(cfg, overrides: Sequence[str] = (), trusted: Iterable[str] = ()) -> List[Dict[str, Any]]:
     """Candidates, energies (and z) for cfg.x, using the run's model and its inference method
     (see inference_node for how the command line's overrides change it)."""
-    run = open_run(cfg, overrides)
+    run = open_run(cfg, overrides, trusted=trusted)
     meta, values = run.state["meta"], OmegaConf.to_container(cfg.x, resolve=True)
     cands = run.inference(run.energy, run.x)
     latent = cands.z is not None
@@ -125,10 +139,10 @@ def infer(cfg, overrides: Sequence[str] = ()) -> List[Dict[str, Any]]:
     return results
 
 
-def landscape(cfg, out_dir: Path, overrides: Sequence[str] = ()) -> List[Path]:
+def landscape(cfg, out_dir: Path, overrides: Sequence[str] = (), trusted: Iterable[str] = ()) -> List[Path]:
     """Re-draw the run's figures (and texts) from its checkpoint into out_dir/figures/: this
     command's own folder; the finished run is only read."""
-    run = open_run(cfg, overrides, with_data=True)
+    run = open_run(cfg, overrides, with_data=True, trusted=trusted)
     data, energy = run.data, run.energy
     cands = run.inference(energy, data.x_test.to(run.device))
     figs = data.figures(energy, run.run_cfg.logger, run.device, candidates=cands,  # drawn as the run drew them

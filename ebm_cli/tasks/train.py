@@ -7,6 +7,7 @@ import os
 import random
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
@@ -14,8 +15,8 @@ import torch
 from omegaconf import OmegaConf
 
 from ebm_cli.build import Run, build_baseline, build_run
-from ebm_cli.core.energy import LatentEnergy, PredictorEnergy
-from ebm_cli.errors import UserError
+from ebm_cli.core.energy import PredictorEnergy
+from ebm_cli.errors import NotResumable, UserError
 from ebm_cli.plots.figures import render, save_figures, save_texts
 from ebm_cli.runtime.accelerate import autocast, compile_energy, set_precision, wants_compile
 from ebm_cli.runtime.checkpoint import (BEST, load_checkpoint, load_latest, remove_stale_temporaries, restore, rng_state,
@@ -30,6 +31,8 @@ from ebm_cli.tasks.baseline import Baseline
 from ebm_cli.tasks.checks import TIMINGS, check_objective, expected_metrics, task_config_yaml
 from ebm_cli.tasks.evaluate import evaluate_baseline, evaluate_model
 from ebm_cli.tasks.spread import energy_spread, is_flat
+from ebm_cli.training.early_stopping import ValidationStopper
+from ebm_cli.training.ema import WeightAverage
 from ebm_cli.validate import validate
 
 log = logging.getLogger("ebm_cli")
@@ -85,10 +88,10 @@ def prepare(cfg) -> Tuple[Run, Optional[Baseline]]:
         if model is None:
             raise UserError(f"trainer.baseline=true: {type(run.data).__name__} data has no feed-forward MSE model "
                             "(for sentences the one-mode baseline of a chain energy is its own run, energy.z.k=1)")
-        baseline = Baseline(model.to(run.device), cfg.trainer.lr)
+        baseline = Baseline(model.to(run.device), cfg.trainer.lr, cfg.trainer.ema)
     check_objective(cfg, expected_metrics(run, baseline))
-    if cfg.trainer.keep == "best" or cfg.trainer.patience:
-        measured = [k for k in expected_metrics(run, None) if k not in TIMINGS]
+    if run.validation is not None and (cfg.trainer.keep == "best" or cfg.trainer.patience):
+        measured = [k for k in expected_metrics(run, None, run.validation) if k not in TIMINGS]
         if metric_key(dict.fromkeys(measured), cfg.objective) is None:
             raise UserError(f"objective={cfg.objective}: not measured on the validation split, which trainer.keep=best "
                             f"and trainer.patience compare by (one of {', '.join(measured)})")
@@ -101,33 +104,45 @@ def train(cfg, run_dir: Path) -> Dict[str, float]:
     Writes into run_dir: tb/, checkpoints/last.pt (+ previous.pt, + best.pt with trainer.keep=best),
     figures/, metrics.json, and divergence.json if the run diverges. With trainer.resume=auto it
     continues from the run folder's last good checkpoint, so that an interrupted run ends exactly as
-    an uninterrupted one. With trainer.eval_every, the validation split's loss and metrics are logged
-    under val/ (they draw on their own random stream: training is the same with or without them);
-    trainer.keep=best evaluates the best of those checkpoints on the test inputs; trainer.patience
-    stops a run whose objective has not improved for that many evaluations.
+    an uninterrupted one.
+
+    The budget comes from the data: every trainer.eval_every steps the validation split's loss and
+    metrics are logged under val/ (they draw on their own random stream: training is the same with
+    or without them); trainer.keep=best keeps the best of those weights for the test inputs, and
+    trainer.patience stops a run whose objective has not improved for that many evaluations
+    (training/early_stopping.py), trainer.steps being only a ceiling. What is evaluated, kept and
+    reported is the moving average of the weights (trainer.ema; training/ema.py).
     """
     run_dir = Path(run_dir)
-    t = cfg.trainer
+    # plain values: an OmegaConf attribute costs microseconds, read a dozen times per step
+    t = SimpleNamespace(**OmegaConf.to_container(cfg.trainer, resolve=True))
+    landscape_every, show_progress = cfg.logger.landscape_every, cfg.logger.progress
     seed_everything(cfg.seed, t.deterministic)
     run, baseline = prepare(cfg)
     data, meta, energy, inference, loss_fn, beta, device = (run.data, run.meta, run.energy, run.inference, run.loss,
                                                             run.beta, run.device)
     val = run.validation
     set_precision(t.precision, device)
+    average = WeightAverage(energy, t.ema)  # before compiling: the average is only evaluated, eager
     if wants_compile(t.compile, device, t.steps):
         if getattr(loss_fn, "needs_double_backward", False):
             log.info("trainer.compile: the energy stays eager: loss=%s differentiates through grad_y F, and "
                      "torch.compile has no double backward", loss_fn.name)
         else:
             compile_energy(energy, device, t.compile_mode)
-    best: Dict[str, Any] = {"step": None, "value": None}  # the best evaluation on val so far (kept in checkpoints)
-    opt = torch.optim.Adam(energy.parameters(), lr=t.lr, weight_decay=t.weight_decay)
+    # the evaluations on val so far (kept in checkpoints); no early stop while beta still moves
+    stopper = ValidationStopper(cfg.objective_direction == "maximize", t.patience if val is not None else 0,
+                                not_before=int(getattr(beta, "settled_at", 0) or 0), lr_drops=t.lr_drops)
+    # foreach: one fused kernel per update over all the tensors (the default on CPU is a loop over them)
+    opt = torch.optim.Adam(energy.parameters(), lr=t.lr, weight_decay=t.weight_decay, foreach=True)
     config_yaml = task_config_yaml(cfg)
-    start = resume(run_dir, t.resume, energy, opt, device, loss_fn, baseline, config_yaml, best)
+    start = resume(run_dir, t.resume, energy, opt, device, loss_fn, baseline, config_yaml, stopper, average)
+    evaluated = average.evaluated  # the averaged weights (or the trained ones with trainer.ema=0)
     run_dir.mkdir(parents=True, exist_ok=True)  # Hydra makes it; a call from Python may not have
-    x_train, y_train = data.x_train.to(device), data.y_train.to(device)
     log.info("run folder %s | data %s: %d train rows, %d test x | device %s%s", run_dir, data.source,
-             len(x_train), len(data.x_test), device, f" | resumed at step {start}" if start else "")
+             data.num_rows, len(data.x_test), device, f" | resumed at step {start}" if start else "")
+    if getattr(energy, "chosen_because", None):
+        log.info(energy.chosen_because)  # which energy the data's shape picked (energy=frames), and why
 
     # purge_step: TensorBoard drops what a killed run logged after its last checkpoint.
     tb = TBLogger(run_dir / "tb" if cfg.logger.tensorboard else None, purge_step=start + 1 if start else None)
@@ -137,41 +152,46 @@ def train(cfg, run_dir: Path) -> Dict[str, float]:
             tb.layout({"train vs validation": {"loss": ["Multiline", ["train/loss", "val/loss"]]}})
 
     def checkpoint(step: int, name: str = "last.pt") -> None:
+        # "model" is what is evaluated (task=infer loads it); the trained weights go beside it
         save_checkpoint(run_dir / "checkpoints", {
-            "model": energy.state_dict(), "optimizer": opt.state_dict(), "step": step,
-            "rng": rng_state(), "config": config_yaml, "meta": meta, "best": dict(best),
+            "model": evaluated.state_dict(), "optimizer": opt.state_dict(), "step": step,
+            "rng": rng_state(), "config": config_yaml, "meta": meta, "best": stopper.state_dict(),
+            **({"train_model": energy.state_dict(), "average": average.state_dict()} if evaluated is not energy else {}),
             **({"loss": loss_fn.state_dict()} if loss_fn.state_dict() else {}),
             **({"baseline": baseline.state_dict()} if baseline is not None else {}),
         }, name)
 
     def validate_at(step: int, b: float) -> bool:
-        """Log the validation loss and metrics; keep best.pt; True when patience has run out."""
+        """Log the validation loss and metrics at `step` (a latent energy at that step's beta, b); keep
+        best.pt; True when patience has run out."""
+        average.set_beta(b)
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            # the same random draws at every evaluation (a loss that samples negatives): a change of
+            # the validation loss is the weights' doing, not the sampler's noise
+            torch.manual_seed(cfg.seed)
             scorer = copy.deepcopy(loss_fn) if loss_fn.state_dict() else loss_fn  # cd's replay buffer stays training's
-            val_loss, _ = scorer(energy, val.x_train.to(device), val.y_train.to(device), b)
-            scores = {k: v for k, v in evaluate_model(energy, inference, val, device)["metrics"].items() if k not in TIMINGS}
+            val_loss, _ = scorer(evaluated, val.x_train.to(device), val.y_train.to(device), b)
+            scores = {k: v for k, v in evaluate_model(evaluated, inference, val, device)["metrics"].items() if k not in TIMINGS}
+        evaluated.train()
         energy.train()
         tb.scalars({"loss": float(val_loss.detach()), **scores}, step, "val/")
         key = metric_key(scores, cfg.objective)
-        value = scores[key] if key else None
-        if value is None or not math.isfinite(value):
-            return False
-        maximize = cfg.objective_direction == "maximize"
-        if best["value"] is None or (value > best["value"] if maximize else value < best["value"]):
-            best.update(step=step, value=value)
-            if t.keep == "best":
-                checkpoint(step, BEST)
-            return False
-        return bool(t.patience) and step - best["step"] >= t.patience * t.eval_every
+        decision = stopper.observe(step, scores[key] if key else None, float(val_loss.detach()))
+        if decision.keep and t.keep == "best":
+            checkpoint(step, BEST)
+        if decision.lower_lr:
+            log.info("step %d: no progress on the validation split for %d evaluations: the learning rate goes down "
+                     "to %.3g (trainer.lr_drop)", step, t.patience, learning_rate(t, step) * t.lr_drop ** stopper.drops_done)
+        return decision.stop
 
     def landscape(step: int, cands=None):
         """Draw and log the figures (and text summaries) of the energy at this step; both."""
-        figs = data.figures(energy, cfg.logger, device, candidates=cands,
+        figs = data.figures(evaluated, cfg.logger, device, candidates=cands,
                             baseline=baseline.model if baseline is not None else None)
         figs = {name: render(fig) for name, fig in figs.items()}  # drawn once, for TensorBoard and the PNGs
         for name, image in figs.items():
             tb.figure(f"landscape/{name}", image, step)
-        texts = data.texts(energy, cfg.logger, device)
+        texts = data.texts(evaluated, cfg.logger, device)
         for name, text in texts.items():
             tb.text(f"landscape/{name}", text, step)
         return figs, texts
@@ -186,10 +206,14 @@ def train(cfg, run_dir: Path) -> Dict[str, float]:
     start_time = time.perf_counter()
     clip = t.grad_clip if t.grad_clip is not None else float("inf")
     last_healthy: Dict[str, float] = {}
-    end = t.steps  # earlier when the validation objective stops improving (trainer.patience)
+    # earlier when the validation objective stops improving (trainer.patience); a run resumed after it
+    # stopped early (killed during its final evaluation) does not train on
+    end = stopper.stopped_at if stopper.stopped_at is not None else t.steps
+    if val is None and start == 0:
+        log.info("no validation split (trainer.eval_every=0): training to trainer.steps=%d, the last weights kept", t.steps)
     energy.train()
-    with StopSignals() as signals, TrainingProgress(t.steps, start, cfg.logger.progress, t.log_every) as progress:
-        for step in range(start, t.steps):
+    with StopSignals() as signals, TrainingProgress(t.steps, start, show_progress, t.log_every) as progress:
+        for step in range(start, end):
             if signals.received:
                 checkpoint(step)
                 # pass_on: e.g. submitit requeues the job, which continues here with trainer.resume=auto
@@ -197,16 +221,16 @@ def train(cfg, run_dir: Path) -> Dict[str, float]:
                                                   f"checkpoint saved, continue with trainer.resume=auto"),
                      then=signals.pass_on)
             b = beta(step)
+            lr = learning_rate(t, step) * t.lr_drop ** stopper.drops_done  # lowered on a plateau (training/early_stopping.py)
             for group in opt.param_groups:  # a function of the step alone, so resuming needs no state
-                group["lr"] = learning_rate(t, step)
-            if isinstance(energy, LatentEnergy):  # the one place a latent energy's F_beta gets the loss's beta
-                energy.set_beta(b)
-            idx = torch.randint(0, len(x_train), (t.batch_size,), device=device)
-            xb, yb = data.augment(x_train[idx], y_train[idx])
+                group["lr"] = lr
+            average.set_beta(b)  # the one place a latent energy's F_beta gets the loss's beta
+            idx = torch.randint(0, data.num_rows, (run.batch_size,), device="cpu")  # rows of the host data, moved as a batch
+            xb, yb = data.augment(*data.batch(idx, device))
             with autocast(t.precision, device):
                 loss, stats = loss_fn(energy, xb, yb, b)
             if baseline is not None:  # the same batch, its own optimiser
-                stats["baseline_mse"] = baseline.step(xb, yb, learning_rate(t, step))
+                stats["baseline_mse"] = baseline.step(xb, yb, lr)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             grad_norm = torch.nn.utils.clip_grad_norm_(energy.parameters(), clip)
@@ -221,38 +245,42 @@ def train(cfg, run_dir: Path) -> Dict[str, float]:
                     f"training diverged at step {step + 1}: {', '.join(f'{k}={values[k]:.3g}' for k in bad)} "
                     f"(see divergence.json; the last checkpoint is untouched)", DIVERGED_EXIT_CODE))
             opt.step()
+            average.update()
             last_healthy = {**values, "step": step + 1}
             done = step + 1
             if done % t.log_every == 0 or done == t.steps:
-                spread = energy_spread(energy, data, device, with_gap=False)  # None for token sequences
-                tb.scalars({**values, "beta": b, **(spread or {})}, done, "train/")
+                spread = energy_spread(evaluated, data, device, with_gap=False)  # None for token sequences
+                tb.scalars({**values, "beta": b, "lr": lr, **(spread or {})}, done, "train/")
             progress.update(done, values["loss"])
-            if cfg.logger.landscape_every and done % cfg.logger.landscape_every == 0 and done != t.steps:
+            if landscape_every and done % landscape_every == 0 and done != t.steps:
                 landscape(done)
                 energy.train()
-            if val is not None and (done % t.eval_every == 0 or done == t.steps) and validate_at(done, b):
+            if val is not None and (done % t.eval_every == 0 or done == t.steps) and validate_at(done, beta(done)):
                 end = done
-                log.info("stopping early at step %d: objective %s has not improved on the validation split since "
-                         "step %d (trainer.patience=%d)", done, cfg.objective, best["step"], t.patience)
+                log.info("stopping at step %d: objective %s has not improved on the validation split for %d "
+                         "evaluations (trainer.patience); the weights of step %d are kept", done, cfg.objective,
+                         t.patience, stopper.best["step"])
                 break
             if t.ckpt_every and done % t.ckpt_every == 0 and done != t.steps:
                 checkpoint(done)
         train_seconds = time.perf_counter() - start_time
-        if isinstance(energy, LatentEnergy):  # evaluate (and save) at the schedule's final beta
-            energy.set_beta(beta(end))
+        average.set_beta(beta(end))  # evaluate (and save) at the schedule's final beta
         checkpoint(end)
-        if t.keep == "best" and best["step"] is not None and best["step"] != end:
-            restore(run_dir / "checkpoints" / BEST, load_checkpoint(run_dir / "checkpoints" / BEST, "cpu"), energy)
-            if isinstance(energy, LatentEnergy):
-                energy.set_beta(beta(best["step"]))
+        kept = stopper.best["step"] if val is not None and t.keep == "best" and stopper.best["step"] is not None else end
+        if val is not None and end < stopper.not_before:
+            log.info("the beta schedule was still annealing (it settles at step %d) when the run ended at step %d: "
+                     "its last weights are kept", stopper.not_before, end)
+        if kept != end:
+            restore(run_dir / "checkpoints" / BEST, load_checkpoint(run_dir / "checkpoints" / BEST, "cpu"), evaluated)
+            average.set_beta(beta(kept))
 
-    result = evaluate_model(energy, inference, data, device)
+    result = evaluate_model(evaluated, inference, data, device)
     metrics = {**result["metrics"], "train_time_s": train_seconds}
-    spread = energy_spread(energy, data, device)
+    spread = energy_spread(evaluated, data, device)
     collapsed = None
     if spread is not None:
         metrics.update(spread)
-        final_beta = beta(best["step"] if t.keep == "best" and best["step"] is not None else end)
+        final_beta = beta(kept)
         collapsed = is_flat(spread["energy_range"], final_beta, cfg.logger.collapse_below)
         if collapsed:
             log.warning("the energy collapsed: flat over the y box (beta * energy_range = %.3g < "
@@ -269,8 +297,8 @@ def train(cfg, run_dir: Path) -> Dict[str, float]:
     if collapsed is not None:  # flat: beta * energy_range < logger.collapse_below
         record["collapsed"] = collapsed
     if val is not None:  # which weights the test metrics are of, and the best validation objective
-        record.update(evaluated_step=best["step"] if t.keep == "best" and best["step"] is not None else end,
-                      best_validation={"step": best["step"], cfg.objective: best["value"]}, stopped_early=end < t.steps)
+        record.update(evaluated_step=kept, best_validation={"step": stopper.best["step"], cfg.objective: stopper.best["value"]},
+                      stopped_early=end < t.steps)
     write_json(run_dir / "metrics.json", record)
     title = f"{type(energy).__name__} on {type(data).__name__} data (inference={inference.name})"
     get_console().print(metrics_table(title, {"test": metrics}))
@@ -278,9 +306,9 @@ def train(cfg, run_dir: Path) -> Dict[str, float]:
 
 
 def resume(run_dir: Path, mode: str, energy, opt, device, loss_fn=None, baseline=None, config_yaml=None,
-           best=None) -> int:
-    """Restore model, optimiser and RNG states (and into `best`, the best validation so far) from
-    run_dir's last good checkpoint; the step.
+           stopper=None, average=None) -> int:
+    """Restore model, optimiser and RNG states (and the evaluations so far into `stopper`, the moving
+    average of the weights into `average`) from run_dir's last good checkpoint; the step.
 
     mode=never refuses a folder that already holds checkpoints (they would be overwritten); mode=auto
     refuses a run of another config (config_yaml: this run's).
@@ -290,18 +318,35 @@ def resume(run_dir: Path, mode: str, energy, opt, device, loss_fn=None, baseline
     if mode == "never":
         return 0
     remove_stale_temporaries(folder)
-    # Read on the host whatever `device` is: the RNG states must stay there (set_rng_state, numpy),
-    # and load_state_dict copies weights, optimiser moments and a loss's state to where they live.
+    try:
+        return _restore_latest(folder, energy, opt, loss_fn, baseline, stopper, average)
+    except UserError as err:  # the run stays as it was (cli.record_failure leaves its metrics.json alone)
+        raise NotResumable(f"trainer.resume=auto: {err}") from None
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        raise NotResumable(f"trainer.resume=auto: a checkpoint in {folder} is incomplete or of another version "
+                           f"({type(exc).__name__}: {exc})") from None
+
+
+def _restore_latest(folder: Path, energy, opt, loss_fn, baseline, stopper, average) -> int:
+    # Read on the host whatever the run's device is: the RNG states must stay there (set_rng_state,
+    # numpy), and load_state_dict copies weights, optimiser moments and a loss's state to where they live.
     state, path = load_latest(folder, map_location="cpu")
     if state is None:
         return 0
-    restore(path, state, energy, opt)
+    if not isinstance(state.get("rng"), dict):
+        raise UserError(f"checkpoint {path} has no RNG state: it cannot continue the run exactly")
+    if "train_model" in state and average is not None:  # trained with a moving average: "model" is the average
+        restore(path, {**state, "model": state["train_model"]}, energy, opt)
+        restore(path, state, average.evaluated)
+        average.load_state_dict(state.get("average", {}))
+    else:
+        restore(path, state, energy, opt)
     if "loss" in state and loss_fn is not None:  # e.g. contrastive divergence's replay buffer
         loss_fn.load_state_dict(state["loss"])
     if baseline is not None and "baseline" in state:
         baseline.load_state_dict(state["baseline"])
     set_rng_state(state["rng"])
-    if best is not None and state.get("best"):
-        best.update(state["best"])
+    if stopper is not None and state.get("best"):
+        stopper.load_state_dict(state["best"])
     log.info("resuming from %s (step %d)", path, state["step"])
     return int(state["step"])

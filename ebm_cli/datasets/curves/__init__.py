@@ -8,7 +8,7 @@ import torch
 from ebm_cli.core.dataset import Dataset, check_data_file
 from ebm_cli.core.spaces import BoxSpace
 from ebm_cli.datasets.curves.data import branch_functions, generate_curves, split_csv
-from ebm_cli.errors import UserError, require, require_non_negative, require_positive
+from ebm_cli.errors import require, require_non_negative, require_positive
 
 DEFAULT_BRANCHES = ("0.6 + 0.3 * sin(pi * x)", "0.4 * x", "-0.6 + 0.3 * cos(pi * x)")
 
@@ -63,6 +63,10 @@ class Curves(Dataset):
 
 
     branches = None  # read from a file: the valid sets are the rows
+
+    @property
+    def outputs_per_input(self) -> int:
+        return len(self.branches) if self.branches is not None else super().outputs_per_input
 
     def validation_valid(self, x, valid, mask):
         """Generated curves know every branch's y at a validation x (training rows hold one each)."""

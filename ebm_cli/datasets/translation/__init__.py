@@ -90,13 +90,17 @@ class Translation(Dataset):
 
     def energy_args(self) -> Dict[str, Any]:
         return {"x_shape": list(self.x_train.shape[1:]), "src_vocab": self.src_vocab, "tgt_vocab": self.tgt_vocab,
-                "length": int(self.y_train.shape[1]), "y_space": self.y_space.to_config()}
+                "length": int(self.y_train.shape[1]), "y_space": self.y_space.to_config(),
+                "outputs_per_input": self.outputs_per_input}
 
     def distance(self, a, b):
         return token_mismatches(a, b)
 
     def metrics(self, y, mask):
-        return translation_metrics(y.cpu(), mask.cpu(), self.valid, self.valid_mask, self.eps, self.decode)
+        """Exact-match coverage and precision; BLEU too, except on the validation split (scored every
+        few hundred steps, where sacrebleu would cost more than the search)."""
+        return translation_metrics(y.cpu(), mask.cpu(), self.valid, self.valid_mask, self.eps, self.decode,
+                                   bleu=not self.validation_split)
 
     def figures(self, energy, logger, device, candidates=None, baseline=None):
         return {}  # sentences are shown as text (texts)

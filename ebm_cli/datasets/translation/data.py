@@ -9,6 +9,9 @@ from ebm_cli.errors import UserError
 
 PAD, EOS = "<pad>", "<eos>"  # target symbols: index 0 pads, index 1 ends a sentence
 SRC_PAD = "<pad>"
+# Words a sentence may have: the chain energy pads every target to the longest and runs its dynamic
+# programme over every position, so one runaway line (a whole text on one line) would size the model.
+MAX_WORDS = 200
 
 
 def load_tsv(path: str) -> Dict[str, List[str]]:
@@ -30,6 +33,10 @@ def load_tsv(path: str) -> Dict[str, List[str]]:
         src, tgt = (" ".join(f.split()) for f in fields)
         if not src or not tgt:
             raise UserError(f"{path}: line {number}: empty {'source' if not src else 'target'}: {line[:60]!r}")
+        longest = max(len(src.split()), len(tgt.split()))
+        if longest > MAX_WORDS:
+            raise UserError(f"{path}: line {number}: a sentence of {longest} words (at most {MAX_WORDS}: one pair per "
+                            f"line, a sentence each side): {line[:60]!r}")
         reserved = [w for w in (*src.split(), *tgt.split()) if w in (PAD, EOS)]
         if reserved:
             raise UserError(f"{path}: line {number}: {reserved[0]} is reserved (padding / end of sentence): {line[:60]!r}")

@@ -38,13 +38,16 @@ def pairwise_bleu(outputs: List[List[str]]) -> float:
 
 
 def translation_metrics(y: torch.Tensor, mask: torch.Tensor, valid: torch.Tensor, valid_mask: torch.Tensor, eps: float,
-                        decode: Callable[[torch.Tensor], str]) -> Dict[str, float]:
-    """Exact-match coverage and precision (eps = 0), references covered per source, multi-reference
-    BLEU of the best candidate, pairwise BLEU between a source's candidates. y: (M, P, T) token ids."""
+                        decode: Callable[[torch.Tensor], str], bleu: bool = True) -> Dict[str, float]:
+    """Exact-match coverage and precision (eps = 0), references covered per source, and with `bleu`
+    the multi-reference BLEU of the best candidate and the pairwise BLEU between a source's
+    candidates. y: (M, P, T) token ids."""
     metrics = multi_output_metrics(y, mask, valid, valid_mask, eps, distance=token_mismatches)
     refs_per_source = float(valid_mask.sum(1).double().mean())
     metrics["refs_covered"] = metrics[f"coverage@{eps:g}"] * refs_per_source  # covered pairs / sources
     metrics["refs_per_source"] = refs_per_source
+    if not bleu:
+        return metrics
     outputs = [[decode(y[i, j]) for j in range(y.shape[1]) if mask[i, j]] for i in range(len(y))]
     references = [[decode(v) for v, m in zip(valid[i], valid_mask[i]) if m] for i in range(len(y))]
     metrics["bleu"] = multi_reference_bleu([o[0] for o in outputs], references)

@@ -1,7 +1,8 @@
 """Toy video clips: the generator (a sprite moves over C context frames, then takes one of K known
 moves) and the file formats (`.npz` with `context` and `futures`, or a Moving-MNIST-style `.npy`
-uint8 array (T, N, H, W)). Each returns contexts (N, C, H, W), futures (N, K, H, W) zero-padded
-and the number of valid futures of each sample (N,).
+uint8 array (T, N, H, W)). The generator and the .npz return contexts (N, C, H, W), futures
+(N, K, H, W) zero-padded and the number of valid futures of each sample (N,); the .npy stays a
+memory-mapped array whose windows are read as they are used (windows.py).
 """
 
 import zipfile
@@ -11,7 +12,8 @@ import numpy as np
 
 from ebm_cli.errors import UserError
 
-SPRITES = ("square", "plus", "diamond", "glyph")  # glyph: a new random shape in every clip
+SPRITES = ("square", "plus", "diamond", "glyph")
+IN_MEMORY_BYTES = 512 * 2**20  # a .npy up to this size is read whole; a bigger one frame by frame as batches ask  # glyph: a new random shape in every clip
 
 
 def glyph(rng: np.random.Generator, size: int) -> np.ndarray:
@@ -144,12 +146,11 @@ def load_npz(path: str) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     return context.astype(np.float32), futures.astype(np.float32), counts.astype(np.int64)
 
 
-def load_npy(path: str, context_frames: int, windows: str = "all") -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """A Moving-MNIST-style uint8 (T, N, H, W) array of N clips: every window of C + 1 consecutive
-    frames of a clip is one sample, frames [t, t + C) the context and frame t + C its one valid
-    future (windows=all: N x (T - C) samples), or only the first window of each clip
-    (windows=first: N samples). Also returns each sample's clip (N',), so that a split can keep a
-    clip's windows together."""
+def open_npy(path: str, context_frames: int) -> np.ndarray:
+    """A Moving-MNIST-style uint8 (T, N, H, W) array of N clips, checked: every window of C + 1
+    consecutive frames of a clip is a sample, frames [t, t + C) the context and frame t + C its one
+    valid future (windows.py). Up to IN_MEMORY_BYTES it is read whole; a bigger file stays a
+    memory map, whose frames are read from disk as batches use them."""
     try:
         clips = np.load(path, allow_pickle=False, mmap_mode="r")
     except (OSError, ValueError, EOFError) as exc:
@@ -164,9 +165,8 @@ def load_npy(path: str, context_frames: int, windows: str = "all") -> Tuple[np.n
     t, n = clips.shape[:2]
     if t < context_frames + 1:
         raise _bad(path, f"has {t} frames per clip; dataset.context={context_frames} needs at least {context_frames + 1}")
-    starts = range(t - context_frames) if windows == "all" else range(1)
-    frames = np.asarray(clips[: starts[-1] + context_frames + 1]).transpose(1, 0, 2, 3)  # (N, T', H, W) uint8
-    context = np.concatenate([frames[:, s : s + context_frames] for s in starts]).astype(np.float32) / 255.0
-    futures = np.concatenate([frames[:, s + context_frames, None] for s in starts]).astype(np.float32) / 255.0
-    clip = np.tile(np.arange(n), len(starts))  # window-major order: clip of each sample
-    return context, futures, np.ones(len(context), np.int64), clip
+    if n < 2:
+        raise _bad(path, "needs at least 2 clips (some to train on, some to test)")
+    if clips.nbytes <= IN_MEMORY_BYTES:  # small enough to hold: batches index it in memory
+        return np.ascontiguousarray(clips)
+    return clips
