@@ -64,7 +64,7 @@ def _refused(exc: BaseException, where: str = "") -> Rejected:
     """Rejected carries the error past Hydra (which would turn an Exception from a callback into a
     warning and go on to create the folder)."""
     message = str(exc) if isinstance(exc, UserError) else one_line(exc)
-    return Rejected(UserError(f"{where}{message}"))
+    return Rejected(UserError(f"{where}{message}", getattr(exc, "exit_code", 1)))
 
 
 class ValidateConfig(Callback):

@@ -21,6 +21,7 @@ from ebm_cli.callbacks import task_overrides, trusted_targets
 from ebm_cli.errors import NotResumable, Rejected, UserError, is_config_error, one_line
 from ebm_cli.runtime import summary
 from ebm_cli.runtime.folder_lock import release_all
+from ebm_cli.runtime.signals import OutsideTheLoop, Preempted
 from ebm_cli.schema import register_configs
 
 log = logging.getLogger("ebm_cli")
@@ -93,8 +94,8 @@ def record_failure(run_dir: Path, exc: BaseException) -> None:
     path = run_dir / "metrics.json"
     if isinstance(exc, NotResumable):  # the interrupted run stays resumable once a good checkpoint is back
         return
-    if run_dir.is_dir() and not path.exists():
-        write_json(path, {"status": "failed", "error": one_line(exc)})
+    if run_dir.is_dir() and not path.exists():  # stopped by a signal outside the steps: resumable, said so
+        write_json(path, {"status": "preempted" if isinstance(exc, Preempted) else "failed", "error": one_line(exc)})
 
 
 def _log_to_file(message: str) -> None:
@@ -122,7 +123,8 @@ def main() -> None:
     # Let errors reach us instead of Hydra's multi-line report, so we can print one line.
     os.environ["HYDRA_FULL_ERROR"] = "1"
     try:
-        hydra_main()
+        with OutsideTheLoop():
+            hydra_main()
     except Rejected as rejected:
         _exit_with(rejected.error, show_traceback)
     except KeyboardInterrupt:

@@ -411,3 +411,32 @@ def test_sighup_of_a_closed_session_saves_a_checkpoint_like_sigterm(tmp_path, mo
     assert err.value.exit_code == PREEMPTED_EXIT_CODE
     assert json.loads((tmp_path / "metrics.json").read_text())["status"] == "preempted"
     assert torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=True)["step"] == 10
+
+
+def test_sigterm_during_the_final_evaluation_is_one_line_and_the_run_resumes(tmp_path, monkeypatch):
+    """A signal outside the training steps (here while the test metrics are computed): exit 75, one
+    line, metrics.json "preempted"; the same command with trainer.resume=auto then finishes."""
+    from ebm_cli.tasks import train as train_module
+
+    real = train_module.evaluate_model
+    calls = []
+
+    def evaluate_then_sigterm(model, inference, data, device):
+        calls.append(data)
+        if not getattr(data, "validation_split", False):  # the final evaluation on the test inputs
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real(model, inference, data, device)
+
+    monkeypatch.setattr(train_module, "evaluate_model", evaluate_then_sigterm)
+    run_dir = tmp_path / "run"
+    args = [*SHORT, "logger.progress=false", f"hydra.run.dir={run_dir}"]
+    stopped = run_cli(args, tmp_path)
+    assert stopped.returncode == PREEMPTED_EXIT_CODE, stopped.stderr
+    assert stopped.stderr.strip().splitlines() == [
+        "ebm-run: error: stopped by SIGTERM outside the training steps; what was saved is kept (a run continues "
+        "from its last checkpoint with trainer.resume=auto)"]
+    assert json.loads((run_dir / "metrics.json").read_text())["status"] == "preempted"
+    monkeypatch.undo()
+    done = run_cli([*args, "trainer.resume=auto"], tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert json.loads((run_dir / "metrics.json").read_text())["status"] == "completed"

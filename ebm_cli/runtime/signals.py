@@ -17,6 +17,35 @@ class Preempted(UserError):
         super().__init__(message, PREEMPTED_EXIT_CODE)
 
 
+class OutsideTheLoop:
+    """Context manager for a whole command: SIGTERM or SIGHUP outside the training loop (during the
+    start-up checks, before the first step, during the final evaluation and figures) raises
+    Preempted where the command is, so that it ends in one line with a consistent metrics.json
+    instead of dying silently; inside the loop StopSignals takes over (it saves at the step).
+    Outside the main thread it does nothing."""
+
+    SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
+
+    def __init__(self):
+        self._previous = {}
+
+    @staticmethod
+    def _raise(signum, frame):
+        raise Preempted(f"stopped by {signal.Signals(signum).name} outside the training steps; what was saved is "
+                        "kept (a run continues from its last checkpoint with trainer.resume=auto)")
+
+    def __enter__(self) -> "OutsideTheLoop":
+        if threading.current_thread() is threading.main_thread():
+            for sig in self.SIGNALS:
+                self._previous[sig] = signal.signal(sig, self._raise)
+        return self
+
+    def __exit__(self, *exc) -> bool:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        return False
+
+
 class StopSignals:
     """Context manager: while inside, a stop signal sets `received` (its name); the loop polls it.
 
@@ -46,7 +75,7 @@ class StopSignals:
         """Hand the received signal to the handler that was installed before ours, if it is a
         Python function: a cluster launcher's (submitit requeues the job from its handler)."""
         previous = self._previous.get(signal.Signals[self.received]) if self.received else None
-        if callable(previous):
+        if callable(previous) and previous is not OutsideTheLoop._raise:  # not ours: the stop is already said
             previous(signal.Signals[self.received].value, None)
 
     def __exit__(self, *exc) -> bool:
