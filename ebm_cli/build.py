@@ -40,7 +40,6 @@ PRIMITIVES = (int, float, bool, str)
 SHARED_BY_OPTIONS = ("z", "free_energy")  # what an EnergyChoice gives the option it picks
 
 
-
 # -- importing and checking a node -------------------------------------------------------------------
 def locate(target: str, path: str) -> type:
     """The class named by `_target_`; a target that cannot be imported is one line."""

@@ -58,9 +58,9 @@ def ribbon(energy, space, x0: Sequence[float], resolution: int, device=None):
 
 
 @torch.no_grad()
-def latent_usage(energy, x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor, counts: bool = False) -> torch.Tensor:
-    """Share of the (x, y) pairs that each z value (or bin) explains best, argmin_z E: (S,) (with
-    counts=True, how many pairs: shares of several batches add up from their counts).
+def latent_usage(energy, x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Share of the (x, y) pairs that each z value (or bin) explains best, argmin_z E: (S,), scored
+    USAGE_CHUNK pairs at a time.
 
     x: (M, *x_shape), y: (M, V, *y_shape) with mask (M, V) (the test inputs and their valid sets).
     """
@@ -78,7 +78,7 @@ def latent_usage(energy, x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor, c
             winners.append(energy.energies(xs, ys, z.unsqueeze(0).expand(len(ys), *z.shape)).argmin(dim=1))
     winners = torch.cat(winners) if winners else torch.zeros(0, dtype=torch.long, device=x.device)
     found = torch.bincount(winners, minlength=nodes).double().cpu()
-    return found if counts else found / found.sum().clamp(min=1)
+    return found / found.sum().clamp(min=1)
 
 
 def usage_metrics(shares: torch.Tensor) -> Dict[str, float]:

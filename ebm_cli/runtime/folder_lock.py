@@ -25,7 +25,7 @@ _held: Dict[str, int] = {}  # folder -> the open descriptor holding its lock (th
 
 def hold(folder: Path, what: str = "run") -> None:
     """Create `folder` if needed and take its lock for the rest of this command; UserError if another
-    process (or another command in this one) holds it."""
+    process holds it (one this process holds already is kept as it is)."""
     folder = Path(folder).absolute()
     if str(folder) in _held or fcntl is None:
         return

@@ -25,9 +25,8 @@ def evaluate_model(energy, inference, data, device) -> Dict[str, Any]:
     seconds = time.perf_counter() - start
     metrics = data.metrics(cands.y, cands.mask)
     if isinstance(energy, LatentEnergy):
-        counts = sum(latent_usage(energy, data.x_test[i : i + CHUNK].to(device), data.valid[i : i + CHUNK].to(device),
-                                  data.valid_mask[i : i + CHUNK].to(device), counts=True) for i in chunks)
-        metrics.update(usage_metrics(counts / counts.sum().clamp(min=1)))
+        shares = latent_usage(energy, data.x_test.to(device), data.valid.to(device), data.valid_mask.to(device))
+        metrics.update(usage_metrics(shares))
     metrics.update({k: cands.stats[k] for k in getattr(inference, "reports", ()) if k in cands.stats})
     metrics["infer_time_s"] = seconds
     metrics["energy_evals"] = float(cands.evaluations)

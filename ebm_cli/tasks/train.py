@@ -161,6 +161,10 @@ def train(cfg, run_dir: Path) -> Dict[str, float]:
             **({"baseline": baseline.state_dict()} if baseline is not None else {}),
         }, name)
 
+    def lr_at(step: int) -> float:
+        """trainer.lr (or its decay) at `step`, lowered by each drop on a plateau so far."""
+        return learning_rate(t, step) * t.lr_drop ** stopper.drops_done
+
     def validate_at(step: int, b: float) -> bool:
         """Log the validation loss and metrics at `step` (a latent energy at that step's beta, b); keep
         best.pt; True when patience has run out."""
@@ -181,7 +185,7 @@ def train(cfg, run_dir: Path) -> Dict[str, float]:
             checkpoint(step, BEST)
         if decision.lower_lr:
             log.info("step %d: no progress on the validation split for %d evaluations: the learning rate goes down "
-                     "to %.3g (trainer.lr_drop)", step, t.patience, learning_rate(t, step) * t.lr_drop ** stopper.drops_done)
+                     "to %.3g (trainer.lr_drop)", step, t.patience, lr_at(step))
         return decision.stop
 
     def landscape(step: int, cands=None):
@@ -221,7 +225,7 @@ def train(cfg, run_dir: Path) -> Dict[str, float]:
                                                   f"checkpoint saved, continue with trainer.resume=auto"),
                      then=signals.pass_on)
             b = beta(step)
-            lr = learning_rate(t, step) * t.lr_drop ** stopper.drops_done  # lowered on a plateau (training/early_stopping.py)
+            lr = lr_at(step)
             for group in opt.param_groups:  # a function of the step alone, so resuming needs no state
                 group["lr"] = lr
             average.set_beta(b)  # the one place a latent energy's F_beta gets the loss's beta

@@ -12,8 +12,8 @@ import numpy as np
 
 from ebm_cli.errors import UserError
 
-SPRITES = ("square", "plus", "diamond", "glyph")
-IN_MEMORY_BYTES = 512 * 2**20  # a .npy up to this size is read whole; a bigger one frame by frame as batches ask  # glyph: a new random shape in every clip
+SPRITES = ("square", "plus", "diamond", "glyph")  # glyph: a new random shape in every clip
+IN_MEMORY_BYTES = 512 * 2**20  # a .npy up to this size is read whole; a bigger one frame by frame as batches ask
 
 
 def glyph(rng: np.random.Generator, size: int) -> np.ndarray:
