@@ -3,6 +3,7 @@ overwrites any run folder; write the summary of a sweep."""
 
 import copy
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Dict, List, Set
@@ -17,6 +18,8 @@ from ebm_cli.errors import Rejected, UserError, one_line
 from ebm_cli.runtime.folder_lock import hold, release_all
 from ebm_cli.runtime.run_folder import check_sweep_folder, write_json
 from ebm_cli.runtime.summary import print_summary, summarise
+
+log = logging.getLogger("ebm_cli")
 
 BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
 
@@ -171,7 +174,10 @@ class SweepSummary(Callback):
             return
         record = json.loads(path.read_text())
         record.update(overrides=task_overrides(config.hydra), job=config.hydra.job.get("num"))
-        write_json(path, record)
+        try:
+            write_json(path, record)
+        except UserError as err:  # the job's own result stands; Hydra would turn a raise into a warning
+            log.warning("%s (the job's overrides are not added to it)", err)
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
         if config.task.name != "train":

@@ -5,6 +5,7 @@ where there is none) are printed as one line on stderr with a non-zero exit code
 traceback appears only with HYDRA_FULL_ERROR=1.
 """
 
+import contextlib
 import logging
 import os
 import sys
@@ -20,8 +21,10 @@ from omegaconf import DictConfig
 from ebm_cli.callbacks import task_overrides, trusted_targets
 from ebm_cli.errors import NotResumable, Rejected, UserError, is_config_error, one_line
 from ebm_cli.runtime import summary
-from ebm_cli.runtime.folder_lock import release_all
-from ebm_cli.runtime.signals import OutsideTheLoop, Preempted
+from ebm_cli.runtime.disk import cannot_write, is_disk_error, os_error_in
+from ebm_cli.runtime.folder_lock import held_folder, release_all
+from ebm_cli.runtime.signals import (SWEEP_PARENT, OutsideTheLoop, Preempted, end_as_signalled, is_sweep_worker,
+                                     mark_as_sweep_parent, watch_parent)
 from ebm_cli.schema import register_configs
 
 log = logging.getLogger("ebm_cli")
@@ -72,19 +75,37 @@ def hydra_main(cfg: DictConfig) -> Optional[float]:
     run_dir = Path(hydra_cfg.runtime.output_dir)
     if hydra_cfg.mode == RunMode.MULTIRUN:
         _sweeping.append(True)
+    worker = is_sweep_worker()  # a joblib sweep's worker process: it stops with its parent
+    if worker:
+        watch_parent()
     try:
         try:
-            return run_task(cfg, run_dir, task_overrides(hydra_cfg), trusted_targets(hydra_cfg))
+            # in a worker, as in main(): a signal outside the training steps ends the job in one line
+            with OutsideTheLoop() if worker else contextlib.nullcontext():
+                return run_task(cfg, run_dir, task_overrides(hydra_cfg), trusted_targets(hydra_cfg))
         except SystemExit as exit_:  # a component's sys.exit() is a failure of the run, not its success
             raise UserError(f"the run's code called sys.exit({exit_.code!r}) during task={cfg.task.name}: a component "
                             "must raise an exception, not exit") from None
     except Exception as exc:
+        exc = _disk_error_named(exc, run_dir)
         _log_to_file(one_line(exc))
         record_failure(run_dir, exc)
         # Returning normally keeps Hydra from adding lines of its own and, in a sweep, lets the
         # other jobs and the summary run (Hydra's basic sweeper stops at a raised error).
         _failures.append(exc)
+        if isinstance(exc, Preempted) and worker:
+            end_as_signalled(exc.signal_name)  # its job saved: the worker ends as the signal asked
         return float("nan")  # a sweeper that optimises (optuna) records the trial as failed
+
+
+def _disk_error_named(exc: Exception, folder: Optional[Path] = None) -> Exception:
+    """A write the disk refused outside the runner's own writers (Hydra's .hydra/, a library's file):
+    cannot_write naming the file, or else the command's folder."""
+    if isinstance(exc, UserError) or not is_disk_error(exc):
+        return exc
+    if folder is None:  # the command's run (or sweep) folder, held since the checks
+        folder = held_folder()
+    return cannot_write(getattr(os_error_in(exc), "filename", None) or folder or "the run folder", exc)
 
 
 def record_failure(run_dir: Path, exc: BaseException) -> None:
@@ -95,7 +116,8 @@ def record_failure(run_dir: Path, exc: BaseException) -> None:
     if isinstance(exc, NotResumable):  # the interrupted run stays resumable once a good checkpoint is back
         return
     if run_dir.is_dir() and not path.exists():  # stopped by a signal outside the steps: resumable, said so
-        write_json(path, {"status": "preempted" if isinstance(exc, Preempted) else "failed", "error": one_line(exc)})
+        with contextlib.suppress(UserError):  # a disk that refused the run's writes may refuse this one too
+            write_json(path, {"status": "preempted" if isinstance(exc, Preempted) else "failed", "error": one_line(exc)})
 
 
 def _log_to_file(message: str) -> None:
@@ -108,10 +130,18 @@ def _log_to_file(message: str) -> None:
 
 def main() -> None:
     """Console script `ebm-run` (and `python -m ebm_cli`)."""
+    try:
+        cwd = os.getcwd()
+    except FileNotFoundError:
+        print("ebm-run: error: the working directory was removed; cd into an existing folder and run again", file=sys.stderr)
+        sys.exit(1)
     # A user's own components (`_target_: my_module.MyEnergy`) live next to where they run ebm-run;
     # a console script does not put the working directory on sys.path, so the runner does.
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
+    if cwd not in sys.path:
+        sys.path.insert(0, cwd)
+    # A log file on a full or removed disk: no "--- Logging error ---" tracebacks (the run's own
+    # writes report the disk in one line)
+    logging.raiseExceptions = False
     asked = os.environ.get("HYDRA_FULL_ERROR")
     show_traceback = asked == "1"
     console = rich.get_console()
@@ -122,6 +152,8 @@ def main() -> None:
     summary.failed_jobs.clear()
     # Let errors reach us instead of Hydra's multi-line report, so we can print one line.
     os.environ["HYDRA_FULL_ERROR"] = "1"
+    parent = os.environ.get(SWEEP_PARENT)
+    mark_as_sweep_parent()
     try:
         with OutsideTheLoop():
             hydra_main()
@@ -131,13 +163,14 @@ def main() -> None:
         print("ebm-run: interrupted", file=sys.stderr)
         sys.exit(130)
     except Exception as exc:
-        _exit_with(exc, show_traceback)
+        _exit_with(_disk_error_named(exc), show_traceback)
     finally:
         release_all()  # the folders this command held (the process's end would release them too)
-        if asked is None:
-            os.environ.pop("HYDRA_FULL_ERROR", None)
-        else:
-            os.environ["HYDRA_FULL_ERROR"] = asked
+        for name, value in (("HYDRA_FULL_ERROR", asked), (SWEEP_PARENT, parent)):
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
     if _failures:  # a single run exits with its error's own code; a sweep with a failed job with 1
         error = _failures[0]
         _exit_with(UserError(one_line(error)) if _sweeping else error, show_traceback)

@@ -104,3 +104,25 @@ def test_inference_k_null_is_as_many_candidates_as_the_data_has_answers(tmp_path
     assert five.data.outputs_per_input == 5 and five.inference.k == 5 and five.meta["outputs_per_input"] == 5
     assert build_run(make_cfg("debug=smoke")).inference.k == 3  # generated: its three branches
     assert build_run(make_cfg("dataset=curves_csv", f"dataset.path={csv}", "inference.k=2")).inference.k == 2
+
+
+@pytest.mark.parametrize("content", [
+    "x,y\n0.1,1\n0.1,-1\n\n0.2,2.5e-3\n",  # a blank line
+    'X, Y\n"0.5","1.25"\n-3,4\n',  # header case and spaces, quoted numbers
+    "x,y\n1e13,1\n-0.000001,7\n",
+])
+def test_the_fast_csv_reader_reads_what_the_row_by_row_reader_reads(tmp_path, content):
+    from ebm_cli.datasets.curves.data import _read_row_by_row, _read_well_formed
+
+    path = tmp_path / "rows.csv"
+    path.write_text(content)
+    fast = _read_well_formed(str(path))
+    assert fast is not None and torch.equal(fast, _read_row_by_row(str(path)))
+    assert torch.equal(read_curves_csv(str(path)), fast)
+
+
+def test_a_file_the_fast_reader_refuses_still_names_its_line(tmp_path):
+    path = tmp_path / "rows.csv"
+    path.write_text("x,y\n" + "0.5,1\n" * 1000 + "0.5,inf\n")
+    with pytest.raises(UserError, match="line 1002: non-finite value"):
+        read_curves_csv(str(path))

@@ -72,3 +72,16 @@ def test_psnr_and_ssim_of_the_best_of_k_are_the_librarys_on_the_best_pairs():
     two = torch.cat([future[:1], off[:1]], dim=1)  # input 0 has both as valid futures
     both = best_of_k_quality(two, torch.ones(1, 2, dtype=torch.bool), two, torch.ones(1, 2, dtype=torch.bool), 1.0)
     assert both == pytest.approx({"psnr_best": 100.0, "ssim_best": 1.0})
+
+
+def test_metrics_taken_a_few_inputs_at_a_time_equal_those_taken_at_once():
+    """A file whose x values hold thousands of rows each is measured in slices of x (bounded
+    memory): the same numbers as all at once, for any slice size."""
+    gen = torch.Generator().manual_seed(0)
+    pred, valid = torch.randn(50, 16, 1, generator=gen), torch.randn(50, 40, 1, generator=gen)
+    pred_mask, valid_mask = torch.rand(50, 16, generator=gen) > 0.3, torch.rand(50, 40, generator=gen) > 0.2
+    valid_mask[:, 0] = True
+    whole = multi_output_metrics(pred, pred_mask, valid, valid_mask, 0.3)
+    for max_pairs in (1, 7, 640, 5000):
+        sliced = multi_output_metrics(pred, pred_mask, valid, valid_mask, 0.3, max_pairs=max_pairs)
+        assert sliced == pytest.approx(whole, rel=1e-12)

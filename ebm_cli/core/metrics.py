@@ -28,26 +28,42 @@ def multi_output_metrics(
     valid_mask: torch.Tensor,
     eps: float,
     distance: Distance = euclidean,
+    max_pairs: int = 2**23,
 ) -> Dict[str, float]:
-    """pred: (M, P, *shape) with pred_mask (M, P); valid: (M, V, *shape) with valid_mask (M, V)."""
+    """pred: (M, P, *shape) with pred_mask (M, P); valid: (M, V, *shape) with valid_mask (M, V).
+
+    The (x, p, v) distances are taken for a few x at a time (at most max_pairs of them at once): a
+    file whose x values each hold thousands of rows needs no more memory than a small one.
+    """
+    m, p, v = len(pred), pred.shape[1], valid.shape[1]
+    step = max(1, max_pairs // max(1, p * v))
+    totals = torch.zeros(6, dtype=torch.float64, device="cpu")  # covered, valid, precise, predicted, chamfer sum, best sum
+    for s in range(0, m, step):
+        totals += _sums(pred[s:s + step], pred_mask[s:s + step], valid[s:s + step], valid_mask[s:s + step], eps, distance)
+    covered, n_valid, precise, n_pred, chamfer, best = totals.tolist()
+    tag = f"{eps:g}"
+    return {
+        f"coverage@{tag}": covered / n_valid if n_valid else float("nan"),
+        f"precision@{tag}": precise / max(n_pred, 1.0),
+        "chamfer": chamfer / m if m else float("nan"),
+        "best_of_k": best / m if m else float("nan"),
+        "candidates_per_x": n_pred / m if m else float("nan"),
+    }
+
+
+def _sums(pred, pred_mask, valid, valid_mask, eps: float, distance: Distance) -> torch.Tensor:
+    """The sums over these x that the metrics are ratios of (see multi_output_metrics), as a (6,) tensor."""
     d = distance(pred, valid)  # (M, P, V)
     inf = torch.tensor(float("inf"), dtype=d.dtype, device=d.device)
     d = torch.where(pred_mask[:, :, None] & valid_mask[:, None, :], d, inf)
     nearest_valid = d.min(dim=2).values  # (M, P): each prediction to its closest valid y
     nearest_pred = d.min(dim=1).values  # (M, V): each valid y to its closest prediction
     n_pred, n_valid = pred_mask.sum(1), valid_mask.sum(1)
-    coverage = ((nearest_pred <= eps) & valid_mask).sum() / valid_mask.sum()
-    precision = ((nearest_valid <= eps) & pred_mask).sum() / pred_mask.sum().clamp(min=1)
     zero = torch.zeros((), dtype=d.dtype, device=d.device)
     mean_pv = torch.where(pred_mask, nearest_valid, zero).sum(1) / n_pred.clamp(min=1)
     mean_vp = torch.where(valid_mask, nearest_pred, zero).sum(1) / n_valid.clamp(min=1)
-    chamfer = ((mean_pv + mean_vp) / 2).mean()
-    best = nearest_valid.min(dim=1).values.mean()
-    tag = f"{eps:g}"
-    return {
-        f"coverage@{tag}": float(coverage),
-        f"precision@{tag}": float(precision),
-        "chamfer": float(chamfer),
-        "best_of_k": float(best),
-        "candidates_per_x": float(n_pred.double().mean()),
-    }
+    return torch.stack([
+        ((nearest_pred <= eps) & valid_mask).sum().double(), valid_mask.sum().double(),
+        ((nearest_valid <= eps) & pred_mask).sum().double(), pred_mask.sum().double(),
+        ((mean_pv + mean_vp) / 2).sum().double(), nearest_valid.min(dim=1).values.sum().double(),
+    ]).cpu()

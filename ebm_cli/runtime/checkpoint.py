@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from ebm_cli.errors import UserError
+from ebm_cli.runtime.disk import cannot_write, is_disk_error, remove_quietly
 
 LAST, PREVIOUS, BEST = "last.pt", "previous.pt", "best.pt"
 
@@ -49,23 +50,26 @@ def save_checkpoint(folder: Path, state: Dict[str, Any], name: str = LAST) -> Pa
     A failed write (disk full, ...) removes the temporary files and raises a UserError; the old
     checkpoints stay as they were.
     """
-    folder.mkdir(parents=True, exist_ok=True)
     last, tmp = folder / name, folder / f".{name}.tmp"
     try:
+        # the checkpoints folder, not its parents: a run folder removed under the run is not re-made
+        folder.mkdir(exist_ok=True)
         with open(tmp, "wb") as fh:
             torch.save(state, fh)
             fh.flush()
             os.fsync(fh.fileno())
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise UserError(f"cannot write checkpoint {last}: {exc.strerror or exc}") from None
+    except (OSError, RuntimeError) as exc:  # torch's zip writer reports a full disk as a RuntimeError
+        remove_quietly(tmp)
+        if not isinstance(exc, OSError) and not is_disk_error(exc):
+            raise
+        raise cannot_write(f"checkpoint {last}", exc) from None
     try:
         if name == LAST and last.exists():
             _keep_as_previous(last, folder)
         os.replace(tmp, last)
     except OSError as exc:  # a folder made read-only or removed under the run
-        tmp.unlink(missing_ok=True)
-        raise UserError(f"cannot write checkpoint {last}: {exc.strerror or exc}") from None
+        remove_quietly(tmp)
+        raise cannot_write(f"checkpoint {last}", exc) from None
     _fsync_dir(folder)
     return last
 
@@ -79,10 +83,9 @@ def _keep_as_previous(last: Path, folder: Path) -> None:
     except OSError:  # a file system without hard links: a copy
         try:
             shutil.copyfile(last, staged)
-        except OSError as exc:
-            staged.unlink(missing_ok=True)
-            (folder / f".{LAST}.tmp").unlink(missing_ok=True)
-            raise UserError(f"cannot write checkpoint {folder / PREVIOUS}: {exc.strerror or exc}") from None
+        except OSError:
+            remove_quietly(staged)
+            raise
     os.replace(staged, folder / PREVIOUS)
 
 

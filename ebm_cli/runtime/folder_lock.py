@@ -10,7 +10,7 @@ clean up. Where the platform has no flock (Windows), folders are not locked.
 
 import os
 from pathlib import Path
-from typing import Dict
+from typing import Dict, Optional
 
 from ebm_cli.errors import UserError
 
@@ -41,9 +41,17 @@ def hold(folder: Path, what: str = "run") -> None:
         os.close(fd)
         raise UserError(f"{folder}: another ebm-run (pid {owner}) is writing to this {what} folder; wait for it to "
                         f"end, or give this command another folder (hydra.run.dir=... / hydra.sweep.dir=...)") from None
-    os.ftruncate(fd, 0)
-    os.write(fd, str(os.getpid()).encode())
+    try:  # the pid is for the message a second command gets; the lock holds without it (a full disk)
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+    except OSError:
+        pass
     _held[str(folder)] = fd
+
+
+def held_folder() -> Optional[str]:
+    """The folder this command took last (its run or sweep folder), None before the checks."""
+    return next(reversed(_held), None)
 
 
 def release_all() -> None:

@@ -9,6 +9,7 @@ from typing import Any, Dict, Optional
 import yaml
 
 from ebm_cli.errors import UserError
+from ebm_cli.runtime.disk import cannot_write, remove_quietly
 from ebm_cli.runtime.folder_lock import LOCK_NAME
 
 # Settings a resumed run may change: where it runs and how it reports, not what it computes.
@@ -17,10 +18,14 @@ OWN_FILES = (".hydra", "ebm_run.log")  # what Hydra writes for this command befo
 
 
 def write_json(path: Path, payload: Dict[str, Any]) -> None:
-    """Atomic: a reader never sees half a file."""
+    """Atomic: a reader never sees half a file. A disk that refuses it: one line, no temporary left."""
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True))
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(json.dumps(payload, indent=2, sort_keys=True))
+        os.replace(tmp, path)
+    except OSError as exc:
+        remove_quietly(tmp)
+        raise cannot_write(path, exc) from None
 
 
 def run_status(run_dir: Path) -> Optional[str]:

@@ -1,20 +1,85 @@
 """Graceful stops: SIGTERM, SIGINT, SIGHUP (a closed terminal or SSH session) and SIGUSR1 (a
 cluster's preemption warning) ask the training loop to save a checkpoint and exit, instead of
-killing it between two checkpoints."""
+killing it between two checkpoints.
 
+A sweep's worker processes (launcher=joblib) stop with their parent: a parent that is signalled
+passes the signal on to them and waits for them to save; a parent that is killed outright (SIGKILL)
+is noticed by each worker within a second, which then stops as if signalled."""
+
+import multiprocessing
+import os
 import signal
 import threading
+import time
 from typing import Optional
 
 from ebm_cli.errors import UserError
 
 PREEMPTED_EXIT_CODE = 75  # EX_TEMPFAIL: the run stopped cleanly and can be resumed
 STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGINT", "SIGHUP", "SIGUSR1") if hasattr(signal, name))
+SWEEP_PARENT = "EBM_CLI_SWEEP_PARENT"  # the pid of the ebm-run whose workers inherit it
+WORKERS_SAVE_WITHIN_S = 60.0  # how long a signalled parent waits for its workers to save and end
 
 
 class Preempted(UserError):
-    def __init__(self, message: str):
+    """A stop asked for by a signal (`signal_name`): the run can continue from what was saved."""
+
+    def __init__(self, message: str, signal_name: Optional[str] = None):
         super().__init__(message, PREEMPTED_EXIT_CODE)
+        self.signal_name = signal_name
+
+
+def mark_as_sweep_parent() -> None:
+    """Worker processes started from here (a joblib sweep's) know their parent by this variable."""
+    os.environ[SWEEP_PARENT] = str(os.getpid())
+
+
+def is_sweep_worker() -> bool:
+    """True in a process started by an ebm-run to run its jobs (launcher=joblib)."""
+    return os.environ.get(SWEEP_PARENT) == str(os.getppid())
+
+
+def stop_workers(signum: int, wait_s: float = WORKERS_SAVE_WITHIN_S) -> None:
+    """Pass signal `signum` on to this process's worker processes and wait (up to wait_s) for them to
+    save their runs and end (jobs still running after that are killed by the launcher's abort)."""
+    children = multiprocessing.active_children()
+    for child in children:
+        try:
+            os.kill(child.pid, signum)
+        except (ProcessLookupError, TypeError):  # ended already (or not started: no pid)
+            pass
+    deadline = time.monotonic() + wait_s
+    for child in children:
+        child.join(max(0.0, deadline - time.monotonic()))
+
+
+def end_as_signalled(signal_name: Optional[str]) -> None:
+    """(Call only in a sweep worker: its parent may be gone, so is_sweep_worker() cannot tell now.)
+    A sweep worker whose job was stopped by a signal ends the way the signal asked (its job's
+    checkpoint and metrics.json are written), rather than waiting for the next job."""
+    sig = getattr(signal, signal_name or "", None)
+    if sig is not None:
+        signal.signal(sig, signal.SIG_DFL)
+        os.kill(os.getpid(), sig)
+
+
+_watching = []
+
+
+def watch_parent(poll_s: float = 1.0) -> None:
+    """In a sweep worker: a SIGTERM to this process when its parent ebm-run goes away (a SIGKILL
+    gives the parent no chance to pass a signal on), so that the job saves and stops."""
+    if _watching or not is_sweep_worker():
+        return
+    parent = os.getppid()
+
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(poll_s)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    _watching.append(threading.Thread(target=watch, name="ebm-run parent watch", daemon=True))
+    _watching[0].start()
 
 
 class OutsideTheLoop:
@@ -31,8 +96,10 @@ class OutsideTheLoop:
 
     @staticmethod
     def _raise(signum, frame):
-        raise Preempted(f"stopped by {signal.Signals(signum).name} outside the training steps; what was saved is "
-                        "kept (a run continues from its last checkpoint with trainer.resume=auto)")
+        stop_workers(signum)  # a joblib sweep's: each saves its job, then ends
+        name = signal.Signals(signum).name
+        raise Preempted(f"stopped by {name} outside the training steps; what was saved is kept (a run continues "
+                        "from its last checkpoint with trainer.resume=auto)", name)
 
     def __enter__(self) -> "OutsideTheLoop":
         if threading.current_thread() is threading.main_thread():

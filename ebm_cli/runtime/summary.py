@@ -2,12 +2,16 @@
 
 import csv
 import json
+import logging
 import math
 import os
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from ebm_cli.runtime.console import get_console, simple_table
+from ebm_cli.runtime.disk import cannot_write, remove_quietly
+
+log = logging.getLogger("ebm_cli")
 
 SHOWN = ("coverage@", "precision@", "chamfer", "psnr_best", "ssim_best", "train_time_s")  # metric columns of the printed table
 failed_jobs: List[str] = []  # "job: error" of the last summarised sweep, for the exit code
@@ -63,11 +67,15 @@ def summarise(sweep_dir: Path, objective: str, direction: str) -> List[Dict[str,
         columns.remove("error")
         columns.append("error")  # the long text last
         tmp = sweep_dir / ".summary.csv.tmp"
-        with open(tmp, "w", newline="", encoding="utf-8") as fh:
-            writer = csv.DictWriter(fh, fieldnames=columns)
-            writer.writeheader()
-            writer.writerows(rows)
-        os.replace(tmp, sweep_dir / "summary.csv")
+        try:
+            with open(tmp, "w", newline="", encoding="utf-8") as fh:
+                writer = csv.DictWriter(fh, fieldnames=columns)
+                writer.writeheader()
+                writer.writerows(rows)
+            os.replace(tmp, sweep_dir / "summary.csv")
+        except OSError as exc:  # the jobs' own results stand; the table is still printed
+            remove_quietly(tmp)
+            log.warning("%s", cannot_write(sweep_dir / "summary.csv", exc))
     return rows
 
 

@@ -7,34 +7,50 @@ from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams
 
 from ebm_cli.plots.figures import render
+from ebm_cli.runtime.disk import cannot_write, quiet_writer_threads
 
 
 class TBLogger:
-    """A thin wrapper over SummaryWriter; every method is a no-op when disabled."""
+    """A thin wrapper over SummaryWriter; every method is a no-op when disabled.
+
+    A write the disk refuses (full, read-only, tb/ removed), here or in SummaryWriter's background
+    thread, is one UserError naming the folder; the writer is then dropped (later calls do nothing,
+    so that the run's failure path is not interrupted by a second report of the same disk).
+    """
 
     def __init__(self, folder: Optional[Path], purge_step: Optional[int] = None):
-        self.writer = SummaryWriter(log_dir=str(folder), purge_step=purge_step) if folder is not None else None
+        self.folder, self.writer = folder, None
+        if folder is not None:
+            quiet_writer_threads()
+            self.writer = self._write(SummaryWriter, log_dir=str(folder), purge_step=purge_step)
+
+    def _write(self, method, *args, **kwargs):
+        try:
+            return method(*args, **kwargs)
+        except OSError as exc:
+            self.writer = None
+            raise cannot_write(f"TensorBoard events in {self.folder}", exc) from None
 
     def scalars(self, values: Dict[str, float], step: int, prefix: str = "") -> None:
         if self.writer:
             for name, value in values.items():
-                self.writer.add_scalar(prefix + name, float(value), step)
+                self._write(self.writer.add_scalar, prefix + name, float(value), step)
 
     def figure(self, tag: str, fig, step: int) -> None:
         """A matplotlib figure (closed here) or its rendered pixels (H, W, 3), as an image."""
         image = render(fig)
         if self.writer:
-            self.writer.add_image(tag, image, step, dataformats="HWC")
+            self._write(self.writer.add_image, tag, image, step, dataformats="HWC")
 
     def layout(self, charts: Dict[str, Dict[str, list]]) -> None:
         """Custom-scalars charts: {category: {title: ["Multiline", [tag, ...]]}} (TensorBoard's
         CUSTOM SCALARS tab draws the tags of one chart together)."""
         if self.writer:
-            self.writer.add_custom_scalars(charts)
+            self._write(self.writer.add_custom_scalars, charts)
 
     def text(self, tag: str, text: str, step: int = 0) -> None:
         if self.writer:
-            self.writer.add_text(tag, text, step)
+            self._write(self.writer.add_text, tag, text, step)
 
     def hparams(self, params: Dict[str, object], metrics: Dict[str, float], step: int) -> None:
         """HParams tab entry written into this run's folder.
@@ -46,13 +62,14 @@ class TBLogger:
         if not self.writer:
             return
         exp, ssi, sei = hparams(params, metrics)
-        file_writer = self.writer._get_file_writer()
+        file_writer = self._write(self.writer._get_file_writer)
         for summary in (exp, ssi, sei):
-            file_writer.add_summary(summary)
-        for name, value in metrics.items():
-            self.writer.add_scalar(name, value, step)
+            self._write(file_writer.add_summary, summary)
+        self.scalars(metrics, step)
 
     def close(self) -> None:
+        """Flush (raising what the background thread met) and close; a second call does nothing."""
         if self.writer:
-            self.writer.flush()
-            self.writer.close()
+            self._write(self.writer.flush)
+            writer, self.writer = self.writer, None
+            self._write(writer.close)

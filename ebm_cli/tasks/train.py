@@ -1,5 +1,6 @@
 """train(cfg, run_dir) -> metrics: the whole training run, with no Hydra inside."""
 
+import contextlib
 import copy
 import logging
 import math
@@ -21,6 +22,7 @@ from ebm_cli.plots.figures import render, save_figures, save_texts
 from ebm_cli.runtime.accelerate import autocast, compile_energy, set_precision, wants_compile
 from ebm_cli.runtime.checkpoint import (BEST, load_checkpoint, load_latest, remove_stale_temporaries, restore, rng_state,
                                         save_checkpoint, set_rng_state)
+from ebm_cli.runtime.disk import writing
 from ebm_cli.runtime.console import TrainingProgress, get_console, metrics_table
 from ebm_cli.runtime.run_folder import check_run_folder, write_json
 from ebm_cli.runtime.summary import metric_key
@@ -201,8 +203,10 @@ def train(cfg, run_dir: Path) -> Dict[str, float]:
         return figs, texts
 
     def stop(status: str, step: int, error: UserError, then=None) -> None:
-        tb.close()
-        write_json(run_dir / "metrics.json", {"status": status, "task": "train", "step": step, "error": str(error)})
+        for record in (tb.close, lambda: write_json(run_dir / "metrics.json", {
+                "status": status, "task": "train", "step": step, "error": str(error)})):
+            with contextlib.suppress(UserError):  # a full disk must not hide why the run stopped
+                record()
         if then is not None:  # after metrics.json: a launcher's signal handler may end the process
             then()
         raise error
@@ -222,7 +226,7 @@ def train(cfg, run_dir: Path) -> Dict[str, float]:
                 checkpoint(step)
                 # pass_on: e.g. submitit requeues the job, which continues here with trainer.resume=auto
                 stop("preempted", step, Preempted(f"stopped by {signals.received} at step {step}; "
-                                                  f"checkpoint saved, continue with trainer.resume=auto"),
+                                                  f"checkpoint saved, continue with trainer.resume=auto", signals.received),
                      then=signals.pass_on)
             b = beta(step)
             lr = lr_at(step)
@@ -293,8 +297,9 @@ def train(cfg, run_dir: Path) -> Dict[str, float]:
     if baseline is not None:
         metrics.update(evaluate_baseline(baseline.model, data, device))
     figs, texts = landscape(end, cands=result["candidates"])
-    save_figures(figs, run_dir / "figures")
-    save_texts(texts, run_dir / "figures")
+    with writing(run_dir / "figures"):
+        save_figures(figs, run_dir / "figures")
+        save_texts(texts, run_dir / "figures")
     tb.hparams(hparams_of(cfg), {f"metrics/{k}": v for k, v in metrics.items()}, end)
     tb.close()
     record = {"status": "completed", "task": "train", "step": end, "metrics": metrics}
