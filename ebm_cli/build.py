@@ -371,3 +371,43 @@ def build_baseline(data_cls: type, energy_config, meta: Dict[str, Any]) -> Optio
     if not isinstance(model, PredictorEnergy):
         raise UserError(f"trainer.baseline: {target} must be a PredictorEnergy (one prediction f(x))")
     return model
+
+
+# -- training: optimizer, learning-rate schedule, callbacks --------------------------------------------
+def build_optimizer(node, parameters, path: str = "optimizer") -> torch.optim.Optimizer:
+    """A torch.optim optimizer (or a user's own subclass) over `parameters`, from its node
+    (`_target_`, usually with `_partial_: true`; the runner passes the parameters as `params`)."""
+    optimizer = build(node, path, params=list(parameters))
+    if not isinstance(optimizer, torch.optim.Optimizer):
+        raise UserError(f"{path}: {type(optimizer).__name__} must subclass torch.optim.Optimizer")
+    return optimizer
+
+
+def build_scheduler(node, optimizer: torch.optim.Optimizer) -> Any:
+    """A learning-rate scheduler over `optimizer` (torch's LRScheduler or ReduceLROnPlateau, or a user's
+    subclass); None for `scheduler: null`."""
+    if node is None:
+        return None
+    scheduler = build(node, "scheduler", optimizer=optimizer)
+    if not isinstance(scheduler, (torch.optim.lr_scheduler.LRScheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)):
+        raise UserError(f"scheduler: {type(scheduler).__name__} must subclass torch.optim.lr_scheduler.LRScheduler "
+                        "(or ReduceLROnPlateau)")
+    return scheduler
+
+
+def build_callbacks(node, model: torch.nn.Module) -> Dict[str, Any]:
+    """name -> Callback for each named `_target_` node of `callbacks` (a callback that asks for
+    `model` gets the trained energy)."""
+    from ebm_cli.training.callbacks import Callback  # training imports this module's neighbours, not the reverse
+
+    plain = OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else dict(node or {})
+    callbacks = {}
+    for name, sub in plain.items():
+        if sub is None:  # callbacks.<name>=null drops a built-in
+            continue
+        callback = build(sub, f"callbacks.{name}", model=model)
+        if not isinstance(callback, Callback):
+            raise UserError(f"callbacks.{name}: {type(callback).__name__} must subclass "
+                            "ebm_cli.training.callbacks.Callback")
+        callbacks[name] = callback
+    return callbacks

@@ -43,8 +43,6 @@ class TrainerConfig:
     steps: int = 5000
     batch_size: Optional[int] = 128  # null: the data's own (Dataset.batch_size_hint: frames keep the pixels per batch)
     lr: float = 2e-2
-    lr_schedule: str = "constant"  # constant | cosine (decays to lr_min at trainer.steps; an lr below lr_min stays)
-    lr_min: float = 1e-3
     ema: float = 0.99  # decay of the weights' moving average, which is evaluated and kept (0 = the trained weights)
     weight_decay: float = 0.0
     grad_clip: Optional[float] = 10.0  # max gradient norm; null = no clipping
@@ -97,6 +95,9 @@ class Config:
     inference: Any = MISSING
     beta: Any = MISSING
     loss: Any = MISSING
+    optimizer: Any = MISSING  # a torch.optim class by _target_ (_partial_: the runner passes the parameters)
+    scheduler: Any = None  # a torch.optim.lr_scheduler class by _target_ (the runner passes the optimizer)
+    callbacks: Any = field(default_factory=dict)  # name -> a Callback by _target_ (ebm_cli/training/callbacks.py)
     trainer: TrainerConfig = MISSING
     logger: LoggerConfig = MISSING
     seed: int = 0

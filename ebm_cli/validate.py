@@ -67,12 +67,10 @@ def validate(cfg) -> None:
     require(0 <= cfg.seed < 2**32, "seed", cfg.seed, "must be in [0, 2^32)")
 
     t = cfg.trainer
-    _in("trainer", require_non_negative, steps=t.steps, weight_decay=t.weight_decay, ckpt_every=t.ckpt_every,
-        lr_min=t.lr_min)
+    _in("trainer", require_non_negative, steps=t.steps, weight_decay=t.weight_decay, ckpt_every=t.ckpt_every)
     _in("trainer", require_positive, lr=t.lr, log_every=t.log_every, max_abs=t.max_abs)
     require(t.batch_size is None or t.batch_size > 0, "trainer.batch_size", t.batch_size,
             "must be > 0 (or null: the data's own)")
-    require(t.lr_schedule in ("constant", "cosine"), "trainer.lr_schedule", t.lr_schedule, "must be constant or cosine")
     require(t.resume in ("never", "auto"), "trainer.resume", t.resume, "must be never or auto")
     require(t.grad_clip is None or (t.grad_clip > 0 and math.isfinite(t.grad_clip)), "trainer.grad_clip",
             t.grad_clip, "must be > 0 or null")

@@ -201,16 +201,6 @@ def test_without_validation_a_run_trains_to_its_ceiling(tmp_path):
     assert not (tmp_path / "checkpoints" / "best.pt").exists()
 
 
-def test_a_cosine_decay_never_climbs_when_lr_is_below_lr_min():
-    """trainer.lr=1e-4 with the default lr_min=1e-3: the schedule stays at lr instead of rising to lr_min."""
-    from ebm_cli.tasks.train import learning_rate
-
-    t = make_cfg("trainer.lr=1e-4", "trainer.lr_schedule=cosine").trainer
-    assert [learning_rate(t, s) for s in (0, t.steps // 2, t.steps)] == pytest.approx([1e-4] * 3)
-    t = make_cfg("trainer.lr=0.02", "trainer.lr_schedule=cosine").trainer  # a cosine decays from 0.02 to 0.001
-    assert learning_rate(t, 0) == pytest.approx(0.02) and learning_rate(t, t.steps) == pytest.approx(0.001)
-
-
 def test_a_plateau_lowers_the_learning_rate_in_training(tmp_path):
     """trainer.lr_drops=1: the first plateau multiplies the lr by trainer.lr_drop (train/lr shows it),
     the second stops the run."""

@@ -27,6 +27,7 @@ import torch
 
 from ebm_cli.bench.common import FAILED, PASSED, host_default, import_peer, peer_label, row, skipped_row, sync
 from ebm_cli.runtime.summary import metric_key
+from ebm_cli.training.trainer import Diverged
 
 TARGET = 0.95
 PEER_CD = dict(k_steps=30, step_size=1e-3, energy_reg_weight=0.1)  # loss=cd's steps, step_size and alpha before the speed work
@@ -69,66 +70,63 @@ def conditional_model(torchebm, energy, device: torch.device):
     return Conditional()
 
 
-def optimiser(energy, t):
-    """The optimiser both recipes train with (Adam at trainer.lr and weight_decay, weights clipped to
-    trainer.grad_clip, as ebm-run's training does): (opt, update(loss))."""
-    opt = torch.optim.Adam(energy.parameters(), lr=t.lr, weight_decay=t.weight_decay)
-    clip = t.grad_clip if t.grad_clip is not None else math.inf
+def peer_optimiser(energy, cfg):
+    """The peer trains with ebm-run's configured optimizer (optimizer=, adam by default) and gradient
+    clipping (trainer.grad_clip): update(loss) applies one step."""
+    from ebm_cli.build import build_optimizer
+    from ebm_cli.training.callbacks import GradientClipping
+
+    opt = build_optimizer(cfg.optimizer, energy.parameters())
+    clip = GradientClipping(cfg.trainer.grad_clip)
 
     def update(loss: torch.Tensor) -> None:
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(energy.parameters(), clip)
+        if clip.max_norm is not None:
+            torch.nn.utils.clip_grad_norm_(energy.parameters(), clip.max_norm)
         opt.step()
 
-    return opt, update
+    return update
 
 
-def peer_step(torchebm, run, cfg):
+def peer_step(torchebm, run, cfg, trainer=None):
     """TorchEBM's CD recipe as one training step (xb, yb, step) -> loss."""
     from torchebm.losses import ContrastiveDivergence
     from torchebm.samplers import LangevinDynamics
 
-    energy, device, space, t = run.energy, run.device, run.data.y_space, cfg.trainer
+    energy, device, space = run.energy, run.device, run.data.y_space
     model = conditional_model(torchebm, energy, device)
     sampler = LangevinDynamics(model, step_size=PEER_CD["step_size"], noise_scale=1.0, clamp=(space.low, space.high),
                                device=device)
     loss_fn = ContrastiveDivergence(model, sampler, k_steps=PEER_CD["k_steps"], persistent=False,
                                     energy_reg_weight=PEER_CD["energy_reg_weight"], device=device)
-    _, update = optimiser(energy, t)
+    update = peer_optimiser(energy, cfg)
 
-    def step(xb: torch.Tensor, yb: torch.Tensor, i: int) -> torch.Tensor:
+    def step(xb: torch.Tensor, yb: torch.Tensor, i: int) -> float:
         loss, _ = loss_fn(yb, model_kwargs={"cond": xb})
         update(loss)
-        return loss
+        return float(loss.detach())
 
     return step
 
 
-def ours_step(run, cfg):
-    """Our configured loss (loss=..., beta schedule, learning rate schedule) as one training step, as
-    ebm_cli.tasks.train.train makes it, without its logging, checkpoints and figures."""
+def ours_step(run, cfg, trainer):
+    """ebm-run's own training step (ebm_cli.training.Trainer, as train builds it: the configured loss,
+    beta schedule, optimizer, learning-rate schedule and callbacks), without its logging,
+    checkpoints and figures."""
     from ebm_cli.core.energy import LatentEnergy
-    from ebm_cli.tasks.train import learning_rate
 
-    energy, t = run.energy, cfg.trainer
-    opt, update = optimiser(energy, t)
-
-    def step(xb: torch.Tensor, yb: torch.Tensor, i: int) -> torch.Tensor:
+    def step(xb: torch.Tensor, yb: torch.Tensor, i: int) -> float:
         b = run.beta(i)
-        for group in opt.param_groups:  # past trainer.steps (the loop may go on) the schedule stays at its end
-            group["lr"] = learning_rate(t, min(i, t.steps))
-        if isinstance(energy, LatentEnergy):
-            energy.set_beta(b)
-        loss, _ = run.loss(energy, xb, yb, b)
-        update(loss)
-        return loss
+        if isinstance(run.energy, LatentEnergy):
+            run.energy.set_beta(b)
+        return trainer.step(xb, yb, b)["loss"]
 
     return step
 
 
 def train_until(cfg, settings, make_step, key_name: str = "coverage") -> dict:
-    """Train the run's energy (built from cfg: data, architecture and seed as ours) with make_step(run, cfg)
+    """Train the run's energy (built from cfg: data, architecture and seed as ours) with make_step(run, cfg, trainer)
     until coverage >= TARGET on the test x, the time limit, or (tiny) trainer.steps steps; evaluated every
     quality_eval_every steps with ebm-run's own evaluation (evaluations off the clock)."""
     from ebm_cli.tasks.evaluate import evaluate_model
@@ -136,9 +134,9 @@ def train_until(cfg, settings, make_step, key_name: str = "coverage") -> dict:
 
     t = cfg.trainer
     seed_everything(cfg.seed)
-    run, _ = prepare(cfg)  # the same data, energy (architecture and seed) and inference as ours
+    run, _, trainer = prepare(cfg)  # the same data, energy (architecture and seed) and inference as ours
     data, energy, inference, device = run.data, run.energy, run.inference, run.device
-    step_fn = make_step(run, cfg)
+    step_fn = make_step(run, cfg, trainer)
     x_train, y_train = data.x_train.to(device), data.y_train.to(device)
     max_steps = t.steps if settings.tiny else None
     train_s, step, best, best_step, reached, losses_finite = 0.0, 0, -1.0, 0, None, True
@@ -147,11 +145,14 @@ def train_until(cfg, settings, make_step, key_name: str = "coverage") -> dict:
         start = time.perf_counter()
         idx = torch.randint(0, len(x_train), (t.batch_size,), device=device)
         xb, yb = data.augment(x_train[idx], y_train[idx])
-        loss = step_fn(xb, yb, step)
+        try:
+            loss = step_fn(xb, yb, step)
+        except Diverged:  # ours stops within the step that diverges
+            loss = math.nan
         sync(device)
         train_s += time.perf_counter() - start
         step += 1
-        losses_finite = losses_finite and math.isfinite(float(loss.detach()))  # after the clock: one read-back
+        losses_finite = losses_finite and math.isfinite(loss)
         out_of_time = train_s >= settings.time_limit or (max_steps is not None and step >= max_steps)
         if step % settings.quality_eval_every == 0 or out_of_time:
             metrics = evaluate_model(energy, inference, data, device)["metrics"]
@@ -197,7 +198,7 @@ def run(cfg, settings, device: torch.device, run_dir: Path) -> List[dict]:
     torchebm = import_peer("torchebm")
     with rng_fork(device), host_default():
         mine = train_until(c, settings, ours_step)
-        theirs = train_until(c, settings, lambda r, cc: peer_step(torchebm, r, cc)) if torchebm is not None else None
+        theirs = train_until(c, settings, lambda r, cc, tr: peer_step(torchebm, r, cc)) if torchebm is not None else None
     mine_s = mine["seconds"] if mine["seconds"] is not None else settings.time_limit
     if theirs is None:
         return [skipped_row("time_to_quality", size, ours_loop, peer, mine_s)]

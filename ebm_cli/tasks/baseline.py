@@ -14,12 +14,13 @@ from ebm_cli.training.ema import WeightAverage
 
 class Baseline:
     """A predictor (regressor on curves, conv_regressor on frames) with the run energy's sizes, its
-    own Adam, and the same moving average of its weights as the energy's (trainer.ema): both models
-    are compared as they are evaluated."""
+    own optimizer (the run's optimizer=, at the energy's learning rate of each step), and the same
+    moving average of its weights as the energy's (trainer.ema): both models are compared as they
+    are evaluated."""
 
-    def __init__(self, model: torch.nn.Module, lr: float, ema: float = 0.0):
+    def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, ema: float = 0.0):
         self.trained = model
-        self.opt = torch.optim.Adam(self.trained.parameters(), lr=lr)
+        self.opt = optimizer
         self.average = WeightAverage(model, ema)
 
     @property

@@ -18,6 +18,7 @@ from ebm_cli.build import resolve_device
 from ebm_cli.core.energy import LatentEnergy
 from ebm_cli.core.spaces import is_continuous
 from ebm_cli.errors import UserError, memory_detail, out_of_memory
+from ebm_cli.runtime.accelerate import autocast
 from ebm_cli.runtime.memory import bounded_memory
 from ebm_cli.runtime.run_folder import check_run_folder
 from ebm_cli.runtime.summary import metric_key
@@ -52,7 +53,7 @@ def check_objective(cfg, names: Dict[str, Any]) -> None:
         raise UserError(f"objective={cfg.objective}: not a metric of this run (one of {', '.join(names)})")
 
 
-def check_first_step(cfg, run) -> None:
+def check_first_step(cfg, run, trainer) -> None:
     """One training step's loss and gradients on a full batch, and the inference method on two
     held-out inputs, computed and thrown away: a loss, an energy or a search that fails in training
     or evaluation (not only in a forward pass), or a batch or grid that does not fit in memory, is
@@ -68,7 +69,8 @@ def check_first_step(cfg, run) -> None:
         try:
             idx = torch.randint(0, data.num_rows, (run.batch_size,), device="cpu")  # rows of the host data
             x, y = data.augment(*data.batch(idx, run.device))
-            loss, stats = run.loss(energy, x, y, beta)
+            with autocast(trainer.precision, run.device):
+                loss, stats = run.loss(energy, x, y, beta)
             if not (isinstance(loss, torch.Tensor) and loss.dim() == 0 and loss.requires_grad):
                 raise UserError(f"loss {type(run.loss).__name__}: must return a scalar tensor with a gradient, "
                                 f"and a dict of scalars; it returned {type(loss).__name__}"
@@ -76,6 +78,9 @@ def check_first_step(cfg, run) -> None:
             if not all(isinstance(v, torch.Tensor) and v.numel() == 1 for v in stats.values()):
                 raise UserError(f"loss {type(run.loss).__name__}: its dict of statistics must hold one-number tensors")
             loss.backward()
+            for name, callback in trainer.callbacks.items():  # a user's hook that fails on real gradients fails here
+                phase = f"callbacks.{name} ({type(callback).__name__}.on_after_backward)"
+                callback.on_after_backward(trainer)
             energy.eval()
             phase = f"inference={run.inference.name} on two held-out inputs"
             run.inference(energy, data.x_test[:2].to(run.device))  # the evaluation's search
@@ -112,8 +117,8 @@ def check_before_writing(cfg, out_dir: Path, overrides: Sequence[str] = (), trus
     task = cfg.task.name
     check_folder_for(cfg, out_dir)
     if task == "train":
-        run, _ = prepare(cfg)  # data, energy, inference, loss, schedule, objective: built and checked
-        check_first_step(cfg, run)
+        run, _, trainer = prepare(cfg)  # data, energy, inference, loss, optimizer, callbacks: built and checked
+        check_first_step(cfg, run, trainer)
         return
     if task == "bench":
         from ebm_cli.bench.settings import check_bench

@@ -21,6 +21,8 @@ from ebm_cli.validate import validate
 
 log = logging.getLogger("ebm_cli")
 
+TRAINING_ONLY = ("optimizer", "scheduler", "callbacks")  # config groups that a training run alone builds
+
 
 def load_run(run_dir: Path, device, trusted: Iterable[str] = ()):
     """The trained energy of a finished run, that run's own config, and its checkpoint. A checkpoint
@@ -32,7 +34,10 @@ def load_run(run_dir: Path, device, trusted: Iterable[str] = ()):
         run_cfg = OmegaConf.create(state["config"])
     except Exception as exc:
         raise UserError(f"checkpoint {path}: its stored config is not readable ({type(exc).__name__}: {exc})") from None
-    check_trusted([run_cfg, state.get("meta")], trusted, f"checkpoint {path}")  # before any class is built
+    # before any class is built; what only training builds (its optimizer, schedule, callbacks) is never
+    # built from a stored config, so it needs no trust
+    built = OmegaConf.masked_copy(run_cfg, [k for k in run_cfg if k not in TRAINING_ONLY])
+    check_trusted([built, state.get("meta")], trusted, f"checkpoint {path}")
     try:
         if run_cfg.energy.get("_target_") == "ebm_cli.energies.mlp.MLPEnergy" and "output" not in run_cfg.energy:
             run_cfg.energy.output = "linear"  # saved before energy=mlp had `output`: F was the MLP itself

@@ -3,7 +3,6 @@
 import contextlib
 import copy
 import logging
-import math
 import os
 import random
 import time
@@ -14,12 +13,13 @@ from typing import Any, Dict, Optional, Tuple
 import numpy as np
 import torch
 from omegaconf import OmegaConf
+from torch.optim.lr_scheduler import ReduceLROnPlateau
 
-from ebm_cli.build import Run, build_baseline, build_run
+from ebm_cli.build import Run, build_baseline, build_callbacks, build_optimizer, build_run, build_scheduler
 from ebm_cli.core.energy import PredictorEnergy
 from ebm_cli.errors import NotResumable, UserError
 from ebm_cli.plots.figures import render, save_figures, save_texts
-from ebm_cli.runtime.accelerate import autocast, compile_energy, set_precision, wants_compile
+from ebm_cli.runtime.accelerate import compile_energy, set_precision, wants_compile
 from ebm_cli.runtime.checkpoint import (BEST, load_checkpoint, load_latest, remove_stale_temporaries, restore, rng_state,
                                         save_checkpoint, set_rng_state)
 from ebm_cli.runtime.disk import writing
@@ -28,13 +28,13 @@ from ebm_cli.runtime.run_folder import check_run_folder, write_json
 from ebm_cli.runtime.summary import metric_key
 from ebm_cli.runtime.signals import Preempted, StopSignals
 from ebm_cli.runtime.tb import TBLogger
-from ebm_cli.schedules import cosine
 from ebm_cli.tasks.baseline import Baseline
 from ebm_cli.tasks.checks import TIMINGS, check_objective, expected_metrics, task_config_yaml
 from ebm_cli.tasks.evaluate import evaluate_baseline, evaluate_model
 from ebm_cli.tasks.spread import energy_spread, is_flat
 from ebm_cli.training.early_stopping import ValidationStopper
 from ebm_cli.training.ema import WeightAverage
+from ebm_cli.training.trainer import Diverged, Trainer
 from ebm_cli.validate import validate
 
 log = logging.getLogger("ebm_cli")
@@ -54,12 +54,6 @@ def seed_everything(seed: int, deterministic: bool = False) -> None:
         torch.backends.cudnn.benchmark = False
 
 
-def learning_rate(t, step: int) -> float:
-    """trainer.lr, or its cosine decay from lr to lr_min over trainer.steps. A decay never climbs:
-    with an lr below lr_min (a user lowering lr alone) it stays at lr."""
-    return cosine(t.lr, min(t.lr_min, t.lr), step, t.steps) if t.lr_schedule == "cosine" else t.lr
-
-
 def hparams_of(cfg) -> Dict[str, Any]:
     """Flat scalar hyper-parameters for TensorBoard's HParams tab."""
     flat = {}
@@ -73,15 +67,17 @@ def hparams_of(cfg) -> Dict[str, Any]:
             elif value is not None:
                 flat[f"{prefix}.{key}"] = str(value)
 
-    for group in ("dataset", "energy", "inference", "beta", "loss", "trainer"):
-        add(group, OmegaConf.to_container(cfg[group], resolve=True))
+    for group in ("dataset", "energy", "inference", "beta", "loss", "optimizer", "scheduler", "trainer"):
+        if cfg.get(group) is not None:
+            add(group, OmegaConf.to_container(cfg[group], resolve=True))
     flat["seed"] = cfg.seed
     return flat
 
 
-def prepare(cfg) -> Tuple[Run, Optional[Baseline]]:
-    """The run's components and its MSE baseline (trainer.baseline), every check passed: what a
-    training run needs, and what the pre-run callback builds to refuse a bad config early."""
+def prepare(cfg) -> Tuple[Run, Optional[Baseline], Trainer]:
+    """The run's components, its MSE baseline (trainer.baseline) and its Trainer (optimizer,
+    scheduler, callbacks), every check passed: what a training run needs, and what the pre-run
+    callback builds to refuse a bad config early."""
     validate(cfg)
     run = build_run(cfg)
     baseline = None
@@ -90,14 +86,21 @@ def prepare(cfg) -> Tuple[Run, Optional[Baseline]]:
         if model is None:
             raise UserError(f"trainer.baseline=true: {type(run.data).__name__} data has no feed-forward MSE model "
                             "(for sentences the one-mode baseline of a chain energy is its own run, energy.z.k=1)")
-        baseline = Baseline(model.to(run.device), cfg.trainer.lr, cfg.trainer.ema)
+        model = model.to(run.device)
+        baseline = Baseline(model, build_optimizer(cfg.optimizer, model.parameters()), cfg.trainer.ema)
+    optimizer = build_optimizer(cfg.optimizer, run.energy.parameters())
+    trainer = Trainer(run.energy, run.loss, optimizer, build_scheduler(cfg.scheduler, optimizer),
+                      build_callbacks(cfg.callbacks, run.energy), max_abs=cfg.trainer.max_abs,
+                      precision=cfg.trainer.precision, device=run.device, baseline=baseline)
+    if isinstance(trainer.scheduler, ReduceLROnPlateau) and run.validation is None:
+        raise UserError("scheduler: ReduceLROnPlateau steps on the validation objective; it needs trainer.eval_every > 0")
     check_objective(cfg, expected_metrics(run, baseline))
     if run.validation is not None and (cfg.trainer.keep == "best" or cfg.trainer.patience):
         measured = [k for k in expected_metrics(run, None, run.validation) if k not in TIMINGS]
         if metric_key(dict.fromkeys(measured), cfg.objective) is None:
             raise UserError(f"objective={cfg.objective}: not measured on the validation split, which trainer.keep=best "
                             f"and trainer.patience compare by (one of {', '.join(measured)})")
-    return run, baseline
+    return run, baseline, trainer
 
 
 def train(cfg, run_dir: Path) -> Dict[str, float]:
@@ -120,12 +123,14 @@ def train(cfg, run_dir: Path) -> Dict[str, float]:
     t = SimpleNamespace(**OmegaConf.to_container(cfg.trainer, resolve=True))
     landscape_every, show_progress = cfg.logger.landscape_every, cfg.logger.progress
     seed_everything(cfg.seed, t.deterministic)
-    run, baseline = prepare(cfg)
+    run, baseline, trainer = prepare(cfg)
     data, meta, energy, inference, loss_fn, beta, device = (run.data, run.meta, run.energy, run.inference, run.loss,
                                                             run.beta, run.device)
     val = run.validation
     set_precision(t.precision, device)
-    average = WeightAverage(energy, t.ema)  # before compiling: the average is only evaluated, eager
+    # callbacks.ema, built before compiling (the average is only evaluated, eager); without it the
+    # trained weights are evaluated
+    average = next((cb for cb in trainer.callbacks.values() if isinstance(cb, WeightAverage)), None) or WeightAverage(energy, 0.0)
     if wants_compile(t.compile, device, t.steps):
         if getattr(loss_fn, "needs_double_backward", False):
             log.info("trainer.compile: the energy stays eager: loss=%s differentiates through grad_y F, and "
@@ -135,10 +140,10 @@ def train(cfg, run_dir: Path) -> Dict[str, float]:
     # the evaluations on val so far (kept in checkpoints); no early stop while beta still moves
     stopper = ValidationStopper(cfg.objective_direction == "maximize", t.patience if val is not None else 0,
                                 not_before=int(getattr(beta, "settled_at", 0) or 0), lr_drops=t.lr_drops)
-    # foreach: one fused kernel per update over all the tensors (the default on CPU is a loop over them)
-    opt = torch.optim.Adam(energy.parameters(), lr=t.lr, weight_decay=t.weight_decay, foreach=True)
+    opt = trainer.optimizer
     config_yaml = task_config_yaml(cfg)
-    start = resume(run_dir, t.resume, energy, opt, device, loss_fn, baseline, config_yaml, stopper, average)
+    start = resume(run_dir, t.resume, energy, opt, device, loss_fn, baseline, config_yaml, stopper, average, trainer)
+    trainer.step_count, trainer.tb, trainer.run_dir = start, None, run_dir
     evaluated = average.evaluated  # the averaged weights (or the trained ones with trainer.ema=0)
     run_dir.mkdir(parents=True, exist_ok=True)  # Hydra makes it; a call from Python may not have
     log.info("run folder %s | data %s: %d train rows, %d test x | device %s%s", run_dir, data.source,
@@ -148,6 +153,7 @@ def train(cfg, run_dir: Path) -> Dict[str, float]:
 
     # purge_step: TensorBoard drops what a killed run logged after its last checkpoint.
     tb = TBLogger(run_dir / "tb" if cfg.logger.tensorboard else None, purge_step=start + 1 if start else None)
+    trainer.tb = tb
     if not start:
         tb.text("config", "```\n" + config_yaml + "```")
         if val is not None:  # one chart of both losses: overfitting shows as a gap between them
@@ -156,16 +162,13 @@ def train(cfg, run_dir: Path) -> Dict[str, float]:
     def checkpoint(step: int, name: str = "last.pt") -> None:
         # "model" is what is evaluated (task=infer loads it); the trained weights go beside it
         save_checkpoint(run_dir / "checkpoints", {
-            "model": evaluated.state_dict(), "optimizer": opt.state_dict(), "step": step,
+            **trainer.state_dict(),  # optimizer, scheduler, callbacks
+            "model": evaluated.state_dict(), "step": step,
             "rng": rng_state(), "config": config_yaml, "meta": meta, "best": stopper.state_dict(),
             **({"train_model": energy.state_dict(), "average": average.state_dict()} if evaluated is not energy else {}),
             **({"loss": loss_fn.state_dict()} if loss_fn.state_dict() else {}),
             **({"baseline": baseline.state_dict()} if baseline is not None else {}),
         }, name)
-
-    def lr_at(step: int) -> float:
-        """trainer.lr (or its decay) at `step`, lowered by each drop on a plateau so far."""
-        return learning_rate(t, step) * t.lr_drop ** stopper.drops_done
 
     def validate_at(step: int, b: float) -> bool:
         """Log the validation loss and metrics at `step` (a latent energy at that step's beta, b); keep
@@ -182,12 +185,17 @@ def train(cfg, run_dir: Path) -> Dict[str, float]:
         energy.train()
         tb.scalars({"loss": float(val_loss.detach()), **scores}, step, "val/")
         key = metric_key(scores, cfg.objective)
-        decision = stopper.observe(step, scores[key] if key else None, float(val_loss.detach()))
+        objective = scores[key] if key else None
+        decision = stopper.observe(step, objective, float(val_loss.detach()))
+        trainer.validated(objective, cfg.objective_direction == "maximize")  # a plateau scheduler's step
+        if decision.lower_lr:
+            trainer.lower_lr(t.lr_drop)
+            log.info("step %d: no progress on the validation split for %d evaluations: the learning rate goes down "
+                     "to %.3g (trainer.lr_drop)", step, t.patience, trainer.lr)
+        for callback in trainer.callbacks.values():
+            callback.on_validation_end(trainer, step, {"loss": float(val_loss.detach()), **scores})
         if decision.keep and t.keep == "best":
             checkpoint(step, BEST)
-        if decision.lower_lr:
-            log.info("step %d: no progress on the validation split for %d evaluations: the learning rate goes down "
-                     "to %.3g (trainer.lr_drop)", step, t.patience, lr_at(step))
         return decision.stop
 
     def landscape(step: int, cands=None):
@@ -212,7 +220,6 @@ def train(cfg, run_dir: Path) -> Dict[str, float]:
         raise error
 
     start_time = time.perf_counter()
-    clip = t.grad_clip if t.grad_clip is not None else float("inf")
     last_healthy: Dict[str, float] = {}
     # earlier when the validation objective stops improving (trainer.patience); a run resumed after it
     # stopped early (killed during its final evaluation) does not train on
@@ -220,6 +227,8 @@ def train(cfg, run_dir: Path) -> Dict[str, float]:
     if val is None and start == 0:
         log.info("no validation split (trainer.eval_every=0): training to trainer.steps=%d, the last weights kept", t.steps)
     energy.train()
+    for callback in trainer.callbacks.values():
+        callback.on_train_start(trainer)
     with StopSignals() as signals, TrainingProgress(t.steps, start, show_progress, t.log_every) as progress:
         for step in range(start, end):
             if signals.received:
@@ -229,31 +238,17 @@ def train(cfg, run_dir: Path) -> Dict[str, float]:
                                                   f"checkpoint saved, continue with trainer.resume=auto", signals.received),
                      then=signals.pass_on)
             b = beta(step)
-            lr = lr_at(step)
-            for group in opt.param_groups:  # a function of the step alone, so resuming needs no state
-                group["lr"] = lr
+            lr = trainer.lr  # this step's (the scheduler moves it after the update)
             average.set_beta(b)  # the one place a latent energy's F_beta gets the loss's beta
             idx = torch.randint(0, data.num_rows, (run.batch_size,), device="cpu")  # rows of the host data, moved as a batch
             xb, yb = data.augment(*data.batch(idx, device))
-            with autocast(t.precision, device):
-                loss, stats = loss_fn(energy, xb, yb, b)
-            if baseline is not None:  # the same batch, its own optimiser
-                stats["baseline_mse"] = baseline.step(xb, yb, lr)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            grad_norm = torch.nn.utils.clip_grad_norm_(energy.parameters(), clip)
-            # One read-back per step, before the update is applied: a diverging step never
-            # reaches the weights, and the run stops within the step it diverged in.
-            values = dict(zip(["loss", "grad_norm", *stats], torch.stack([loss.detach(), grad_norm, *stats.values()]).float().tolist()))
-            bad = [k for k, v in values.items() if not math.isfinite(v) or abs(v) > t.max_abs]
-            if bad:
-                report = {"step": step + 1, "values": values, "last_finite": last_healthy, "seed": cfg.seed}
+            try:  # the stop comes within the step that diverged, before its update reaches the weights
+                values = trainer.step(xb, yb, b)
+            except Diverged as diverged:
+                report = {"step": step + 1, "values": diverged.values, "last_finite": last_healthy, "seed": cfg.seed}
                 write_json(run_dir / "divergence.json", report)
-                stop("diverged", step, UserError(
-                    f"training diverged at step {step + 1}: {', '.join(f'{k}={values[k]:.3g}' for k in bad)} "
-                    f"(see divergence.json; the last checkpoint is untouched)", DIVERGED_EXIT_CODE))
-            opt.step()
-            average.update()
+                stop("diverged", step, UserError(f"training diverged at step {step + 1}: {diverged} (see divergence.json; "
+                                                 "the last checkpoint is untouched)", DIVERGED_EXIT_CODE))
             last_healthy = {**values, "step": step + 1}
             done = step + 1
             if done % t.log_every == 0 or done == t.steps:
@@ -268,6 +263,10 @@ def train(cfg, run_dir: Path) -> Dict[str, float]:
                 log.info("stopping at step %d: objective %s has not improved on the validation split for %d "
                          "evaluations (trainer.patience); the weights of step %d are kept", done, cfg.objective,
                          t.patience, stopper.best["step"])
+                break
+            if trainer.should_stop:
+                end = stopper.stopped_at = done  # a resumed run (killed in its final evaluation) ends here too
+                log.info("stopping at step %d: %s", done, trainer.should_stop)
                 break
             if t.ckpt_every and done % t.ckpt_every == 0 and done != t.steps:
                 checkpoint(done)
@@ -296,6 +295,8 @@ def train(cfg, run_dir: Path) -> Dict[str, float]:
                         final_beta * spread["energy_range"], cfg.logger.collapse_below, loss_fn.name)
     if baseline is not None:
         metrics.update(evaluate_baseline(baseline.model, data, device))
+    for callback in trainer.callbacks.values():
+        callback.on_train_end(trainer, end, metrics)
     figs, texts = landscape(end, cands=result["candidates"])
     with writing(run_dir / "figures"):
         save_figures(figs, run_dir / "figures")
@@ -315,7 +316,7 @@ def train(cfg, run_dir: Path) -> Dict[str, float]:
 
 
 def resume(run_dir: Path, mode: str, energy, opt, device, loss_fn=None, baseline=None, config_yaml=None,
-           stopper=None, average=None) -> int:
+           stopper=None, average=None, trainer=None) -> int:
     """Restore model, optimiser and RNG states (and the evaluations so far into `stopper`, the moving
     average of the weights into `average`) from run_dir's last good checkpoint; the step.
 
@@ -328,7 +329,7 @@ def resume(run_dir: Path, mode: str, energy, opt, device, loss_fn=None, baseline
         return 0
     remove_stale_temporaries(folder)
     try:
-        return _restore_latest(folder, energy, opt, loss_fn, baseline, stopper, average)
+        return _restore_latest(folder, energy, opt, loss_fn, baseline, stopper, average, trainer)
     except UserError as err:  # the run stays as it was (cli.record_failure leaves its metrics.json alone)
         raise NotResumable(f"trainer.resume=auto: {err}") from None
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:
@@ -336,7 +337,7 @@ def resume(run_dir: Path, mode: str, energy, opt, device, loss_fn=None, baseline
                            f"({type(exc).__name__}: {exc})") from None
 
 
-def _restore_latest(folder: Path, energy, opt, loss_fn, baseline, stopper, average) -> int:
+def _restore_latest(folder: Path, energy, opt, loss_fn, baseline, stopper, average, trainer=None) -> int:
     # Read on the host whatever the run's device is: the RNG states must stay there (set_rng_state,
     # numpy), and load_state_dict copies weights, optimiser moments and a loss's state to where they live.
     state, path = load_latest(folder, map_location="cpu")
@@ -354,6 +355,8 @@ def _restore_latest(folder: Path, energy, opt, loss_fn, baseline, stopper, avera
         loss_fn.load_state_dict(state["loss"])
     if baseline is not None and "baseline" in state:
         baseline.load_state_dict(state["baseline"])
+    if trainer is not None:  # the scheduler's and callbacks' states
+        trainer.load_state_dict(state)
     set_rng_state(state["rng"])
     if stopper is not None and state.get("best"):
         stopper.load_state_dict(state["best"])

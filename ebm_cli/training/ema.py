@@ -12,9 +12,11 @@ import torch
 from torch.optim.swa_utils import AveragedModel
 
 from ebm_cli.core.energy import LatentEnergy
+from ebm_cli.errors import require
+from ebm_cli.training.callbacks import Callback
 
 
-class WeightAverage:
+class WeightAverage(Callback):
     """ema(t) = d(t) * ema(t - 1) + (1 - d(t)) * w(t), from the first step's weights, with
     d(t) = min(decay, (1 + t) / (10 + t)): a short average while the weights move fast at the start
     (a 30-step run is not averaged with its random initial weights), `decay` once t is large
@@ -26,7 +28,8 @@ class WeightAverage:
         decay: in [0, 1): the average's horizon is about 1 / (1 - decay) steps.
     """
 
-    def __init__(self, model: torch.nn.Module, decay: float):
+    def __init__(self, model: torch.nn.Module, decay: float = 0.99):
+        require(0 <= decay < 1, "decay", decay, "must be in [0, 1) (0 = no moving average)")
         self.model, self.decay = model, decay
         self.updates = 0  # counted here: reading AveragedModel's counter would sync a GPU every step
         self.average: Optional[AveragedModel] = None
@@ -53,6 +56,9 @@ class WeightAverage:
         else:
             torch._foreach_lerp_(self._averaged, self._current, 1 - min(self.decay, (1 + self.updates) / (10 + self.updates)))
         self.updates += 1
+
+    def on_step_end(self, trainer, step: int, stats) -> None:
+        self.update()
 
     def set_beta(self, beta: float) -> None:
         """A latent energy's beta, on the average too (it is an attribute, not a weight)."""
