@@ -47,6 +47,9 @@ class TrainerConfig:
     weight_decay: float = 0.0
     grad_clip: Optional[float] = 10.0  # max gradient norm; null = no clipping
     device: str = "auto"  # auto | cpu | cuda | cuda:N
+    # Processes training one run data-parallel (torch.distributed: gloo on the CPU, NCCL on GPUs, rank r
+    # on cuda:r); the global batch_size is split among them. training/distributed.py.
+    devices: int = 1
     log_every: int = 50
     ckpt_every: int = 500
     resume: str = "never"  # never | auto (continue from the run folder's last good checkpoint)

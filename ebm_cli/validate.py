@@ -71,6 +71,11 @@ def validate(cfg) -> None:
     _in("trainer", require_positive, lr=t.lr, log_every=t.log_every, max_abs=t.max_abs)
     require(t.batch_size is None or t.batch_size > 0, "trainer.batch_size", t.batch_size,
             "must be > 0 (or null: the data's own)")
+    require(t.devices >= 1, "trainer.devices", t.devices, "must be >= 1 (processes training the run together)")
+    require(t.batch_size is None or t.batch_size % t.devices == 0, "trainer.batch_size", t.batch_size,
+            f"must be a multiple of trainer.devices={t.devices} (each process trains on batch_size / devices rows)")
+    require(t.devices == 1 or re.fullmatch(r"auto|cpu|cuda", t.device) is not None, "trainer.device", t.device,
+            f"names one GPU, but trainer.devices={t.devices} puts rank r on cuda:r: use cuda, auto or cpu")
     require(t.resume in ("never", "auto"), "trainer.resume", t.resume, "must be never or auto")
     require(t.grad_clip is None or (t.grad_clip > 0 and math.isfinite(t.grad_clip)), "trainer.grad_clip",
             t.grad_clip, "must be > 0 or null")

@@ -28,14 +28,17 @@ class Baseline:
         """The evaluated model: the moving average of the trained one's weights (or itself)."""
         return self.average.evaluated
 
-    def step(self, x: torch.Tensor, y: torch.Tensor, lr: float) -> torch.Tensor:
-        """One MSE step on a batch x: (B, *x_shape), y: (B, *y_shape); the loss (not read back)."""
+    def step(self, x: torch.Tensor, y: torch.Tensor, lr: float, sync=None) -> torch.Tensor:
+        """One MSE step on a batch x: (B, *x_shape), y: (B, *y_shape); the loss (not read back).
+        sync: a data-parallel run's Group (training/distributed.py): the gradients averaged over the ranks."""
         self.trained.train()
         loss = (self.trained.predict(x) - y).pow(2).mean()  # per coordinate (per pixel)
         for group in self.opt.param_groups:
             group["lr"] = lr
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
+        if sync is not None:
+            sync.average_gradients([p for group in self.opt.param_groups for p in group["params"]])
         self.opt.step()
         self.average.update()
         return loss.detach()

@@ -15,7 +15,8 @@ import torch
 from omegaconf import OmegaConf
 from torch.optim.lr_scheduler import ReduceLROnPlateau
 
-from ebm_cli.build import Run, build_baseline, build_callbacks, build_optimizer, build_run, build_scheduler
+from ebm_cli.build import (Run, build_baseline, build_callbacks, build_optimizer, build_run, build_scheduler,
+                           resolve_device)
 from ebm_cli.core.energy import PredictorEnergy
 from ebm_cli.errors import NotResumable, UserError
 from ebm_cli.plots.figures import render, save_figures, save_texts
@@ -34,6 +35,7 @@ from ebm_cli.tasks.evaluate import evaluate_baseline, evaluate_model
 from ebm_cli.tasks.spread import energy_spread, is_flat
 from ebm_cli.training.early_stopping import ValidationStopper
 from ebm_cli.training.ema import WeightAverage
+from ebm_cli.training.distributed import Group, Ranks, Single
 from ebm_cli.training.trainer import Diverged, Trainer
 from ebm_cli.validate import validate
 
@@ -103,7 +105,7 @@ def prepare(cfg) -> Tuple[Run, Optional[Baseline], Trainer]:
     return run, baseline, trainer
 
 
-def train(cfg, run_dir: Path) -> Dict[str, float]:
+def train(cfg, run_dir: Path, rank: int = 0, init_file: Optional[str] = None, ready=None) -> Dict[str, float]:
     """Train the configured energy on the configured data; evaluate; log; checkpoint.
 
     Writes into run_dir: tb/, checkpoints/last.pt (+ previous.pt, + best.pt with trainer.keep=best),
@@ -117,16 +119,20 @@ def train(cfg, run_dir: Path) -> Dict[str, float]:
     trainer.patience stops a run whose objective has not improved for that many evaluations
     (training/early_stopping.py), trainer.steps being only a ceiling. What is evaluated, kept and
     reported is the moving average of the weights (trainer.ema; training/ema.py).
+
+    With trainer.devices=N the command's process is rank 0 of N (training/distributed.py): it starts
+    ranks 1..N-1 (train(cfg, run_dir, rank=r, init_file=..., ready=...): the same run, built from the
+    same config, writing nothing; `ready` is called once it is built), and it alone evaluates and writes.
     """
     run_dir = Path(run_dir)
+    world, main = int(cfg.trainer.get("devices", 1)), rank == 0
+    if world > 1 and not main:
+        cfg = on_rank_device(cfg, rank)
     # plain values: an OmegaConf attribute costs microseconds, read a dozen times per step
     t = SimpleNamespace(**OmegaConf.to_container(cfg.trainer, resolve=True))
-    landscape_every, show_progress = cfg.logger.landscape_every, cfg.logger.progress
     seed_everything(cfg.seed, t.deterministic)
     run, baseline, trainer = prepare(cfg)
-    data, meta, energy, inference, loss_fn, beta, device = (run.data, run.meta, run.energy, run.inference, run.loss,
-                                                            run.beta, run.device)
-    val = run.validation
+    energy, loss_fn, beta, device, val = run.energy, run.loss, run.beta, run.device, run.validation
     set_precision(t.precision, device)
     # callbacks.ema, built before compiling (the average is only evaluated, eager); without it the
     # trained weights are evaluated
@@ -142,24 +148,93 @@ def train(cfg, run_dir: Path) -> Dict[str, float]:
                                 not_before=int(getattr(beta, "settled_at", 0) or 0), lr_drops=t.lr_drops)
     opt = trainer.optimizer
     config_yaml = task_config_yaml(cfg)
-    start = resume(run_dir, t.resume, energy, opt, device, loss_fn, baseline, config_yaml, stopper, average, trainer)
+    if main:
+        start = resume(run_dir, t.resume, energy, opt, device, loss_fn, baseline, config_yaml, stopper, average, trainer)
+    else:  # the checkpoint rank 0 has just checked (it writes nothing until every rank is ready)
+        start = _restore_latest(run_dir / "checkpoints", energy, opt, loss_fn, baseline, stopper, average, trainer,
+                                rank) if t.resume == "auto" else 0
     trainer.step_count, trainer.tb, trainer.run_dir = start, None, run_dir
+    ranks, sync, finished = None, Single(), False
+    try:
+        if world > 1:
+            if main:
+                ranks = start_ranks(cfg, run, world, run_dir)
+            else:
+                ready()
+            sync = trainer.sync = Group(rank, world, init_file or ranks.init_file, device, cfg.seed)
+            if len(set(sync.gather(start))) > 1:
+                raise UserError(f"trainer.resume=auto: the ranks restored different steps ({sync.gather(start)})")
+        metrics = _train(cfg, run_dir, t, run, baseline, trainer, stopper, average, config_yaml, start, sync)
+        finished = True
+        return metrics
+    except RuntimeError:
+        failure = ranks.failure() if ranks is not None else None
+        if failure is None:
+            raise
+        raise UserError(f"trainer.devices={world}: {failure}") from None
+    finally:
+        sync.close()
+        if ranks is not None:
+            ranks.join(timeout=60.0 if finished else 0.0)  # a failed run's ranks are stopped at once
+
+
+def on_rank_device(cfg, rank: int):
+    """Rank r's copy of the config: on cuda:r where the run is on GPUs."""
+    if resolve_device(cfg.trainer.device).type != "cuda":
+        return cfg
+    cfg = copy.deepcopy(cfg)
+    cfg.trainer.device = f"cuda:{rank}"
+    return cfg
+
+
+def start_ranks(cfg, run, world: int, run_dir: Path) -> Ranks:
+    """Ranks 1..world-1, started and waited for until each has built the run."""
+    if run.batch_size % world:
+        raise UserError(f"trainer.devices={world}: the batch size {run.batch_size} (the data's own) is not a multiple "
+                        f"of it; set trainer.batch_size=<a multiple of {world}>")
+    if run.device.type == "cuda" and world > torch.cuda.device_count():
+        raise UserError(f"trainer.devices={world}: only {torch.cuda.device_count()} CUDA device(s) here")
+    own = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
+    ranks = Ranks(world, OmegaConf.to_yaml(own, resolve=True), run_dir)
+    try:
+        ranks.wait_ready()
+    except BaseException:
+        ranks.join(timeout=0.0)
+        raise
+    log.info("trainer.devices=%d: %d processes train this run (%s), %d rows each per step", world, world,
+             "nccl" if run.device.type == "cuda" else "gloo", run.batch_size // world)
+    return ranks
+
+
+def _train(cfg, run_dir: Path, t, run: Run, baseline, trainer: Trainer, stopper, average, config_yaml: str, start: int,
+           sync) -> Dict[str, float]:
+    """train()'s loop, final evaluation and records, once the run is built and resumed."""
+    data, meta, energy, inference, loss_fn, beta, device = (run.data, run.meta, run.energy, run.inference, run.loss,
+                                                            run.beta, run.device)
+    val = run.validation
+    main = sync.is_main
+    landscape_every, show_progress = cfg.logger.landscape_every, cfg.logger.progress and main
     evaluated = average.evaluated  # the averaged weights (or the trained ones with trainer.ema=0)
-    run_dir.mkdir(parents=True, exist_ok=True)  # Hydra makes it; a call from Python may not have
+    if main:
+        run_dir.mkdir(parents=True, exist_ok=True)  # Hydra makes it; a call from Python may not have
     log.info("run folder %s | data %s: %d train rows, %d test x | device %s%s", run_dir, data.source,
              data.num_rows, len(data.x_test), device, f" | resumed at step {start}" if start else "")
     if getattr(energy, "chosen_because", None):
         log.info(energy.chosen_because)  # which energy the data's shape picked (energy=frames), and why
 
     # purge_step: TensorBoard drops what a killed run logged after its last checkpoint.
-    tb = TBLogger(run_dir / "tb" if cfg.logger.tensorboard else None, purge_step=start + 1 if start else None)
+    tb = TBLogger(run_dir / "tb" if cfg.logger.tensorboard and main else None, purge_step=start + 1 if start else None)
     trainer.tb = tb
-    if not start:
+    if not start and main:
         tb.text("config", "```\n" + config_yaml + "```")
         if val is not None:  # one chart of both losses: overfitting shows as a gap between them
             tb.layout({"train vs validation": {"loss": ["Multiline", ["train/loss", "val/loss"]]}})
 
     def checkpoint(step: int, name: str = "last.pt") -> None:
+        # every rank's loss state (cd's replay buffer is per rank); rank 0 writes
+        loss_ranks = sync.gather(loss_fn.state_dict()) if sync.world > 1 else None
+        if not main:
+            return
         # "model" is what is evaluated (task=infer loads it); the trained weights go beside it
         save_checkpoint(run_dir / "checkpoints", {
             **trainer.state_dict(),  # optimizer, scheduler, callbacks
@@ -167,13 +242,29 @@ def train(cfg, run_dir: Path) -> Dict[str, float]:
             "rng": rng_state(), "config": config_yaml, "meta": meta, "best": stopper.state_dict(),
             **({"train_model": energy.state_dict(), "average": average.state_dict()} if evaluated is not energy else {}),
             **({"loss": loss_fn.state_dict()} if loss_fn.state_dict() else {}),
+            **({"loss_ranks": loss_ranks} if loss_ranks is not None else {}),
             **({"baseline": baseline.state_dict()} if baseline is not None else {}),
         }, name)
 
     def validate_at(step: int, b: float) -> bool:
         """Log the validation loss and metrics at `step` (a latent energy at that step's beta, b); keep
-        best.pt; True when patience has run out."""
+        best.pt; True when patience has run out. Rank 0 evaluates; every rank takes its decisions."""
         average.set_beta(b)
+        shared = sync.broadcast(measure_validation(step, b) if main else None)
+        scores, objective, decision = shared["scores"], shared["objective"], shared["decision"]
+        trainer.validated(objective, cfg.objective_direction == "maximize")  # a plateau scheduler's step
+        if decision.lower_lr:
+            trainer.lower_lr(t.lr_drop)
+            log.info("step %d: no progress on the validation split for %d evaluations: the learning rate goes down "
+                     "to %.3g (trainer.lr_drop)", step, t.patience, trainer.lr)
+        for callback in trainer.callbacks.values():
+            callback.on_validation_end(trainer, step, scores)
+        if decision.keep and t.keep == "best":
+            checkpoint(step, BEST)
+        return decision.stop
+
+    def measure_validation(step: int, b: float) -> Dict[str, Any]:
+        """The validation loss and metrics (logged), the objective, and the stopper's decision."""
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             # the same random draws at every evaluation (a loss that samples negatives): a change of
             # the validation loss is the weights' doing, not the sampler's noise
@@ -187,16 +278,7 @@ def train(cfg, run_dir: Path) -> Dict[str, float]:
         key = metric_key(scores, cfg.objective)
         objective = scores[key] if key else None
         decision = stopper.observe(step, objective, float(val_loss.detach()))
-        trainer.validated(objective, cfg.objective_direction == "maximize")  # a plateau scheduler's step
-        if decision.lower_lr:
-            trainer.lower_lr(t.lr_drop)
-            log.info("step %d: no progress on the validation split for %d evaluations: the learning rate goes down "
-                     "to %.3g (trainer.lr_drop)", step, t.patience, trainer.lr)
-        for callback in trainer.callbacks.values():
-            callback.on_validation_end(trainer, step, {"loss": float(val_loss.detach()), **scores})
-        if decision.keep and t.keep == "best":
-            checkpoint(step, BEST)
-        return decision.stop
+        return {"scores": {"loss": float(val_loss.detach()), **scores}, "objective": objective, "decision": decision}
 
     def landscape(step: int, cands=None):
         """Draw and log the figures (and text summaries) of the energy at this step; both."""
@@ -231,31 +313,36 @@ def train(cfg, run_dir: Path) -> Dict[str, float]:
         callback.on_train_start(trainer)
     with StopSignals() as signals, TrainingProgress(t.steps, start, show_progress, t.log_every) as progress:
         for step in range(start, end):
-            if signals.received:
+            if sync.any(signals.received is not None):  # a signal to any rank stops them all at this step
                 checkpoint(step)
+                if not main:
+                    return {}
                 # pass_on: e.g. submitit requeues the job, which continues here with trainer.resume=auto
-                stop("preempted", step, Preempted(f"stopped by {signals.received} at step {step}; "
-                                                  f"checkpoint saved, continue with trainer.resume=auto", signals.received),
-                     then=signals.pass_on)
+                stop("preempted", step, Preempted(f"stopped by {signals.received or 'a signal to another rank'} at step "
+                                                  f"{step}; checkpoint saved, continue with trainer.resume=auto",
+                                                  signals.received), then=signals.pass_on)
             b = beta(step)
             lr = trainer.lr  # this step's (the scheduler moves it after the update)
             average.set_beta(b)  # the one place a latent energy's F_beta gets the loss's beta
             idx = torch.randint(0, data.num_rows, (run.batch_size,), device="cpu")  # rows of the host data, moved as a batch
             xb, yb = data.augment(*data.batch(idx, device))
+            xb, yb = sync.shard(xb), sync.shard(yb)  # this rank's rows (all ranks drew the same batch)
             try:  # the stop comes within the step that diverged, before its update reaches the weights
                 values = trainer.step(xb, yb, b)
-            except Diverged as diverged:
+            except Diverged as diverged:  # on every rank at once (the values are averaged over them)
+                if not main:
+                    return {}
                 report = {"step": step + 1, "values": diverged.values, "last_finite": last_healthy, "seed": cfg.seed}
                 write_json(run_dir / "divergence.json", report)
                 stop("diverged", step, UserError(f"training diverged at step {step + 1}: {diverged} (see divergence.json; "
                                                  "the last checkpoint is untouched)", DIVERGED_EXIT_CODE))
             last_healthy = {**values, "step": step + 1}
             done = step + 1
-            if done % t.log_every == 0 or done == t.steps:
+            if main and (done % t.log_every == 0 or done == t.steps):
                 spread = energy_spread(evaluated, data, device, with_gap=False)  # None for token sequences
                 tb.scalars({**values, "beta": b, "lr": lr, **(spread or {})}, done, "train/")
             progress.update(done, values["loss"])
-            if landscape_every and done % landscape_every == 0 and done != t.steps:
+            if main and landscape_every and done % landscape_every == 0 and done != t.steps:
                 landscape(done)
                 energy.train()
             if val is not None and (done % t.eval_every == 0 or done == t.steps) and validate_at(done, beta(done)):
@@ -273,6 +360,8 @@ def train(cfg, run_dir: Path) -> Dict[str, float]:
         train_seconds = time.perf_counter() - start_time
         average.set_beta(beta(end))  # evaluate (and save) at the schedule's final beta
         checkpoint(end)
+        if not main:
+            return {}
         kept = stopper.best["step"] if val is not None and t.keep == "best" and stopper.best["step"] is not None else end
         if val is not None and end < stopper.not_before:
             log.info("the beta schedule was still annealing (it settles at step %d) when the run ended at step %d: "
@@ -337,7 +426,7 @@ def resume(run_dir: Path, mode: str, energy, opt, device, loss_fn=None, baseline
                            f"({type(exc).__name__}: {exc})") from None
 
 
-def _restore_latest(folder: Path, energy, opt, loss_fn, baseline, stopper, average, trainer=None) -> int:
+def _restore_latest(folder: Path, energy, opt, loss_fn, baseline, stopper, average, trainer=None, rank: int = 0) -> int:
     # Read on the host whatever the run's device is: the RNG states must stay there (set_rng_state,
     # numpy), and load_state_dict copies weights, optimiser moments and a loss's state to where they live.
     state, path = load_latest(folder, map_location="cpu")
@@ -351,7 +440,9 @@ def _restore_latest(folder: Path, energy, opt, loss_fn, baseline, stopper, avera
         average.load_state_dict(state.get("average", {}))
     else:
         restore(path, state, energy, opt)
-    if "loss" in state and loss_fn is not None:  # e.g. contrastive divergence's replay buffer
+    if "loss_ranks" in state and loss_fn is not None:  # a data-parallel run: each rank's own
+        loss_fn.load_state_dict(state["loss_ranks"][rank])
+    elif "loss" in state and loss_fn is not None:  # e.g. contrastive divergence's replay buffer
         loss_fn.load_state_dict(state["loss"])
     if baseline is not None and "baseline" in state:
         baseline.load_state_dict(state["baseline"])

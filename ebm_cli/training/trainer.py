@@ -9,6 +9,7 @@ from torch.optim.lr_scheduler import ReduceLROnPlateau
 
 from ebm_cli.runtime.accelerate import autocast
 from ebm_cli.training.callbacks import Callback
+from ebm_cli.training.distributed import Single
 
 
 class Diverged(Exception):
@@ -34,14 +35,18 @@ class Trainer:
             before the update is applied.
         precision: fp32 | tf32 | bf16 (bf16: the forward pass under autocast).
         baseline: a Baseline trained on the same batches at the same learning rate, or None.
+        sync: this process's place in a data-parallel run (training/distributed.py: Group), or
+            Single(): the gradients and the step's values are averaged over the ranks, and what the
+            loss draws at random comes from the rank's own stream.
     """
 
     def __init__(self, energy: torch.nn.Module, loss, optimizer: torch.optim.Optimizer, scheduler=None,
                  callbacks: Optional[Dict[str, Callback]] = None, max_abs: float = math.inf, precision: str = "fp32",
-                 device: Optional[torch.device] = None, baseline=None):
+                 device: Optional[torch.device] = None, baseline=None, sync=None):
         self.energy, self.loss, self.optimizer, self.scheduler = energy, loss, optimizer, scheduler
         self.callbacks = dict(callbacks or {})
         self.max_abs, self.precision, self.baseline = max_abs, precision, baseline
+        self.sync = sync or Single()
         self.device = device or next((p.device for p in energy.parameters()), torch.device("cpu"))
         self.parameters = [p for group in optimizer.param_groups for p in group["params"]]
         self.step_count = 0  # updates applied (the run's step once resumed)
@@ -66,19 +71,22 @@ class Trainer:
     def step(self, x: torch.Tensor, y: torch.Tensor, beta: float) -> Dict[str, float]:
         """One update on a batch; the step's values: loss, grad_norm (before clipping) and the loss's
         statistics (+ baseline_mse). Raises Diverged, with the weights untouched, on a bad value."""
-        with autocast(self.precision, self.device):
+        with autocast(self.precision, self.device), self.sync.sampling(self.step_count):
             loss, stats = self.loss(self.energy, x, y, beta)
         if self.baseline is not None:  # the same batch, its own optimiser, this step's learning rate
-            stats["baseline_mse"] = self.baseline.step(x, y, self.lr)
+            stats["baseline_mse"] = self.baseline.step(x, y, self.lr, self.sync)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        # Averaged over the ranks before clipping, with the loss and statistics: every rank clips the
+        # same gradient and sees the same values, and so the same divergence.
+        local = self.sync.average_gradients(self.parameters, torch.stack([loss.detach(), *stats.values()]).float())
         self.grad_norm = None
         for callback in self.callbacks.values():
             callback.on_after_backward(self)
         grad_norm = self.grad_norm if self.grad_norm is not None else torch.nn.utils.clip_grad_norm_(self.parameters, math.inf)
         # One read-back per step, before the update is applied: a diverging step never reaches the weights.
-        values = dict(zip(["loss", "grad_norm", *stats],
-                          torch.stack([loss.detach(), grad_norm, *stats.values()]).float().tolist()))
+        stacked = torch.cat([local[:1], grad_norm.reshape(1).float(), local[1:]])
+        values = dict(zip(["loss", "grad_norm", *stats], stacked.tolist()))
         bad = [k for k, v in values.items() if not math.isfinite(v) or abs(v) > self.max_abs]
         if bad:
             raise Diverged(values, bad)

@@ -1,0 +1,147 @@
+"""Data-parallel training (trainer.devices=N, training/distributed.py): N processes on gloo train one
+run into one folder; with a loss that draws nothing at random the weights are those of one process
+with the same global batch and seed; the losses that sample train under it; an interrupted run
+resumes bit-exact; a rank that fails is one line on rank 0.
+
+Each run here starts real processes (spawn: a fresh interpreter per rank), so the runs are short."""
+
+import json
+import multiprocessing
+import os
+import re
+import signal
+
+import pytest
+import torch
+
+from ebm_cli.errors import UserError
+from ebm_cli.losses.cd import ContrastiveDivergence
+from ebm_cli.losses.nll import NLL
+from ebm_cli.runtime.checkpoint import load_checkpoint
+from ebm_cli.tasks.checks import check_before_writing
+from ebm_cli.tasks.train import train
+from ebm_cli.training.distributed import Ranks
+from helpers import make_cfg, run_cli
+
+# the default preset, shrunk; validation every 10 steps exercises rank 0's decisions (keep best.pt)
+SHORT = ["debug=smoke", "trainer.eval_every=10", "trainer.patience=0", "logger.landscape_every=0"]
+
+
+def weights(run_dir, name="last.pt"):
+    return load_checkpoint(run_dir / "checkpoints" / name)
+
+
+@pytest.fixture(scope="module")
+def one_and_two(tmp_path_factory):
+    """The default preset (its nll on the grid's cell midpoints: nothing drawn at random in the loss)
+    trained by one process and by two."""
+    root = tmp_path_factory.mktemp("ddp")
+    args = [*SHORT, "loss.stratified=false"]
+    one = train(make_cfg(*args), root / "one")
+    done = run_cli([*args, "trainer.devices=2", f"hydra.run.dir={root / 'two'}"], cwd=root)  # as a user types it
+    assert done.returncode == 0, done.stderr
+    assert "trainer.devices=2: 2 processes train this run (gloo), 32 rows each per step" in done.stdout + done.stderr
+    two = json.loads((root / "two" / "metrics.json").read_text())["metrics"]
+    return root, one, two
+
+
+def test_two_processes_train_the_weights_of_one_with_the_same_global_batch(one_and_two):
+    root, one, two = one_and_two
+    for name in ("last.pt", "best.pt"):
+        a, b = weights(root / "one", name), weights(root / "two", name)
+        assert a["step"] == b["step"]
+        for key in ("model", "train_model"):
+            for k in a[key]:
+                assert torch.allclose(a[key][k], b[key][k], atol=1e-5, rtol=1e-4), (name, key, k)
+    assert two["coverage@0.05"] == pytest.approx(one["coverage@0.05"], abs=0.02)
+    assert two["chamfer"] == pytest.approx(one["chamfer"], rel=0.05, abs=1e-3)
+
+
+def test_two_processes_write_one_folder_as_one_run(one_and_two):
+    root = one_and_two[0] / "two"
+    record = json.loads((root / "metrics.json").read_text())
+    assert record["status"] == "completed" and record["step"] == 30
+    assert len(list((root / "tb").glob("events.out.tfevents.*"))) == 1  # rank 0's writer only
+    assert sorted(p.name for p in (root / "checkpoints").iterdir()) == ["best.pt", "last.pt", "previous.pt"]
+    state = weights(root)
+    assert len(state["loss_ranks"]) == 2  # each rank's loss state, for its resume
+
+
+@pytest.mark.parametrize("loss", ["cd", "hinge", "nce"])
+def test_the_losses_that_sample_train_under_two_processes(tmp_path, loss):
+    """Each rank draws its own negatives (its stream: seed, step, rank); the run trains and ends."""
+    metrics = train(make_cfg(*SHORT, f"loss={loss}", "trainer.devices=2"), tmp_path)
+    record = json.loads((tmp_path / "metrics.json").read_text())
+    assert record["status"] == "completed" and record["step"] == 30
+    assert all(v == v for v in metrics.values())  # no NaN
+    state = weights(tmp_path)
+    first = state["loss_ranks"][0]
+    if loss == "cd":  # the replay buffers are the ranks' own: different chains
+        assert not torch.equal(first["buffer"], state["loss_ranks"][1]["buffer"])
+
+
+def test_an_interrupted_two_process_run_resumes_bit_exact(tmp_path, monkeypatch):
+    """cd (per-rank replay buffers and negatives): a SIGTERM to rank 0 mid-step stops both ranks at
+    the next step with a checkpoint; resumed, the run ends with the uninterrupted one's weights."""
+    args = [*SHORT, "loss=cd", "trainer.devices=2", "trainer.ckpt_every=10"]
+    whole = tmp_path / "whole"
+    expected = train(make_cfg(*args), whole)
+    original, calls = ContrastiveDivergence.__call__, []
+
+    def sigterm_in_call_15(self, *a):  # rank 0 only: the others are processes of their own
+        calls.append(None)
+        if len(calls) == 15:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return original(self, *a)
+
+    monkeypatch.setattr(ContrastiveDivergence, "__call__", sigterm_in_call_15)
+    cut = tmp_path / "cut"
+    with pytest.raises(UserError, match="stopped by SIGTERM at step 14"):  # call 10 was the validation's
+        train(make_cfg(*args), cut)
+    assert weights(cut)["step"] == 14
+    monkeypatch.setattr(ContrastiveDivergence, "__call__", original)
+    resumed = train(make_cfg(*args, "trainer.resume=auto"), cut)
+    assert {k: v for k, v in resumed.items() if not k.endswith("_time_s")} == \
+        {k: v for k, v in expected.items() if not k.endswith("_time_s")}
+    a, b = weights(whole), weights(cut)
+    for key in ("model", "train_model"):
+        assert all(torch.equal(a[key][k], b[key][k]) for k in a[key])
+    for rank in (0, 1):
+        assert torch.equal(a["loss_ranks"][rank]["buffer"], b["loss_ranks"][rank]["buffer"])
+
+
+def test_a_rank_that_cannot_start_is_one_line_naming_it(tmp_path):
+    ranks = Ranks(2, "seed: 0\n", tmp_path / "run")  # a config the rank cannot build a run from
+    with pytest.raises(UserError, match=r"trainer.devices=2: rank 1 could not start: \w+"):
+        ranks.wait_ready()
+    assert not any(p.is_alive() for p in ranks.processes)
+    assert not os.path.exists(ranks.init_file)  # the rendezvous file is gone
+
+
+def test_a_rank_that_dies_mid_run_is_one_line_on_rank_0(tmp_path, monkeypatch):
+    """Rank 1 killed during training: rank 0's next collective fails, and the error names the rank."""
+    original, calls = NLL.__call__, []
+
+    def kill_rank_1_in_step_5(self, *a):
+        calls.append(None)
+        if len(calls) == 5:
+            for process in multiprocessing.active_children():
+                if process.name == "ebm-run rank 1":
+                    os.kill(process.pid, signal.SIGKILL)
+                    process.join(10)
+        return original(self, *a)
+
+    monkeypatch.setattr(NLL, "__call__", kill_rank_1_in_step_5)
+    with pytest.raises(UserError, match="trainer.devices=2: ebm-run rank 1 was ended by the signal SIGKILL"):
+        train(make_cfg(*SHORT, "trainer.devices=2"), tmp_path)
+
+
+@pytest.mark.parametrize("overrides,message", [
+    (("trainer.devices=0",), "trainer.devices=0: must be >= 1"),
+    (("trainer.devices=2", "trainer.batch_size=63"), "trainer.batch_size=63: must be a multiple of trainer.devices=2"),
+    (("trainer.devices=2", "trainer.device=cuda:1"), "trainer.device=cuda:1: names one GPU"),
+])
+def test_impossible_device_counts_are_refused_before_a_folder(tmp_path, overrides, message):
+    with pytest.raises(UserError, match=re.escape(message)):
+        check_before_writing(make_cfg("debug=smoke", *overrides), tmp_path / "run")
+    assert not (tmp_path / "run").exists()
