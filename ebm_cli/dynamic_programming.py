@@ -7,13 +7,26 @@ steps of each sequence, or (S, S) shared by every step and sequence. Min-sum (Vi
 argmin and the k best sequences; sum-product (the forward algorithm) gives
 F_beta = -1/beta log sum_y exp(-beta E(y)) over all S^T sequences. All are batched and vectorised
 over the batch and the states; the loop over t only queues tensor operations (no value is read
-back to the host inside it).
+back to the host inside it). On the CPU the loops run on one thread (runtime/threads.py): their T
+small steps would otherwise wait at every step for a thread that a busy core has descheduled.
 """
 
+import functools
 import math
 from typing import Tuple
 
 import torch
+
+from ebm_cli.runtime.threads import one_thread
+
+
+def _on_one_thread(fn):
+    """Run fn (whose first argument is the unary terms u) on one thread where u is on the CPU."""
+    @functools.wraps(fn)
+    def wrapper(u, *args, **kwargs):
+        with one_thread(u.device):
+            return fn(u, *args, **kwargs)
+    return wrapper
 
 
 def _pairwise_at(p: torch.Tensor, t: int, batch: int) -> torch.Tensor:
@@ -25,25 +38,39 @@ def _pairwise_at(p: torch.Tensor, t: int, batch: int) -> torch.Tensor:
     return p[:, t - 1]
 
 
-def forward_free_energy(u: torch.Tensor, p: torch.Tensor, beta: float) -> torch.Tensor:
+def forward_free_energy(u: torch.Tensor, p: torch.Tensor, beta: float, method: str = "auto") -> torch.Tensor:
+    """F_beta over all sequences (*lead,): the sequential forward algorithm (_forward), or the scan of
+    its transfer matrices in depth log T (forward_free_energy_scan) where `method` (use_scan) says."""
+    if use_scan(u, method):
+        return forward_free_energy_scan(u, p, beta)
+    return _forward(u, p, beta)
+
+
+@_on_one_thread
+def _forward(u: torch.Tensor, p: torch.Tensor, beta: float) -> torch.Tensor:
     """F_beta over all sequences: (*lead,) for unary terms u: (*lead, T, S), e.g. (B, T, S); beta=inf
     gives min_y E(y) (the Viterbi energy).
 
     p may be (S, S) for every sequence and step; (*lead, S, S) per sequence; (*lead, T-1, S, S) per
     sequence and step; or, for u: (G, B, T, S), (G, S, S): one table per group (a chain's modes),
     shared by the B sequences of the group, so that each step is one (B, S) x (S, S) product per
-    group. Each step uses the scaled form of the forward algorithm:
+    group. Each step uses the scaled form of the forward algorithm, in probabilities normalised at
+    every step (s_t = exp(alpha_t - log n_1 ... n_t), its largest entry 1):
 
         alpha_t[j] = log sum_i exp(alpha_{t-1}[i] - beta p[i, j]) - beta u[t, j]
-                   = a + c_j + log sum_i exp(alpha_{t-1}[i] - a) exp(-beta p[i, j] - c_j) - beta u[t, j]
+        s_t[j]     = (sum_i s_{t-1}[i] exp(-beta p[i, j] - c_j)) exp(-beta u[t, j] + c_j - m_t) / n_t
 
-    with a = max_i alpha_{t-1}[i] and c_j = max_i -beta p[i, j], so every exponential is at most 1.
-    exp(-beta p - c) is taken once for shared tables, and the products run in float64, whose range
-    (e^-745) keeps any transition within 700 nats of its column's best exact; worse ones (hard
-    constraints, p = 1e9) count as e^-700, which changes log Z by less than float32 can show. The
-    result equals log-sum-exp over (S, S) at every step up to rounding, at the cost of one matrix
-    product per step instead of S^2 exponentials and logarithms. Above beta = 1 (where beta p
-    spans more than 700 nats sooner) the log-sum-exp form runs instead.
+    with c_j = max_i -beta p[i, j], m_t = max_j (-beta u[t, j] + c_j) and n_t the largest entry
+    before the division, so every exponential is at most 1, and log Z = log sum_j s_T[j] + sum_t
+    (m_t + log n_t). exp(-beta p - c) is taken once for shared tables, and the products run in
+    float64, whose range (e^-745) keeps any transition within 700 nats of its column's best exact;
+    worse ones (hard constraints, p = 1e9) count as e^-700, which changes log Z by less than float32
+    can show. The unary factors exp(-beta u[t, j] + c_j - m_t) are taken in u's precision (float64's
+    exponential costs 4x), floored at e^-80: a state more than 80 nats below its step's best weighs
+    e^-80, again less than float32 can show. The result equals log-sum-exp over (S, S) at every step
+    up to rounding, at the cost of one matrix product, one exponential of (B, S) and no logarithm
+    per step instead of S^2 exponentials and logarithms. Above beta = 1 (where beta p spans more than 700 nats sooner), or
+    should a step's products underflow all the same, the log-sum-exp form runs instead.
     """
     if math.isinf(beta):
         return viterbi(u, p)[0]
@@ -60,13 +87,28 @@ def forward_free_energy(u: torch.Tensor, p: torch.Tensor, beta: float) -> torch.
     if not per_sequence and col.dim() > 1:
         col = col.unsqueeze(-2)  # (G, 1, S): one shift per group, shared by its sequences
     alpha = (-beta * u[..., 0, :]).double()  # (*lead, S): log sum over prefixes ending in each state of exp(-beta E)
+    shift = alpha.detach().amax(dim=-1, keepdim=True)  # (*lead, 1)
+    scaled = torch.exp(alpha - shift)  # s_1: (*lead, S), at most 1
+    shifts, norms = [shift], []  # m_t and n_t: (*lead, 1) each, summed in float64 (and logged) once at the end
+    col_u = col.to(u.dtype)  # the unary factors in u's precision (float64's exponential costs 4x)
     for t in range(1, steps):
-        w, c = (weights[..., t - 1, :, :], col[..., t - 1, :]) if per_step else (weights, col)
-        a = alpha.amax(dim=-1, keepdim=True).detach()  # (*lead, 1)
-        scaled = torch.exp(alpha - a)  # (*lead, S), at most 1
+        w, cu = (weights[..., t - 1, :, :], col_u[..., t - 1, :]) if per_step else (weights, col_u)
+        unary = torch.add(cu, u[..., t, :], alpha=-beta)  # -beta u[t] + c: (*lead, S)
+        m = unary.detach().amax(dim=-1, keepdim=True)
         total = (scaled.unsqueeze(-2) @ w).squeeze(-2) if per_sequence else scaled @ w  # (*lead, S)
-        alpha = a + c + torch.log(total) - beta * u[..., t, :].double()
-    return (-torch.logsumexp(alpha, dim=-1) / beta).to(u.dtype)
+        # states more than 80 nats below the step's best weigh e^-80 (float32 has no lower normal
+        # numbers): less than float32 can show in log Z
+        total = total * torch.exp((unary - m).clamp(min=-80.0))
+        n = total.detach().amax(dim=-1, keepdim=True)  # a constant: log Z's gradient is unchanged
+        scaled = total / n
+        shifts.append(m)
+        norms.append(n)
+    log_z = torch.log(scaled.sum(dim=-1)) + torch.cat(shifts, dim=-1).sum(dim=-1)
+    if norms:
+        log_z = log_z + torch.log(torch.cat(norms, dim=-1)).sum(dim=-1)
+    if not bool(torch.isfinite(log_z.detach()).all()):  # products that underflowed: the exact form
+        return _forward_log_sum_exp(u, p, beta)
+    return (-log_z / beta).to(u.dtype)
 
 
 def _forward_log_sum_exp(u: torch.Tensor, p: torch.Tensor, beta: float) -> torch.Tensor:
@@ -83,24 +125,39 @@ def _forward_log_sum_exp(u: torch.Tensor, p: torch.Tensor, beta: float) -> torch
     return (-torch.logsumexp(alpha, dim=1) / beta).view(lead)
 
 
-def viterbi(u: torch.Tensor, p: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+def viterbi(u: torch.Tensor, p: torch.Tensor, method: str = "auto") -> Tuple[torch.Tensor, torch.Tensor]:
+    """The minimum-energy sequence: energies (B,) and paths (B, T): sequential (_viterbi) or a scan in
+    depth log T (viterbi_scan) where `method` (use_scan) says."""
+    if use_scan(u, method):
+        return viterbi_scan(u, p)
+    return _viterbi(u, p)
+
+
+@_on_one_thread
+def _viterbi(u: torch.Tensor, p: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
     """The minimum-energy sequence: energies (B,) and paths (B, T) of state indices, for u: (B, T, S)
-    and p: (S, S), (B, S, S) or (B, T-1, S, S). Min-sum with one back-pointer per state and step."""
-    b, steps, _ = u.shape
+    and p: (S, S), (B, S, S) or (B, T-1, S, S).
+
+    Min-sum keeping the best prefix energy of every state and step (B, S) rather than a back-pointer
+    per state: the minimum alone is several times cheaper than the minimum with its index, and the
+    way back needs the index only along the path: at step t, argmin_i score_{t-1}[i] + p[i, y_t],
+    the same sums as the forward pass, so the same choice."""
+    b, steps, s = u.shape
     score = u[:, 0]  # (B, S): the best prefix energy ending in each state
-    back = []
+    scores = [score]
     for t in range(1, steps):
-        score, prev = (score.unsqueeze(2) + _pairwise_at(p, t, b)).min(dim=1)  # over the previous state
-        score = score + u[:, t]
-        back.append(prev)  # (B, S): the best previous state of each state at step t
+        score = (score.unsqueeze(2) + _pairwise_at(p, t, b)).amin(dim=1) + u[:, t]  # over the previous state
+        scores.append(score)
     energy, state = score.min(dim=1)  # (B,)
     path = [state]
-    for prev in reversed(back):
-        state = prev.gather(1, state.unsqueeze(1)).squeeze(1)
+    for t in range(steps - 1, 0, -1):
+        into = _pairwise_at(p, t, b).gather(2, state.view(b, 1, 1).expand(b, s, 1)).squeeze(2)  # (B, S): p[i, y_t]
+        state = (scores[t - 1] + into).argmin(dim=1)
         path.append(state)
     return energy, torch.stack(path[::-1], dim=1)
 
 
+@_on_one_thread
 def kbest_viterbi(u: torch.Tensor, p: torch.Tensor, k: int) -> Tuple[torch.Tensor, torch.Tensor]:
     """The k lowest-energy sequences (list Viterbi): energies (B, k) ascending, paths (B, k, T).
 
@@ -138,3 +195,105 @@ def sequence_energy(u: torch.Tensor, p: torch.Tensor, y: torch.Tensor) -> torch.
     for t in range(1, steps):
         e = e + _pairwise_at(p, t, b)[torch.arange(b, device=y.device), y[:, t - 1], y[:, t]]
     return e
+
+
+# -- the same in depth log T: associative scans of the steps' transfer matrices ----------------------
+# The sequential loops above run T dependent steps of O(B S^2) work; a GPU spends most of that in T
+# kernel launches. The steps' transfer matrices M_t[i, j] = -beta (p[i, j] + u[t, j]) (log-sum-exp
+# semiring) or p[i, j] + u[t, j] (min-plus) combine associatively, so a tree of log2 T levels of
+# batched (S x S) products gives the same result: O(B T S^3) work instead of O(B T S^2), worth it on
+# a GPU for long chains of few states, never on a CPU. `method="auto"` picks by device and size.
+SCAN_ELEMENTS = 1 << 27  # the largest B * T * S^3 / chunk a scan level may hold at once (float64: 1 GiB)
+
+
+def use_scan(u: torch.Tensor, method: str) -> bool:
+    """sequential | scan | auto (the scan on a GPU, for T >= 64 and S <= 64, within SCAN_ELEMENTS)."""
+    if method not in ("auto", "sequential", "scan"):
+        raise ValueError(f"method={method}: must be auto, sequential or scan")
+    if method != "auto":
+        return method == "scan"
+    steps, states = u.shape[-2:]
+    return u.device.type == "cuda" and steps >= 64 and states <= 64 and u[..., 0, 0].numel() * steps * states ** 2 <= SCAN_ELEMENTS
+
+
+def _transfer(u: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+    """The steps' transfer energies p[i, j] + u[t, j] into steps 1..T-1: (*lead, T-1, S, S) for u:
+    (*lead, T, S) and p: (S, S), (*lead, S, S), (G, S, S) for u (G, B, T, S), or (*lead, T-1, S, S)."""
+    lead = u.shape[:-2]
+    if p.dim() == u.dim() - 1 and u.dim() > 3:  # one table per group: give every sequence its group's
+        p = p.unsqueeze(-3).expand(*lead, *p.shape[-2:])
+    if p.dim() < u.dim() + 1:  # one table for every step
+        p = p.unsqueeze(-3)
+    return p + u[..., 1:, None, :]
+
+
+def _log_product(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """(a (x) b)[i, k] = log sum_j exp(a[i, j] + b[j, k]) for (..., S, S) log-weights, as one matrix
+    product of exponentials shifted by a's row and b's column maxima (float64)."""
+    row = a.detach().amax(dim=-1, keepdim=True)
+    col = b.detach().amax(dim=-2, keepdim=True)
+    row = torch.where(torch.isfinite(row), row, torch.zeros_like(row))
+    col = torch.where(torch.isfinite(col), col, torch.zeros_like(col))
+    # floored at e^-700 as in the sequential form: a forbidden move (p = 1e9) weighs e^-700, not 0,
+    # so that no logarithm meets a zero (whose gradient would be NaN)
+    return torch.log(torch.exp((a - row).clamp(min=-700.0)) @ torch.exp((b - col).clamp(min=-700.0))) + row + col
+
+
+def _min_plus(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """(a (x) b)[i, k] = min_j a[i, j] + b[j, k] for (..., S, S), j in chunks (the broadcast sum holds
+    (..., S, chunk, S) at once)."""
+    s = a.shape[-1]
+    chunk = max(1, min(s, SCAN_ELEMENTS // max(1, a.numel() * s)))
+    out = None
+    for j in range(0, s, chunk):
+        part = (a[..., :, j:j + chunk, None] + b[..., None, j:j + chunk, :]).amin(dim=-2)
+        out = part if out is None else torch.minimum(out, part)
+    return out
+
+
+def _reduce(m: torch.Tensor, combine) -> torch.Tensor:
+    """m_1 (x) m_2 (x) ... (x) m_N for m: (..., N, S, S): a tree of ceil(log2 N) levels -> (..., S, S)."""
+    while m.shape[-3] > 1:
+        n = m.shape[-3]
+        pairs = combine(m[..., 0:n - 1:2, :, :], m[..., 1:n:2, :, :])
+        m = torch.cat([pairs, m[..., n - 1:, :, :]], dim=-3) if n % 2 else pairs
+    return m[..., 0, :, :]
+
+
+def _prefix(m: torch.Tensor, combine) -> torch.Tensor:
+    """Inclusive prefix products m_1 (x) ... (x) m_t for every t (Hillis-Steele: ceil(log2 N) levels)."""
+    n, shift = m.shape[-3], 1
+    while shift < n:
+        m = torch.cat([m[..., :shift, :, :], combine(m[..., :n - shift, :, :], m[..., shift:, :, :])], dim=-3)
+        shift *= 2
+    return m
+
+
+def forward_free_energy_scan(u: torch.Tensor, p: torch.Tensor, beta: float) -> torch.Tensor:
+    """forward_free_energy in depth log T: F_beta (*lead,) as a tree of log-semiring matrix products
+    (float64). beta=inf gives the Viterbi energy (viterbi_scan)."""
+    if math.isinf(beta):
+        return viterbi_scan(u, p)[0]
+    alpha = (-beta * u[..., 0, :]).double()  # (*lead, S)
+    if u.shape[-2] > 1:
+        total = _reduce((-beta * _transfer(u, p)).double(), _log_product)  # (*lead, S, S)
+        alpha = torch.logsumexp(alpha.unsqueeze(-1) + total, dim=-2)
+    return (-torch.logsumexp(alpha, dim=-1) / beta).to(u.dtype)
+
+
+def viterbi_scan(u: torch.Tensor, p: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """viterbi in depth log T: energies (B,) and paths (B, T). The best prefix energies of every step
+    come from a prefix scan of min-plus products, the best suffix energies from one of the reversed
+    chain; y_t = argmin_j prefix_t[j] + suffix_t[j], which is the minimum-energy path's state at
+    every t where that path is unique."""
+    b, steps, s = u.shape
+    if steps == 1:
+        energy, state = u[:, 0].min(dim=1)
+        return energy, state.unsqueeze(1)
+    m = _transfer(u, p)  # (B, T-1, S, S)
+    forward = _prefix(m, _min_plus)  # [t-1]: steps 1..t
+    prefix = torch.cat([u[:, :1], (u[:, 0, None, :, None] + forward).amin(dim=2)], dim=1)  # (B, T, S)
+    backward = _prefix(m.flip(1), lambda x, y: _min_plus(y, x)).flip(1)  # [t]: steps t+1..T-1
+    suffix = torch.cat([backward.amin(dim=-1), torch.zeros_like(u[:, :1])], dim=1)  # (B, T, S)
+    energy = prefix[:, -1].min(dim=1).values
+    return energy, (prefix + suffix).argmin(dim=2)

@@ -33,6 +33,10 @@ class TaskConfig:
     cd_batches: Optional[List[int]] = None  # cd_step batch sizes
     time_limit: Optional[float] = None  # time_to_quality: the training time limit of its loops, seconds
     quality_eval_every: Optional[int] = None  # time_to_quality: the loops' steps between evaluations
+    # Every case again beside a CPU-bound neighbour process (as in a sweep or beside a second run):
+    # the rows gain ours_s_busy, peer_s_busy and ratio_busy. neighbour_threads: the threads it keeps busy.
+    contention: bool = False
+    neighbour_threads: int = 1
 
 
 @dataclass

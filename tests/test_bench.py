@@ -46,6 +46,35 @@ def test_tiny_bench_runs_every_case_and_passes_its_checks(tmp_path):
     assert (tmp_path / "time_to_quality" / "metrics.json").is_file()  # ours: a real ebm-run training run
 
 
+def test_contention_runs_each_case_again_beside_a_busy_neighbour(tmp_path, monkeypatch):
+    """task.contention=true: every row gains the *_busy columns, measured while the neighbour process
+    was running (it is seen running during the case, and gone afterwards)."""
+    from ebm_cli.bench import chain
+    from ebm_cli.bench.neighbour import Neighbour
+
+    seen, original = [], chain.run
+
+    def watched(*a, **k):
+        alive = [n for n in Neighbour.started if n.running]
+        seen.append(len(alive))
+        return original(*a, **k)
+
+    started, enter = [], Neighbour.__enter__
+    monkeypatch.setattr(Neighbour, "started", started, raising=False)
+    monkeypatch.setattr(Neighbour, "__enter__", lambda self: started.append(self) or enter(self))
+    monkeypatch.setattr(chain, "run", watched)
+    rows = run_bench(tiny("task.cases=[chain,time_to_quality]", "task.contention=true"), tmp_path)
+    assert seen == [0, 1]  # idle, then beside the neighbour
+    assert not any(n.running for n in started)
+    for r in read_rows(tmp_path):
+        assert {"ours_s_busy", "peer_s_busy", "ratio_busy"} <= set(r)
+        if r["check"] == "passed":
+            assert r["ours_s_busy"] > 0 and r["ratio_busy"] == pytest.approx(r["peer_s_busy"] / r["ours_s_busy"])
+    assert (tmp_path / "beside_neighbour" / "time_to_quality" / "metrics.json").is_file()
+    assert json.loads((tmp_path / "bench_env.json").read_text())["contention"]["neighbour_threads"] == 1
+    assert [r["case"] for r in rows][:2] == ["chain_logz", "chain_viterbi"]
+
+
 def test_no_tensor_relies_on_the_default_device(tmp_path):
     """Under a meta default device, a tensor made without the run's device would be meta and fail."""
     cfg = tiny()
@@ -82,6 +111,7 @@ def test_a_failed_check_is_reported_after_writing(tmp_path, monkeypatch):
     ("task.chain_sizes=[4x1x5]", "task.chain_sizes=4x1x5: needs sequences of length >= 2"),
     ("task.repeats=0", "task.repeats=0: must be a whole number > 0"),
     ("task.time_limit=-1", "task.time_limit=-1.0: must be > 0"),
+    ("task.neighbour_threads=0", "task.neighbour_threads=0: must be a whole number > 0"),
 ])
 def test_bad_settings_are_one_line_errors(override, message):
     with pytest.raises(UserError) as err:

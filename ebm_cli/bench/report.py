@@ -37,6 +37,8 @@ def environment(device: torch.device, settings, seconds: float) -> Dict[str, Any
                   "time_limit": settings.time_limit, "quality_eval_every": settings.quality_eval_every},
         "timing": {"repeats": settings.repeats, "max_seconds": settings.max_seconds,
                    "statistic": "median of the timed runs after one warm-up; peer_s / ours_s = ratio"},
+        "contention": ({"neighbour_threads": settings.neighbour_threads, "columns": "*_busy: beside a CPU-bound "
+                        "neighbour process"} if settings.contention else None),
         "seconds": seconds,
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "command": " ".join(sys.argv),
@@ -61,6 +63,10 @@ def _seconds(v) -> str:
     return f"{v * 1e3:.3g} ms" if v < 1 else f"{v:.3g} s"
 
 
+def _ratio(v) -> str:
+    return "-" if v is None else f"{v:.2f}x"
+
+
 def table(rows: List[Dict[str, Any]], env: Dict[str, Any]) -> Table:
     """One line per row; the notes (what was checked, caps, us/step) are printed below it by number."""
     versions = ", ".join(f"{k} {v}" for k, v in env["versions"].items() if v and k != "python")
@@ -68,15 +74,19 @@ def table(rows: List[Dict[str, Any]], env: Dict[str, Any]) -> Table:
     title = f"ebm-run bench ({env['size']}) on {env['device']}\n{versions}" + (
         f"; not installed: {', '.join(missing)}" if missing else "")
     t = Table(title=title)
+    busy = any("ratio_busy" in r for r in rows)  # task.contention=true: the neighbour's columns too
     for name, justify in (("#", "right"), ("case", "left"), ("size", "left"), ("ours", "left"), ("peer", "left"),
-                          ("ours_s", "right"), ("peer_s", "right"), ("ratio", "right"), ("check", "left")):
+                          ("ours_s", "right"), ("peer_s", "right"), ("ratio", "right"),
+                          *((("busy: ours_s", "right"), ("peer_s", "right"), ("ratio", "right")) if busy else ()),
+                          ("check", "left")):
         t.add_column(name, justify=justify)
     colour = {PASSED: "green", FAILED: "bold red"}
     for number, r in enumerate(rows, 1):
-        ratio = "-" if r["ratio"] is None else f"{r['ratio']:.2f}x"
+        ratio = _ratio(r["ratio"])
         check = f"[{colour[r['check']]}]{r['check']}[/]" if r["check"] in colour else r["check"]
+        busy_cells = (_seconds(r.get("ours_s_busy")), _seconds(r.get("peer_s_busy")), _ratio(r.get("ratio_busy"))) if busy else ()
         t.add_row(str(number), r["case"], r["size"], r["ours"], r["peer"], _seconds(r["ours_s"]), _seconds(r["peer_s"]),
-                  ratio, check)
+                  ratio, *busy_cells, check)
     return t
 
 

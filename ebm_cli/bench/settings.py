@@ -33,6 +33,8 @@ class BenchSettings:
     cd_batches: Tuple[int, ...]
     time_limit: float
     quality_eval_every: int
+    contention: bool = False  # every case again beside a CPU-bound neighbour (bench/neighbour.py)
+    neighbour_threads: int = 1
 
     @property
     def tiny(self) -> bool:
@@ -77,12 +79,17 @@ def bench_settings(cfg) -> BenchSettings:
     chain_sizes = tuple(_dims("chain_sizes", s) for s in value["chain_sizes"])
     for b, t, s in chain_sizes:
         require(t >= 2, "task.chain_sizes", f"{b}x{t}x{s}", "needs sequences of length >= 2")
+    contention = task.get("contention", False)
+    require(isinstance(contention, bool), "task.contention", contention, "must be true or false")
+    threads = task.get("neighbour_threads", 1)
+    _positive("neighbour_threads", threads)
     return BenchSettings(
         size=task.size, cases=tuple(dict.fromkeys(cases)), repeats=int(value["repeats"]),
         max_seconds=float(value["max_seconds"]), langevin_batches=tuple(int(b) for b in value["langevin_batches"]),
         langevin_steps=int(value["langevin_steps"]), chain_sizes=chain_sizes,
         landscape=_dims("landscape", value["landscape"]), cd_batches=tuple(int(b) for b in value["cd_batches"]),
-        time_limit=float(value["time_limit"]), quality_eval_every=int(value["quality_eval_every"]))
+        time_limit=float(value["time_limit"]), quality_eval_every=int(value["quality_eval_every"]),
+        contention=contention, neighbour_threads=int(threads))
 
 
 def check_bench(cfg) -> BenchSettings:
