@@ -139,6 +139,17 @@ def main() -> None:
     # a console script does not put the working directory on sys.path, so the runner does.
     if cwd not in sys.path:
         sys.path.insert(0, cwd)
+    if int(os.environ.get("RANK") or 0) > 0 and int(os.environ.get("WORLD_SIZE") or 1) > 1:
+        from ebm_cli.training.distributed import follow_rank_0, launched  # torch: only here
+
+        launch = launched()
+        if launch is not None:  # torchrun's rank > 0: rank 0 runs the command, this one trains with it
+            try:
+                follow_rank_0(*launch[:2])
+            except BaseException as exc:  # noqa: B902 - torchrun shows every rank's stderr: one line each
+                print(f"ebm-run rank {launch[0]}: {one_line(exc) if str(exc) else type(exc).__name__}", file=sys.stderr)
+                sys.exit(1)
+            return
     # A log file on a full or removed disk: no "--- Logging error ---" tracebacks (the run's own
     # writes report the disk in one line)
     logging.raiseExceptions = False

@@ -10,6 +10,9 @@ import multiprocessing
 import os
 import re
 import signal
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -65,6 +68,22 @@ def test_two_processes_write_one_folder_as_one_run(one_and_two):
     assert sorted(p.name for p in (root / "checkpoints").iterdir()) == ["best.pt", "last.pt", "previous.pt"]
     state = weights(root)
     assert len(state["loss_ranks"]) == 2  # each rank's loss state, for its resume
+
+
+def test_torchrun_trains_the_same_run(one_and_two, subprocess_env):
+    """`torchrun --nproc_per_node=2 -m ebm_cli ...`: rank 0 runs the command, rank 1 takes its config
+    and folder; the weights are those of one process."""
+    root = one_and_two[0]
+    folder = root / "torchrun"
+    command = [str(Path(sys.executable).with_name("torchrun")), "--standalone", "--nproc_per_node=2", "-m", "ebm_cli",
+               *SHORT, "loss.stratified=false", f"hydra.run.dir={folder}"]
+    done = subprocess.run(command, cwd=root, env=subprocess_env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "torchrun: 2 processes train this run (gloo), 32 rows each per step" in done.stdout + done.stderr
+    a, b = weights(root / "one"), weights(folder)
+    for k in a["train_model"]:
+        assert torch.allclose(a["train_model"][k], b["train_model"][k], atol=1e-5, rtol=1e-4), k
+    assert json.loads((folder / "metrics.json").read_text())["status"] == "completed"
 
 
 @pytest.mark.parametrize("loss", ["cd", "hinge", "nce"])

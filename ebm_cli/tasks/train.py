@@ -18,24 +18,25 @@ from torch.optim.lr_scheduler import ReduceLROnPlateau
 from ebm_cli.build import (Run, build_baseline, build_callbacks, build_optimizer, build_run, build_scheduler,
                            resolve_device)
 from ebm_cli.core.energy import PredictorEnergy
-from ebm_cli.errors import NotResumable, UserError
-from ebm_cli.plots.figures import render, save_figures, save_texts
+from ebm_cli.errors import UserError
+from ebm_cli.plots.figures import save_figures, save_texts
 from ebm_cli.runtime.accelerate import compile_energy, set_precision, wants_compile
-from ebm_cli.runtime.checkpoint import (BEST, load_checkpoint, load_latest, remove_stale_temporaries, restore, rng_state,
-                                        save_checkpoint, set_rng_state)
-from ebm_cli.runtime.disk import writing
+from ebm_cli.runtime.checkpoint import BEST, load_checkpoint, restore
 from ebm_cli.runtime.console import TrainingProgress, get_console, metrics_table
-from ebm_cli.runtime.run_folder import check_run_folder, write_json
-from ebm_cli.runtime.summary import metric_key
+from ebm_cli.runtime.disk import writing
+from ebm_cli.runtime.run_folder import write_json
 from ebm_cli.runtime.signals import Preempted, StopSignals
+from ebm_cli.runtime.summary import metric_key
 from ebm_cli.runtime.tb import TBLogger
 from ebm_cli.tasks.baseline import Baseline
 from ebm_cli.tasks.checks import TIMINGS, check_objective, expected_metrics, task_config_yaml
 from ebm_cli.tasks.evaluate import evaluate_baseline, evaluate_model
 from ebm_cli.tasks.spread import energy_spread, is_flat
+from ebm_cli.training.checkpointing import Checkpointer, restore_latest, resume
+from ebm_cli.training.distributed import Group, Ranks, Single, launched
 from ebm_cli.training.early_stopping import ValidationStopper
 from ebm_cli.training.ema import WeightAverage
-from ebm_cli.training.distributed import Group, Ranks, Single
+from ebm_cli.training.run_callbacks import Landscapes, PeriodicCheckpoint, ScalarLogging, Validation
 from ebm_cli.training.trainer import Diverged, Trainer
 from ebm_cli.validate import validate
 
@@ -126,8 +127,15 @@ def train(cfg, run_dir: Path, rank: int = 0, init_file: Optional[str] = None, re
     """
     run_dir = Path(run_dir)
     world, main = int(cfg.trainer.get("devices", 1)), rank == 0
-    if world > 1 and not main:
-        cfg = on_rank_device(cfg, rank)
+    launch = launched()  # torchrun's processes: the ranks exist already
+    if launch is not None:
+        if world not in (1, launch[1]):
+            raise UserError(f"trainer.devices={world}: torchrun started {launch[1]} processes (leave trainer.devices "
+                            "at 1 under torchrun, or make them equal)")
+        world = launch[1]
+    local_rank = launch[2] if launch is not None else rank
+    if world > 1 and local_rank > 0:
+        cfg = on_rank_device(cfg, local_rank)
     # plain values: an OmegaConf attribute costs microseconds, read a dozen times per step
     t = SimpleNamespace(**OmegaConf.to_container(cfg.trainer, resolve=True))
     seed_everything(cfg.seed, t.deterministic)
@@ -151,17 +159,25 @@ def train(cfg, run_dir: Path, rank: int = 0, init_file: Optional[str] = None, re
     if main:
         start = resume(run_dir, t.resume, energy, opt, device, loss_fn, baseline, config_yaml, stopper, average, trainer)
     else:  # the checkpoint rank 0 has just checked (it writes nothing until every rank is ready)
-        start = _restore_latest(run_dir / "checkpoints", energy, opt, loss_fn, baseline, stopper, average, trainer,
+        start = restore_latest(run_dir / "checkpoints", energy, opt, loss_fn, baseline, stopper, average, trainer,
                                 rank) if t.resume == "auto" else 0
     trainer.step_count, trainer.tb, trainer.run_dir = start, None, run_dir
     ranks, sync, finished = None, Single(), False
     try:
         if world > 1:
-            if main:
-                ranks = start_ranks(cfg, run, world, run_dir)
+            check_ranks(run, world)
+            if launch is not None:  # rank 0 hands its config and folder to the others (follow_rank_0)
+                sync = trainer.sync = Group(rank, world, None, device, cfg.seed)
+                if main:
+                    sync.broadcast_list([rank_config(cfg), str(run_dir)])
+                    log.info("torchrun: %d processes train this run (%s), %d rows each per step", world,
+                             "nccl" if device.type == "cuda" else "gloo", run.batch_size // world)
             else:
-                ready()
-            sync = trainer.sync = Group(rank, world, init_file or ranks.init_file, device, cfg.seed)
+                if main:
+                    ranks = start_ranks(cfg, run, world, run_dir)
+                else:
+                    ready()
+                sync = trainer.sync = Group(rank, world, init_file or ranks.init_file, device, cfg.seed)
             if len(set(sync.gather(start))) > 1:
                 raise UserError(f"trainer.resume=auto: the ranks restored different steps ({sync.gather(start)})")
         metrics = _train(cfg, run_dir, t, run, baseline, trainer, stopper, average, config_yaml, start, sync)
@@ -178,24 +194,34 @@ def train(cfg, run_dir: Path, rank: int = 0, init_file: Optional[str] = None, re
             ranks.join(timeout=60.0 if finished else 0.0)  # a failed run's ranks are stopped at once
 
 
-def on_rank_device(cfg, rank: int):
-    """Rank r's copy of the config: on cuda:r where the run is on GPUs."""
+def on_rank_device(cfg, local_rank: int):
+    """This rank's copy of the config: on cuda:<local rank> where the run is on GPUs."""
     if resolve_device(cfg.trainer.device).type != "cuda":
         return cfg
     cfg = copy.deepcopy(cfg)
-    cfg.trainer.device = f"cuda:{rank}"
+    cfg.trainer.device = f"cuda:{local_rank}"
     return cfg
+
+
+def check_ranks(run, world: int) -> None:
+    """The run splits into world ranks: its batch, and the GPUs of a node."""
+    if run.batch_size % world:
+        raise UserError(f"trainer.devices={world}: the batch size {run.batch_size} (the data's own) is not a multiple "
+                        f"of it; set trainer.batch_size=<a multiple of {world}>")
+    if run.device.type == "cuda" and run.device.index is not None and run.device.index >= torch.cuda.device_count():
+        raise UserError(f"trainer.devices={world}: only {torch.cuda.device_count()} CUDA device(s) here")
+
+
+def rank_config(cfg) -> str:
+    """The config the other ranks build the run from: resolved, without Hydra's node."""
+    return OmegaConf.to_yaml(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]), resolve=True)
 
 
 def start_ranks(cfg, run, world: int, run_dir: Path) -> Ranks:
     """Ranks 1..world-1, started and waited for until each has built the run."""
-    if run.batch_size % world:
-        raise UserError(f"trainer.devices={world}: the batch size {run.batch_size} (the data's own) is not a multiple "
-                        f"of it; set trainer.batch_size=<a multiple of {world}>")
     if run.device.type == "cuda" and world > torch.cuda.device_count():
         raise UserError(f"trainer.devices={world}: only {torch.cuda.device_count()} CUDA device(s) here")
-    own = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
-    ranks = Ranks(world, OmegaConf.to_yaml(own, resolve=True), run_dir)
+    ranks = Ranks(world, rank_config(cfg), run_dir)
     try:
         ranks.wait_ready()
     except BaseException:
@@ -209,11 +235,8 @@ def start_ranks(cfg, run, world: int, run_dir: Path) -> Ranks:
 def _train(cfg, run_dir: Path, t, run: Run, baseline, trainer: Trainer, stopper, average, config_yaml: str, start: int,
            sync) -> Dict[str, float]:
     """train()'s loop, final evaluation and records, once the run is built and resumed."""
-    data, meta, energy, inference, loss_fn, beta, device = (run.data, run.meta, run.energy, run.inference, run.loss,
-                                                            run.beta, run.device)
-    val = run.validation
-    main = sync.is_main
-    landscape_every, show_progress = cfg.logger.landscape_every, cfg.logger.progress and main
+    data, energy, inference, loss_fn, beta, device = run.data, run.energy, run.inference, run.loss, run.beta, run.device
+    val, main = run.validation, sync.is_main
     evaluated = average.evaluated  # the averaged weights (or the trained ones with trainer.ema=0)
     if main:
         run_dir.mkdir(parents=True, exist_ok=True)  # Hydra makes it; a call from Python may not have
@@ -230,67 +253,17 @@ def _train(cfg, run_dir: Path, t, run: Run, baseline, trainer: Trainer, stopper,
         if val is not None:  # one chart of both losses: overfitting shows as a gap between them
             tb.layout({"train vs validation": {"loss": ["Multiline", ["train/loss", "val/loss"]]}})
 
-    def checkpoint(step: int, name: str = "last.pt") -> None:
-        # every rank's loss state (cd's replay buffer is per rank); rank 0 writes
-        loss_ranks = sync.gather(loss_fn.state_dict()) if sync.world > 1 else None
-        if not main:
-            return
-        # "model" is what is evaluated (task=infer loads it); the trained weights go beside it
-        save_checkpoint(run_dir / "checkpoints", {
-            **trainer.state_dict(),  # optimizer, scheduler, callbacks
-            "model": evaluated.state_dict(), "step": step,
-            "rng": rng_state(), "config": config_yaml, "meta": meta, "best": stopper.state_dict(),
-            **({"train_model": energy.state_dict(), "average": average.state_dict()} if evaluated is not energy else {}),
-            **({"loss": loss_fn.state_dict()} if loss_fn.state_dict() else {}),
-            **({"loss_ranks": loss_ranks} if loss_ranks is not None else {}),
-            **({"baseline": baseline.state_dict()} if baseline is not None else {}),
-        }, name)
-
-    def validate_at(step: int, b: float) -> bool:
-        """Log the validation loss and metrics at `step` (a latent energy at that step's beta, b); keep
-        best.pt; True when patience has run out. Rank 0 evaluates; every rank takes its decisions."""
-        average.set_beta(b)
-        shared = sync.broadcast(measure_validation(step, b) if main else None)
-        scores, objective, decision = shared["scores"], shared["objective"], shared["decision"]
-        trainer.validated(objective, cfg.objective_direction == "maximize")  # a plateau scheduler's step
-        if decision.lower_lr:
-            trainer.lower_lr(t.lr_drop)
-            log.info("step %d: no progress on the validation split for %d evaluations: the learning rate goes down "
-                     "to %.3g (trainer.lr_drop)", step, t.patience, trainer.lr)
-        for callback in trainer.callbacks.values():
-            callback.on_validation_end(trainer, step, scores)
-        if decision.keep and t.keep == "best":
-            checkpoint(step, BEST)
-        return decision.stop
-
-    def measure_validation(step: int, b: float) -> Dict[str, Any]:
-        """The validation loss and metrics (logged), the objective, and the stopper's decision."""
-        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-            # the same random draws at every evaluation (a loss that samples negatives): a change of
-            # the validation loss is the weights' doing, not the sampler's noise
-            torch.manual_seed(cfg.seed)
-            scorer = copy.deepcopy(loss_fn) if loss_fn.state_dict() else loss_fn  # cd's replay buffer stays training's
-            val_loss, _ = scorer(evaluated, val.x_train.to(device), val.y_train.to(device), b)
-            scores = {k: v for k, v in evaluate_model(evaluated, inference, val, device)["metrics"].items() if k not in TIMINGS}
-        evaluated.train()
-        energy.train()
-        tb.scalars({"loss": float(val_loss.detach()), **scores}, step, "val/")
-        key = metric_key(scores, cfg.objective)
-        objective = scores[key] if key else None
-        decision = stopper.observe(step, objective, float(val_loss.detach()))
-        return {"scores": {"loss": float(val_loss.detach()), **scores}, "objective": objective, "decision": decision}
-
-    def landscape(step: int, cands=None):
-        """Draw and log the figures (and text summaries) of the energy at this step; both."""
-        figs = data.figures(evaluated, cfg.logger, device, candidates=cands,
-                            baseline=baseline.model if baseline is not None else None)
-        figs = {name: render(fig) for name, fig in figs.items()}  # drawn once, for TensorBoard and the PNGs
-        for name, image in figs.items():
-            tb.figure(f"landscape/{name}", image, step)
-        texts = data.texts(evaluated, cfg.logger, device)
-        for name, text in texts.items():
-            tb.text(f"landscape/{name}", text, step)
-        return figs, texts
+    # the run's own callbacks, after the config's (training/run_callbacks.py)
+    checkpointer = Checkpointer(run_dir, trainer, average, stopper, config_yaml, run.meta, baseline)
+    landscapes = Landscapes(cfg.logger.landscape_every, t.steps, data, cfg.logger, device, evaluated,
+                            baseline.model if baseline is not None else None)
+    trainer.callbacks.update(train_scalars=ScalarLogging(t.log_every, t.steps, evaluated, data, device),
+                             landscapes=landscapes)
+    if val is not None:
+        trainer.callbacks["validation"] = Validation(
+            t.eval_every, t.steps, val, inference, average, stopper, checkpointer, beta, cfg.objective,
+            cfg.objective_direction == "maximize", cfg.seed, t.keep == "best", t.lr_drop, t.patience, device)
+    trainer.callbacks["checkpoint"] = PeriodicCheckpoint(t.ckpt_every, t.steps, checkpointer)
 
     def stop(status: str, step: int, error: UserError, then=None) -> None:
         for record in (tb.close, lambda: write_json(run_dir / "metrics.json", {
@@ -311,10 +284,10 @@ def _train(cfg, run_dir: Path, t, run: Run, baseline, trainer: Trainer, stopper,
     energy.train()
     for callback in trainer.callbacks.values():
         callback.on_train_start(trainer)
-    with StopSignals() as signals, TrainingProgress(t.steps, start, show_progress, t.log_every) as progress:
+    with StopSignals() as signals, TrainingProgress(t.steps, start, cfg.logger.progress and main, t.log_every) as progress:
         for step in range(start, end):
             if sync.any(signals.received is not None):  # a signal to any rank stops them all at this step
-                checkpoint(step)
+                checkpointer.save(step)
                 if not main:
                     return {}
                 # pass_on: e.g. submitit requeues the job, which continues here with trainer.resume=auto
@@ -322,13 +295,12 @@ def _train(cfg, run_dir: Path, t, run: Run, baseline, trainer: Trainer, stopper,
                                                   f"{step}; checkpoint saved, continue with trainer.resume=auto",
                                                   signals.received), then=signals.pass_on)
             b = beta(step)
-            lr = trainer.lr  # this step's (the scheduler moves it after the update)
             average.set_beta(b)  # the one place a latent energy's F_beta gets the loss's beta
             idx = torch.randint(0, data.num_rows, (run.batch_size,), device="cpu")  # rows of the host data, moved as a batch
             xb, yb = data.augment(*data.batch(idx, device))
             xb, yb = sync.shard(xb), sync.shard(yb)  # this rank's rows (all ranks drew the same batch)
             try:  # the stop comes within the step that diverged, before its update reaches the weights
-                values = trainer.step(xb, yb, b)
+                values = trainer.step(xb, yb, b)  # ... and the callbacks: scalars, landscapes, validation, checkpoint
             except Diverged as diverged:  # on every rank at once (the values are averaged over them)
                 if not main:
                     return {}
@@ -338,28 +310,14 @@ def _train(cfg, run_dir: Path, t, run: Run, baseline, trainer: Trainer, stopper,
                                                  "the last checkpoint is untouched)", DIVERGED_EXIT_CODE))
             last_healthy = {**values, "step": step + 1}
             done = step + 1
-            if main and (done % t.log_every == 0 or done == t.steps):
-                spread = energy_spread(evaluated, data, device, with_gap=False)  # None for token sequences
-                tb.scalars({**values, "beta": b, "lr": lr, **(spread or {})}, done, "train/")
             progress.update(done, values["loss"])
-            if main and landscape_every and done % landscape_every == 0 and done != t.steps:
-                landscape(done)
-                energy.train()
-            if val is not None and (done % t.eval_every == 0 or done == t.steps) and validate_at(done, beta(done)):
-                end = done
-                log.info("stopping at step %d: objective %s has not improved on the validation split for %d "
-                         "evaluations (trainer.patience); the weights of step %d are kept", done, cfg.objective,
-                         t.patience, stopper.best["step"])
-                break
-            if trainer.should_stop:
+            if trainer.should_stop:  # patience ran out, or a callback's reason
                 end = stopper.stopped_at = done  # a resumed run (killed in its final evaluation) ends here too
                 log.info("stopping at step %d: %s", done, trainer.should_stop)
                 break
-            if t.ckpt_every and done % t.ckpt_every == 0 and done != t.steps:
-                checkpoint(done)
         train_seconds = time.perf_counter() - start_time
         average.set_beta(beta(end))  # evaluate (and save) at the schedule's final beta
-        checkpoint(end)
+        checkpointer.save(end)
         if not main:
             return {}
         kept = stopper.best["step"] if val is not None and t.keep == "best" and stopper.best["step"] is not None else end
@@ -386,7 +344,7 @@ def _train(cfg, run_dir: Path, t, run: Run, baseline, trainer: Trainer, stopper,
         metrics.update(evaluate_baseline(baseline.model, data, device))
     for callback in trainer.callbacks.values():
         callback.on_train_end(trainer, end, metrics)
-    figs, texts = landscape(end, cands=result["candidates"])
+    figs, texts = landscapes.draw(tb, end, candidates=result["candidates"])
     with writing(run_dir / "figures"):
         save_figures(figs, run_dir / "figures")
         save_texts(texts, run_dir / "figures")
@@ -403,53 +361,3 @@ def _train(cfg, run_dir: Path, t, run: Run, baseline, trainer: Trainer, stopper,
     get_console().print(metrics_table(title, {"test": metrics}))
     return metrics
 
-
-def resume(run_dir: Path, mode: str, energy, opt, device, loss_fn=None, baseline=None, config_yaml=None,
-           stopper=None, average=None, trainer=None) -> int:
-    """Restore model, optimiser and RNG states (and the evaluations so far into `stopper`, the moving
-    average of the weights into `average`) from run_dir's last good checkpoint; the step.
-
-    mode=never refuses a folder that already holds checkpoints (they would be overwritten); mode=auto
-    refuses a run of another config (config_yaml: this run's).
-    """
-    check_run_folder(run_dir, "train", mode, config_yaml, started=True)
-    folder = run_dir / "checkpoints"
-    if mode == "never":
-        return 0
-    remove_stale_temporaries(folder)
-    try:
-        return _restore_latest(folder, energy, opt, loss_fn, baseline, stopper, average, trainer)
-    except UserError as err:  # the run stays as it was (cli.record_failure leaves its metrics.json alone)
-        raise NotResumable(f"trainer.resume=auto: {err}") from None
-    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
-        raise NotResumable(f"trainer.resume=auto: a checkpoint in {folder} is incomplete or of another version "
-                           f"({type(exc).__name__}: {exc})") from None
-
-
-def _restore_latest(folder: Path, energy, opt, loss_fn, baseline, stopper, average, trainer=None, rank: int = 0) -> int:
-    # Read on the host whatever the run's device is: the RNG states must stay there (set_rng_state,
-    # numpy), and load_state_dict copies weights, optimiser moments and a loss's state to where they live.
-    state, path = load_latest(folder, map_location="cpu")
-    if state is None:
-        return 0
-    if not isinstance(state.get("rng"), dict):
-        raise UserError(f"checkpoint {path} has no RNG state: it cannot continue the run exactly")
-    if "train_model" in state and average is not None:  # trained with a moving average: "model" is the average
-        restore(path, {**state, "model": state["train_model"]}, energy, opt)
-        restore(path, state, average.evaluated)
-        average.load_state_dict(state.get("average", {}))
-    else:
-        restore(path, state, energy, opt)
-    if "loss_ranks" in state and loss_fn is not None:  # a data-parallel run: each rank's own
-        loss_fn.load_state_dict(state["loss_ranks"][rank])
-    elif "loss" in state and loss_fn is not None:  # e.g. contrastive divergence's replay buffer
-        loss_fn.load_state_dict(state["loss"])
-    if baseline is not None and "baseline" in state:
-        baseline.load_state_dict(state["baseline"])
-    if trainer is not None:  # the scheduler's and callbacks' states
-        trainer.load_state_dict(state)
-    set_rng_state(state["rng"])
-    if stopper is not None and state.get("best"):
-        stopper.load_state_dict(state["best"])
-    log.info("resuming from %s (step %d)", path, state["step"])
-    return int(state["step"])

@@ -16,7 +16,12 @@ metrics.json, evaluates, and receives the signals. It starts ranks 1..N-1 as fre
   run draws them again exactly.
 
 Validation and its decisions (keep, lower the learning rate, stop) are rank 0's, broadcast to the
-others. gloo on the CPU, NCCL on GPUs (rank r on cuda:r). Plain torch.distributed rather than
+others.
+
+Started by torchrun instead (`torchrun --nproc_per_node=N -m ebm_cli hydra.run.dir=<folder> ...`,
+several nodes included: `launched()`), every process is a rank from the start: rank 0 runs the
+command as usual, and the others run no Hydra, no checks and no folder: they join the group and
+take the config and the run folder from rank 0 (`follow_rank_0`). gloo on the CPU, NCCL on GPUs (rank r on cuda:r). Plain torch.distributed rather than
 DistributedDataParallel: the losses call the energy several times per step (positives, negatives,
 samplers, grad_y F) and some differentiate twice, which DDP's one-forward-one-backward hooks do not
 follow; one explicit all-reduce after backward is the same arithmetic for all of them.
@@ -28,12 +33,46 @@ import os
 import signal
 import tempfile
 from pathlib import Path
-from typing import Any, List, Optional
+from typing import Any, List, Optional, Tuple
 
 import torch
 import torch.distributed as dist
 
 TIMEOUT = datetime.timedelta(minutes=30)  # a rank waits this long for the others (rank 0's evaluations)
+
+
+def launched() -> Optional[Tuple[int, int, int]]:
+    """(rank, world, local_rank) where a launcher (torchrun, or srun with its variables) started this
+    process as one of several; None otherwise."""
+    world = int(os.environ.get("WORLD_SIZE") or 1)
+    if world <= 1 or "RANK" not in os.environ or "MASTER_ADDR" not in os.environ:
+        return None
+    rank = int(os.environ["RANK"])
+    return rank, world, int(os.environ.get("LOCAL_RANK", rank))
+
+
+def launched_backend() -> str:
+    """The backend of a launched group, the same on every rank before any config is read: gloo for
+    the CPU's tensors, NCCL for the GPU's where there are GPUs."""
+    return "cpu:gloo,cuda:nccl" if torch.cuda.is_available() else "gloo"
+
+
+def follow_rank_0(rank: int, world: int) -> None:
+    """A launched rank > 0: join the group, take rank 0's config and run folder, train with it."""
+    import logging
+
+    from omegaconf import OmegaConf
+
+    from ebm_cli.schema import register_configs
+    from ebm_cli.tasks.train import train
+
+    logging.getLogger("ebm_cli").setLevel(logging.WARNING)  # rank 0 says what the run does
+    dist.init_process_group(launched_backend(), init_method="env://", rank=rank, world_size=world, timeout=TIMEOUT)
+    box = [None, None]
+    dist.broadcast_object_list(box, src=0)
+    config_yaml, run_dir = box
+    register_configs()
+    train(OmegaConf.create(config_yaml), Path(run_dir), rank=rank)
 
 
 class Single:
@@ -70,11 +109,22 @@ class Single:
 class Group(Single):
     """This process's place (rank) among `world` processes of one run."""
 
-    def __init__(self, rank: int, world: int, init_file: str, device: torch.device, seed: int = 0):
+    def __init__(self, rank: int, world: int, init_file: Optional[str], device: torch.device, seed: int = 0):
+        """init_file: the rendezvous of ranks this command spawned; None: a launcher's (env://), or
+        the group this process has already joined (follow_rank_0)."""
         self.rank, self.world, self.is_main = rank, world, rank == 0
         self.device, self.seed = device, seed
-        backend = "nccl" if device.type == "cuda" else "gloo"
-        dist.init_process_group(backend, init_method=f"file://{init_file}", rank=rank, world_size=world, timeout=TIMEOUT)
+        if device.type == "cuda":
+            torch.cuda.set_device(device)  # NCCL's objects (broadcast_object_list) go to the current device
+        if dist.is_initialized():
+            return
+        if init_file is None:
+            dist.init_process_group(launched_backend(), init_method="env://", rank=rank, world_size=world,
+                                    timeout=TIMEOUT)
+        else:
+            backend = "nccl" if device.type == "cuda" else "gloo"
+            dist.init_process_group(backend, init_method=f"file://{init_file}", rank=rank, world_size=world,
+                                    timeout=TIMEOUT)
 
     def shard(self, batch: torch.Tensor) -> torch.Tensor:
         """This rank's rows of a global batch (B, ...) -> (B / world, ...)."""
@@ -109,6 +159,11 @@ class Group(Single):
         box = [obj]
         dist.broadcast_object_list(box, src=0)
         return box[0]
+
+    def broadcast_list(self, objects: List[Any]) -> List[Any]:
+        """Rank 0's list of objects, on every rank (the same length everywhere)."""
+        dist.broadcast_object_list(objects, src=0)
+        return objects
 
     def gather(self, obj: Any) -> List[Any]:
         """Every rank's obj, in rank order, on every rank."""

@@ -54,6 +54,8 @@ class Trainer:
         self.should_stop: Optional[str] = None  # a callback's reason to end the run at this step
         self.tb = None  # the run's TensorBoard logger, for callbacks (set by the training run)
         self.run_dir = None
+        self.last_beta: Optional[float] = None  # the beta and learning rate of the last step's update
+        self.last_lr: Optional[float] = None
 
     @property
     def lr(self) -> float:
@@ -71,6 +73,7 @@ class Trainer:
     def step(self, x: torch.Tensor, y: torch.Tensor, beta: float) -> Dict[str, float]:
         """One update on a batch; the step's values: loss, grad_norm (before clipping) and the loss's
         statistics (+ baseline_mse). Raises Diverged, with the weights untouched, on a bad value."""
+        self.last_beta, self.last_lr = beta, self.lr  # the scheduler moves the lr after the update
         with autocast(self.precision, self.device), self.sync.sampling(self.step_count):
             loss, stats = self.loss(self.energy, x, y, beta)
         if self.baseline is not None:  # the same batch, its own optimiser, this step's learning rate

@@ -1,0 +1,133 @@
+"""The training run's own callbacks (training/callbacks.py's hooks), after the config's (callbacks=):
+the train/* scalars, the landscape figures, validation with early stopping, and the periodic
+checkpoint, in that order at the end of every step. tasks/train.py adds them; each reaches the run
+through the Trainer (`tb`, `sync`, `last_beta`, `last_lr`) and through what it is built with.
+"""
+
+import copy
+import logging
+from typing import Any, Callable, Dict, Optional
+
+import torch
+
+from ebm_cli.plots.figures import render
+from ebm_cli.runtime.checkpoint import BEST
+from ebm_cli.runtime.summary import metric_key
+from ebm_cli.tasks.checks import TIMINGS
+from ebm_cli.tasks.evaluate import evaluate_model
+from ebm_cli.tasks.spread import energy_spread
+from ebm_cli.training.callbacks import Callback
+from ebm_cli.training.checkpointing import Checkpointer
+
+log = logging.getLogger("ebm_cli")
+
+
+def due(step: int, every: int, last: int) -> bool:
+    """Every `every` steps (0: never), and at the last step."""
+    return step == last or bool(every and step % every == 0)
+
+
+class ScalarLogging(Callback):
+    """train/*: the step's values, beta, the learning rate of the update and the energy's spread over
+    the y box (energy_range, for the collapse check), every `every` steps and at the last. Rank 0."""
+
+    def __init__(self, every: int, last_step: int, evaluated: torch.nn.Module, data, device: torch.device):
+        self.every, self.last_step, self.evaluated, self.data, self.device = every, last_step, evaluated, data, device
+
+    def on_step_end(self, trainer, step: int, stats: Dict[str, float]) -> None:
+        if trainer.sync.is_main and due(step, self.every, self.last_step):
+            spread = energy_spread(self.evaluated, self.data, self.device, with_gap=False)  # None for token sequences
+            trainer.tb.scalars({**stats, "beta": trainer.last_beta, "lr": trainer.last_lr, **(spread or {})}, step, "train/")
+
+
+class Landscapes(Callback):
+    """The data's figures and texts of the evaluated energy: to TensorBoard every `every` steps during
+    training (rank 0), and once at the end with the test candidates (`draw`)."""
+
+    def __init__(self, every: int, last_step: int, data, logger_cfg, device: torch.device, evaluated: torch.nn.Module,
+                 baseline_model: Optional[torch.nn.Module] = None):
+        self.every, self.last_step, self.data, self.logger_cfg = every, last_step, data, logger_cfg
+        self.device, self.evaluated, self.baseline_model = device, evaluated, baseline_model
+
+    def draw(self, tb, step: int, candidates=None):
+        """Draw and log the figures (and text summaries) of the energy at this step; both."""
+        figs = self.data.figures(self.evaluated, self.logger_cfg, self.device, candidates=candidates,
+                                 baseline=self.baseline_model)
+        figs = {name: render(fig) for name, fig in figs.items()}  # drawn once, for TensorBoard and the PNGs
+        for name, image in figs.items():
+            tb.figure(f"landscape/{name}", image, step)
+        texts = self.data.texts(self.evaluated, self.logger_cfg, self.device)
+        for name, text in texts.items():
+            tb.text(f"landscape/{name}", text, step)
+        return figs, texts
+
+    def on_step_end(self, trainer, step: int, stats: Dict[str, float]) -> None:
+        if trainer.sync.is_main and self.every and step % self.every == 0 and step != self.last_step:
+            self.draw(trainer.tb, step)
+            trainer.energy.train()
+
+
+class Validation(Callback):
+    """Every `every` steps and at the last: the validation split's loss and metrics (val/*), the
+    stopper's decisions (training/early_stopping.py: keep best.pt, lower the learning rate, stop by
+    setting trainer.should_stop), a plateau scheduler's step, and the callbacks' on_validation_end.
+    Rank 0 evaluates; every rank takes the same decisions."""
+
+    def __init__(self, every: int, last_step: int, validation, inference, average, stopper, checkpointer: Checkpointer,
+                 beta: Callable[[int], float], objective: str, maximize: bool, seed: int, keep_best: bool,
+                 lr_drop: float, patience: int, device: torch.device):
+        self.every, self.last_step, self.validation, self.inference = every, last_step, validation, inference
+        self.average, self.stopper, self.checkpointer, self.beta = average, stopper, checkpointer, beta
+        self.objective, self.maximize, self.seed, self.keep_best = objective, maximize, seed, keep_best
+        self.lr_drop, self.patience, self.device = lr_drop, patience, device
+
+    def on_step_end(self, trainer, step: int, stats: Dict[str, float]) -> None:
+        if not due(step, self.every, self.last_step):
+            return
+        b = self.beta(step)
+        self.average.set_beta(b)  # a latent energy at that step's beta
+        shared = trainer.sync.broadcast(self.measure(trainer, step, b) if trainer.sync.is_main else None)
+        scores, objective, decision = shared["scores"], shared["objective"], shared["decision"]
+        trainer.validated(objective, self.maximize)  # a plateau scheduler's step
+        if decision.lower_lr:
+            trainer.lower_lr(self.lr_drop)
+            log.info("step %d: no progress on the validation split for %d evaluations: the learning rate goes down "
+                     "to %.3g (trainer.lr_drop)", step, self.patience, trainer.lr)
+        for callback in trainer.callbacks.values():
+            callback.on_validation_end(trainer, step, scores)
+        if decision.keep and self.keep_best:
+            self.checkpointer.save(step, BEST)
+        if decision.stop:
+            trainer.should_stop = (f"objective {self.objective} has not improved on the validation split for "
+                                   f"{self.patience} evaluations (trainer.patience); the weights of step "
+                                   f"{self.stopper.best['step']} are kept")
+
+    def measure(self, trainer, step: int, b: float) -> Dict[str, Any]:
+        """The validation loss and metrics (logged), the objective, and the stopper's decision."""
+        evaluated, device, val, loss = self.average.evaluated, self.device, self.validation, trainer.loss
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            # the same random draws at every evaluation (a loss that samples negatives): a change of
+            # the validation loss is the weights' doing, not the sampler's noise
+            torch.manual_seed(self.seed)
+            scorer = copy.deepcopy(loss) if loss.state_dict() else loss  # cd's replay buffer stays training's
+            val_loss, _ = scorer(evaluated, val.x_train.to(device), val.y_train.to(device), b)
+            metrics = evaluate_model(evaluated, self.inference, val, device)["metrics"]
+            scores = {k: v for k, v in metrics.items() if k not in TIMINGS}
+        evaluated.train()
+        trainer.energy.train()
+        trainer.tb.scalars({"loss": float(val_loss.detach()), **scores}, step, "val/")
+        key = metric_key(scores, self.objective)
+        objective = scores[key] if key else None
+        decision = self.stopper.observe(step, objective, float(val_loss.detach()))
+        return {"scores": {"loss": float(val_loss.detach()), **scores}, "objective": objective, "decision": decision}
+
+
+class PeriodicCheckpoint(Callback):
+    """checkpoints/last.pt every `every` steps (the last step's is saved by the run itself)."""
+
+    def __init__(self, every: int, last_step: int, checkpointer: Checkpointer):
+        self.every, self.last_step, self.checkpointer = every, last_step, checkpointer
+
+    def on_step_end(self, trainer, step: int, stats: Dict[str, float]) -> None:
+        if self.every and step % self.every == 0 and step != self.last_step and not trainer.should_stop:
+            self.checkpointer.save(step)
