@@ -25,7 +25,8 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 from hydra.errors import InstantiationException
-from hydra.utils import get_class, instantiate
+from hydra._internal.utils import _locate
+from hydra.utils import instantiate
 from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
@@ -41,6 +42,15 @@ SHARED_BY_OPTIONS = ("z", "free_energy")  # what an EnergyChoice gives the optio
 
 
 # -- importing and checking a node -------------------------------------------------------------------
+def get_class(target: str) -> type:
+    """hydra.utils.get_class without its ERROR log line ("[HYDRA] Error getting class ... Are you sure
+    that module ... is installed?"): what failed is said once, in one line, by whoever catches."""
+    cls = _locate(target)
+    if not isinstance(cls, type):
+        raise ValueError(f"Located non-class of type '{type(cls).__name__}' while loading '{target}'")
+    return cls
+
+
 def locate(target: str, path: str) -> type:
     """The class named by `_target_`; a target that cannot be imported is one line."""
     try:

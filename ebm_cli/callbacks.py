@@ -30,6 +30,19 @@ def task_overrides(hydra_node) -> List[str]:
     return [str(o) for o in OmegaConf.to_container(hydra_node.overrides.task, resolve=False)]
 
 
+def resume_command(hydra_node, run_dir) -> str:
+    """The command that continues this run where it stopped: ebm-run with the same --config-dir and
+    overrides, trainer.resume=auto and the run's folder (shell-quoted, ready to paste)."""
+    import shlex
+
+    folders = [s.path for s in hydra_node.runtime.config_sources
+               if s.provider == "command-line" and s.schema == "file"]
+    kept = [o for o in task_overrides(hydra_node) if not o.startswith(("trainer.resume=", "+trainer.resume="))]
+    words = ["ebm-run", *(f"--config-dir={folder}" for folder in folders), *kept, "trainer.resume=auto",
+             f"hydra.run.dir={run_dir}"]
+    return " ".join(shlex.quote(word) for word in words)
+
+
 def trusted_targets(hydra_node) -> Set[str]:
     """The classes a checkpoint of another run may name (runtime/trust.py): those of the yaml files of
     this command's --config-dir."""
@@ -43,6 +56,40 @@ def trusted_targets(hydra_node) -> Set[str]:
 def _inside(path: str, folder: Path) -> bool:
     resolved, root = Path(os.path.abspath(path)), Path(os.path.abspath(folder))
     return resolved == root or root in resolved.parents
+
+
+def check_resume_has_a_folder(config: DictConfig) -> None:
+    """`ebm-run ... trainer.resume=auto` typed without hydra.run.dir would continue nothing: every
+    command gets a new, empty folder. Refused in one line naming the interrupted runs under the
+    outputs folder (the latest first, those of the same overrides marked), never a silent fresh run."""
+    overrides = task_overrides(config.hydra)
+    if config.task.name != "train" or "trainer.resume=auto" not in overrides:
+        return
+    run_dir = Path(str(config.hydra.run.dir))
+    given = any(str(o).lstrip("+").split("=", 1)[0] == "hydra.run.dir" for o in config.hydra.overrides.hydra)
+    if given or (run_dir / "checkpoints").exists():
+        return
+    mine = sorted(o for o in overrides if not o.startswith("trainer.resume="))
+    found = []
+    for folder in run_dir.parent.parent.glob("*/*"):  # outputs/<day>/<time>, the default layout
+        try:
+            status = json.loads((folder / "metrics.json").read_text()).get("status")
+        except (OSError, ValueError):
+            status = None
+        if status == "completed" or not (folder / "checkpoints").is_dir():
+            continue
+        try:
+            theirs = sorted(str(o) for o in OmegaConf.load(folder / ".hydra" / "overrides.yaml")
+                            if not str(o).startswith("trainer.resume="))
+        except Exception:  # noqa: BLE001 - an unreadable record: not the same overrides
+            theirs = None
+        found.append((theirs == mine, folder.stat().st_mtime, folder))
+    found.sort(key=lambda item: (item[0], item[1]), reverse=True)
+    choices = [f"{folder}{' (these overrides)' if same else ''}" for same, _, folder in found[:3]]
+    raise UserError("trainer.resume=auto continues the run in hydra.run.dir, and none was given (this command's "
+                    "own folder would be new and empty): add hydra.run.dir=<the run's folder>; "
+                    + (f"interrupted runs, latest first: {', '.join(choices)}" if choices
+                       else f"no interrupted run under {run_dir.parent.parent}"))
 
 
 def check_hydra_outputs(config: DictConfig, job_dir: Path) -> None:
@@ -78,6 +125,7 @@ class ValidateConfig(Callback):
         from ebm_cli.tasks.checks import check_before_writing  # imported here: `ebm-run --help` stays fast
 
         try:
+            check_resume_has_a_folder(config)
             check_hydra_outputs(config, Path(str(config.hydra.run.dir)))
             check_before_writing(config, Path(str(config.hydra.run.dir)), task_overrides(config.hydra),
                                  trusted_targets(config.hydra))

@@ -18,7 +18,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from ebm_cli.callbacks import task_overrides, trusted_targets
+from ebm_cli.callbacks import resume_command, task_overrides, trusted_targets
 from ebm_cli.errors import NotResumable, Rejected, UserError, is_config_error, one_line
 from ebm_cli.runtime import summary
 from ebm_cli.runtime.disk import cannot_write, is_disk_error, os_error_in
@@ -49,7 +49,7 @@ def run_task(cfg: DictConfig, run_dir: Path, overrides=(), trusted=()) -> Option
             raise UserError(f"objective={cfg.objective}: not a metric of this run (one of {', '.join(metrics)})")
         return metrics[key]
     if name == "infer":
-        infer.infer(cfg, overrides, trusted)
+        infer.infer(cfg, overrides, trusted, out_dir=run_dir)
         return None
     if name == "landscape":
         infer.landscape(cfg, run_dir, overrides, trusted)
@@ -88,6 +88,8 @@ def hydra_main(cfg: DictConfig) -> Optional[float]:
                             "must raise an exception, not exit") from None
     except Exception as exc:
         exc = _disk_error_named(exc, run_dir)
+        if isinstance(exc, Preempted) and cfg.task.name == "train" and hydra_cfg.mode != RunMode.MULTIRUN:
+            exc = _with_resume_command(exc, resume_command(hydra_cfg, run_dir))
         _log_to_file(one_line(exc))
         record_failure(run_dir, exc)
         # Returning normally keeps Hydra from adding lines of its own and, in a sweep, lets the
@@ -96,6 +98,35 @@ def hydra_main(cfg: DictConfig) -> Optional[float]:
         if isinstance(exc, Preempted) and worker:
             end_as_signalled(exc.signal_name)  # its job saved: the worker ends as the signal asked
         return float("nan")  # a sweeper that optimises (optuna) records the trial as failed
+
+
+def version_line() -> str:
+    """ebm-run's version, and those of what a run depends on."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from ebm_cli import __version__
+
+    def of(package: str) -> str:
+        try:
+            return version(package)
+        except PackageNotFoundError:
+            return "not installed"
+
+    return (f"ebm-run {__version__} (torch {of('torch')}, hydra-core {of('hydra-core')}, "
+            f"Python {sys.version.split()[0]})")
+
+
+def _with_resume_command(exc: Preempted, command: str) -> Preempted:
+    """The stop's message with the exact command that continues the run, where it said only
+    `trainer.resume=auto` (a run folder and the original overrides are needed too)."""
+    text = str(exc)
+    for phrase, said in (("continue with trainer.resume=auto", "continue with:"), ("with trainer.resume=auto", "with:")):
+        if phrase in text:
+            text = text.replace(phrase, f"{said} {command}")
+            break
+    else:
+        text = f"{text}; continue with: {command}"
+    return Preempted(text, exc.signal_name)
 
 
 def _disk_error_named(exc: Exception, folder: Optional[Path] = None) -> Exception:
@@ -139,13 +170,17 @@ def main() -> None:
     # a console script does not put the working directory on sys.path, so the runner does.
     if cwd not in sys.path:
         sys.path.insert(0, cwd)
+    if sys.argv[1:] == ["--version"]:  # ebm-cli's own, not Hydra's
+        print(version_line())
+        return
     if int(os.environ.get("RANK") or 0) > 0 and int(os.environ.get("WORLD_SIZE") or 1) > 1:
-        from ebm_cli.training.distributed import follow_rank_0, launched  # torch: only here
+        from ebm_cli.tasks.train import train  # torch: only here
+        from ebm_cli.training.distributed import follow_rank_0, launched
 
         launch = launched()
         if launch is not None:  # torchrun's rank > 0: rank 0 runs the command, this one trains with it
             try:
-                follow_rank_0(*launch[:2])
+                follow_rank_0(*launch[:2], train)
             except BaseException as exc:  # noqa: B902 - torchrun shows every rank's stderr: one line each
                 print(f"ebm-run rank {launch[0]}: {one_line(exc) if str(exc) else type(exc).__name__}", file=sys.stderr)
                 sys.exit(1)

@@ -119,11 +119,20 @@ def one_line(exc: BaseException) -> str:
         keys = _valid_keys(cause)
         if keys:
             msg += f" (valid keys: {', '.join(keys)})"
+    for plugin, extra in PLUGIN_EXTRAS.items():  # a launcher or sweeper whose package is not installed
+        if f"Could not find 'hydra/{plugin}'" in text:
+            msg = (f"{plugin.split('/')[-1]} is a Hydra plugin of the [{extra}] extra, which is not installed: "
+                   f'pip install ".[{extra}]" (in the ebm-cli folder)')
     if any(t in text for t in ("LexerNoViableAlt", "mismatched input", "token recognition error", "Error parsing override")):
         msg += " (quote a value with spaces or special characters: 'dataset.path=\"my file.csv\"')"
     if not is_config_error(exc):
         msg = f"{type(exc).__name__}: {msg}"
     return msg
+
+
+# Hydra plugins that come with an extra of ebm-cli (setup.cfg), by their config group path
+PLUGIN_EXTRAS = {"launcher/joblib": "sweep", "sweeper/optuna": "sweep", "launcher/submitit_local": "cluster",
+                 "launcher/submitit_slurm": "cluster"}
 
 
 def _valid_keys(cause: BaseException):

@@ -89,7 +89,7 @@ def test_the_bench_runs_without_its_peers(tmp_path, monkeypatch):
     rows = run_bench(tiny("task.cases=[langevin,chain]"), tmp_path)
     skipped = [r for r in rows if r["check"] == "skipped"]
     assert skipped and all(r["peer_s"] is None and r["ratio"] is None for r in skipped)
-    assert all("pip install ebm-cli[bench]" in r["note"] for r in skipped)
+    assert all('pip install ".[bench]"' in r["note"] for r in skipped)
     assert {r["peer"] for r in rows if r["check"] == "passed"} == {"eager loop"}
     assert json.loads((tmp_path / "bench_env.json").read_text())["versions"]["torchebm"] is None
 

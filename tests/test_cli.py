@@ -27,10 +27,19 @@ def test_smoke_run_then_infer(tmp_path, subprocess_env):
     assert (run_dir / ".hydra" / "config.yaml").is_file() and (run_dir / "ebm_run.log").is_file()
     assert list((run_dir / "tb").glob("events.out.tfevents.*"))
     assert not (tmp_path / "outputs").exists()  # everything went to hydra.run.dir
+    # the end says where the results are, and how to open TensorBoard
+    assert f"results: {run_dir} (metrics.json, figures/, checkpoints/)" in proc.stdout
+    assert f"TensorBoard: tensorboard --logdir {run_dir / 'tb'}" in proc.stdout
 
-    infer = ebm_run(["task=infer", f"run_dir={run_dir}", "x=[0.0,0.5]", f"hydra.run.dir={tmp_path / 'infer'}"], tmp_path, subprocess_env)
+    infer_dir = tmp_path / "infer"
+    infer = ebm_run(["task=infer", f"run_dir={run_dir}", "x=[0.0,0.5]", f"hydra.run.dir={infer_dir}"], tmp_path, subprocess_env)
     assert infer.returncode == 0, infer.stderr
     assert "energy F(x, y)" in infer.stdout and "0.5" in infer.stdout
+    found = json.loads((infer_dir / "candidates.json").read_text())  # the candidates are in its folder too
+    assert [r["x"] for r in found] == [0.0, 0.5] and all(r["candidates"] for r in found)
+    lines = (infer_dir / "candidates.csv").read_text().splitlines()
+    assert lines[0] == "x,rank,y,text,energy" and len(lines) == 1 + sum(len(r["candidates"]) for r in found)
+    assert f"candidates: {infer_dir / 'candidates.json'}, {infer_dir / 'candidates.csv'}" in infer.stdout
 
     # the same folder again would overwrite a finished run: refused, nothing touched
     before = (run_dir / "metrics.json").read_bytes()
@@ -108,3 +117,50 @@ def test_run_dir_without_checkpoint(tmp_path, subprocess_env):
     assert proc.returncode == 1 and "has no checkpoints/last.pt" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "out").exists()
+
+
+def test_version_is_ebm_clis_own(tmp_path):
+    import torch
+
+    from ebm_cli import __version__
+
+    done = run_cli(["--version"], tmp_path)
+    assert done.returncode == 0
+    assert done.stdout.strip().startswith(f"ebm-run {__version__} (torch {torch.__version__}, hydra-core 1.3.")
+    assert not list(tmp_path.iterdir())  # no folder
+
+
+def test_a_commands_folder_carries_its_tasks_name(tmp_path):
+    done = run_cli(["debug=smoke", "logger.progress=false"], tmp_path)
+    assert done.returncode == 0, done.stderr
+    [folder] = (tmp_path / "outputs").glob("*/*")
+    assert folder.name.endswith("-train")
+
+
+@pytest.mark.parametrize("plugin,extra", [("launcher/joblib", "sweep"), ("sweeper/optuna", "sweep"),
+                                          ("launcher/submitit_slurm", "cluster")])
+def test_a_missing_plugin_names_the_extra_to_install(plugin, extra):
+    """What Hydra raises when a plugin's package is not installed, as ebm-run says it."""
+    from hydra.errors import MissingConfigException
+
+    from ebm_cli.errors import one_line
+
+    group = plugin.split("/")[0]
+    exc = MissingConfigException(f"In '{plugin.split('/')[-1]}': Could not find 'hydra/{plugin}'\n\nAvailable options in "
+                                 f"'hydra/{group}':\n\tbasic\nConfig search path:\n\tprovider=hydra", plugin)
+    assert one_line(exc) == (f"{plugin.split('/')[-1]} is a Hydra plugin of the [{extra}] extra, which is not "
+                             f'installed: pip install ".[{extra}]" (in the ebm-cli folder)')
+
+
+def test_a_users_module_that_cannot_be_imported_is_one_line_and_nothing_from_hydra(tmp_path):
+    (tmp_path / "conf" / "energy").mkdir(parents=True)
+    (tmp_path / "conf" / "energy" / "mine.yaml").write_text("_target_: my_missing.Energy\n")
+    for args in (["debug=smoke", "energy._target_=my_energy.FourierEnergy"],
+                 [f"--config-dir={tmp_path / 'conf'}", "debug=smoke", "energy=mine"]):
+        done = run_cli(args, tmp_path)
+        assert done.returncode == 1
+        module = "my_energy" if "energy=mine" not in args else "my_missing"
+        assert (done.stdout + done.stderr).strip().splitlines() == [
+            f"ebm-run: error: energy: cannot import {args[-1].split('=')[-1] if module == 'my_energy' else 'my_missing.Energy'} "
+            f"(No module named '{module}'); put {module}.py in the working directory or on PYTHONPATH"]
+    assert not (tmp_path / "outputs").exists()

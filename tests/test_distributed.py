@@ -130,7 +130,7 @@ def test_an_interrupted_two_process_run_resumes_bit_exact(tmp_path, monkeypatch)
 
 
 def test_a_rank_that_cannot_start_is_one_line_naming_it(tmp_path):
-    ranks = Ranks(2, "seed: 0\n", tmp_path / "run")  # a config the rank cannot build a run from
+    ranks = Ranks(2, "seed: 0\n", tmp_path / "run", train)  # a config the rank cannot build a run from
     with pytest.raises(UserError, match=r"trainer.devices=2: rank 1 could not start: \w+"):
         ranks.wait_ready()
     assert not any(p.is_alive() for p in ranks.processes)

@@ -7,6 +7,7 @@ and that a resumed run ends exactly where an uninterrupted one does.
 import errno
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -413,6 +414,57 @@ def test_sighup_of_a_closed_session_saves_a_checkpoint_like_sigterm(tmp_path, mo
     assert torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=True)["step"] == 10
 
 
+def test_a_stop_in_training_says_the_command_that_continues_it(tmp_path, monkeypatch):
+    """SIGTERM in a step: the one line gives the whole command (--config-dir, the overrides as typed,
+    trainer.resume=auto, the folder); run as said, it finishes the run."""
+    from ebm_cli.losses.nll import NLL
+
+    conf = tmp_path / "conf" / "optimizer"
+    conf.mkdir(parents=True)
+    (conf / "slow.yaml").write_text("_target_: torch.optim.SGD\n_partial_: true\nlr: 0.01\nmomentum: 0.9\n")
+    original, calls = NLL.__call__, []
+
+    def sigterm_in_call_15(self, *a):
+        calls.append(None)
+        if len(calls) == 15:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return original(self, *a)
+
+    monkeypatch.setattr(NLL, "__call__", sigterm_in_call_15)
+    run_dir = tmp_path / "my run"  # a space: the command is shell-quoted
+    args = [f"--config-dir={tmp_path / 'conf'}", *SHORT, "optimizer=slow", "logger.progress=false",
+            "trainer.eval_every=0", f"hydra.run.dir={run_dir}"]
+    stopped = run_cli(args, tmp_path)
+    assert stopped.returncode == PREEMPTED_EXIT_CODE, stopped.stderr
+    [line] = stopped.stderr.strip().splitlines()
+    said = "ebm-run: error: stopped by SIGTERM at step 14; checkpoint saved, continue with: "
+    assert line.startswith(said), line
+    command = shlex.split(line[len(said):])
+    assert command == ["ebm-run", *args[:-1], "trainer.resume=auto", f"hydra.run.dir={run_dir}"]
+    monkeypatch.undo()
+    done = run_cli(command[1:], tmp_path)
+    assert done.returncode == 0, done.stderr
+    record = json.loads((run_dir / "metrics.json").read_text())
+    assert record["status"] == "completed" and record["step"] == 40
+
+
+def test_resume_without_a_folder_names_the_interrupted_runs_instead_of_starting_afresh(tmp_path):
+    args = [*SHORT, "logger.progress=false", "trainer.eval_every=0"]
+    assert run_cli(args, tmp_path).returncode == 0
+    [first] = (tmp_path / "outputs").glob("*/*")
+    record = json.loads((first / "metrics.json").read_text())
+    (first / "metrics.json").write_text(json.dumps({**record, "status": "preempted"}))  # as a stop leaves it
+    folders = set((tmp_path / "outputs").glob("*/*"))
+    refused = run_cli([*args, "trainer.resume=auto"], tmp_path)
+    assert refused.returncode == 1
+    assert refused.stderr.strip().splitlines() == [
+        "ebm-run: error: trainer.resume=auto continues the run in hydra.run.dir, and none was given (this "
+        "command's own folder would be new and empty): add hydra.run.dir=<the run's folder>; interrupted runs, "
+        f"latest first: outputs/{first.parent.name}/{first.name} (these overrides)"]
+    assert set((tmp_path / "outputs").glob("*/*")) == folders  # no new folder
+    assert run_cli([*args, "trainer.resume=auto", f"hydra.run.dir={first}"], tmp_path).returncode == 0
+
+
 def test_sigterm_during_the_final_evaluation_is_one_line_and_the_run_resumes(tmp_path, monkeypatch):
     """A signal outside the training steps (here while the test metrics are computed): exit 75, one
     line, metrics.json "preempted"; the same command with trainer.resume=auto then finishes."""
@@ -432,11 +484,14 @@ def test_sigterm_during_the_final_evaluation_is_one_line_and_the_run_resumes(tmp
     args = [*SHORT, "logger.progress=false", f"hydra.run.dir={run_dir}"]
     stopped = run_cli(args, tmp_path)
     assert stopped.returncode == PREEMPTED_EXIT_CODE, stopped.stderr
-    assert stopped.stderr.strip().splitlines() == [
-        "ebm-run: error: stopped by SIGTERM outside the training steps; what was saved is kept (a run continues "
-        "from its last checkpoint with trainer.resume=auto)"]
+    [line] = stopped.stderr.strip().splitlines()
+    said = ("ebm-run: error: stopped by SIGTERM outside the training steps; what was saved is kept, and a run "
+            "continues from its last checkpoint with: ")
+    assert line.startswith(said), line
+    command = shlex.split(line[len(said):])  # the exact command, typed as said
+    assert command == ["ebm-run", *args[:-1], "trainer.resume=auto", f"hydra.run.dir={run_dir}"]
     assert json.loads((run_dir / "metrics.json").read_text())["status"] == "preempted"
     monkeypatch.undo()
-    done = run_cli([*args, "trainer.resume=auto"], tmp_path)
+    done = run_cli(command[1:], tmp_path)
     assert done.returncode == 0, done.stderr
     assert json.loads((run_dir / "metrics.json").read_text())["status"] == "completed"

@@ -15,7 +15,7 @@ from typing import Any, Callable, Dict, Optional, Sequence
 import torch
 
 PASSED, FAILED, SKIPPED = "passed", "failed", "skipped"
-INSTALL_HINT = "pip install ebm-cli[bench]"
+INSTALL_HINT = 'pip install ".[bench]" (in the ebm-cli folder)'
 
 # peer name -> (module to import, distribution name for its version)
 PEERS = {"torchebm": ("torchebm", "torchebm"), "torch-struct": ("torch_struct", "torch-struct"),

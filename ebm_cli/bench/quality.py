@@ -130,7 +130,8 @@ def train_until(cfg, settings, make_step, key_name: str = "coverage") -> dict:
     until coverage >= TARGET on the test x, the time limit, or (tiny) trainer.steps steps; evaluated every
     quality_eval_every steps with ebm-run's own evaluation (evaluations off the clock)."""
     from ebm_cli.tasks.evaluate import evaluate_model
-    from ebm_cli.tasks.train import prepare, seed_everything
+    from ebm_cli.tasks.prepare import prepare
+    from ebm_cli.tasks.train import seed_everything
 
     t = cfg.trainer
     seed_everything(cfg.seed)

@@ -98,8 +98,8 @@ class OutsideTheLoop:
     def _raise(signum, frame):
         stop_workers(signum)  # a joblib sweep's: each saves its job, then ends
         name = signal.Signals(signum).name
-        raise Preempted(f"stopped by {name} outside the training steps; what was saved is kept (a run continues "
-                        "from its last checkpoint with trainer.resume=auto)", name)
+        raise Preempted(f"stopped by {name} outside the training steps; what was saved is kept, and a run continues "
+                        "from its last checkpoint with trainer.resume=auto", name)
 
     def __enter__(self) -> "OutsideTheLoop":
         if threading.current_thread() is threading.main_thread():

@@ -7,50 +7,21 @@ they start (jobs of other sweepers, calls from Python), then build what they che
 """
 
 import contextlib
-import copy
 from pathlib import Path
-from typing import Any, Dict, Iterable, Sequence
+from typing import Iterable, Sequence
 
 import torch
-from omegaconf import OmegaConf
 
 from ebm_cli.build import resolve_device
 from ebm_cli.core.energy import LatentEnergy
-from ebm_cli.core.spaces import is_continuous
 from ebm_cli.errors import UserError, memory_detail, out_of_memory
 from ebm_cli.runtime.accelerate import autocast
 from ebm_cli.runtime.memory import bounded_memory
 from ebm_cli.runtime.run_folder import check_run_folder
-from ebm_cli.runtime.summary import metric_key
+from ebm_cli.tasks.infer import open_run
+from ebm_cli.tasks.objective import task_config_yaml
+from ebm_cli.tasks.prepare import prepare
 from ebm_cli.validate import validate
-
-TIMINGS = ("infer_time_s", "energy_evals", "train_time_s")
-
-
-def task_config_yaml(cfg) -> str:
-    """The config as a training run saves it (resolved, without Hydra's own node)."""
-    return OmegaConf.to_yaml(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]), resolve=True)
-
-
-def expected_metrics(run, baseline, data=None) -> Dict[str, Any]:
-    """The names of the metrics this run will report on `data` (default: its test inputs), found
-    before training by scoring two inputs' own valid sets as if they were predictions."""
-    data = copy.copy(data if data is not None else run.data)
-    data.x_test, data.valid, data.valid_mask = data.x_test[:2], data.valid[:2], data.valid_mask[:2]
-    scored = data.metrics(data.valid, data.valid_mask)
-    names = dict.fromkeys([*scored, *getattr(run.inference, "reports", ()), *TIMINGS])
-    if isinstance(run.energy, LatentEnergy):
-        names.update(dict.fromkeys(["latent_entropy", "latent_used"]))
-    if is_continuous(data.y_space):  # the landscape's spread (tasks/spread.py)
-        names.update(dict.fromkeys(["energy_range", "energy_gap"]))
-    if baseline is not None:
-        names.update(dict.fromkeys(f"baseline_{k}" for k in scored if k != "candidates_per_x"))
-    return names
-
-
-def check_objective(cfg, names: Dict[str, Any]) -> None:
-    if metric_key(names, cfg.objective) is None:
-        raise UserError(f"objective={cfg.objective}: not a metric of this run (one of {', '.join(names)})")
 
 
 def check_first_step(cfg, run, trainer) -> None:
@@ -109,8 +80,6 @@ def check_folder_for(cfg, out_dir: Path) -> None:
 def check_before_writing(cfg, out_dir: Path, overrides: Sequence[str] = (), trusted: Iterable[str] = ()) -> None:
     """Raise UserError for anything that would stop this command after it has written something.
     trusted: classes a finished run's stored config may name besides ebm_cli's (runtime/trust.py)."""
-    from ebm_cli.tasks.infer import open_run  # the tasks import this module: imported when called
-    from ebm_cli.tasks.train import prepare
 
     validate(cfg)
     resolve_device(cfg.trainer.device)

@@ -1,21 +1,25 @@
 """Tasks on a finished run: `infer` (candidates for given x) and `landscape` (its figures, re-drawn)."""
 
+import csv
+import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Sequence
 
 import torch
-from hydra.utils import get_class
 from omegaconf import OmegaConf
 
-from ebm_cli.build import build_baseline, build_dataset, build_energy, build_inference, materialise, resolve_device
+from ebm_cli.build import (build_baseline, build_dataset, build_energy, build_inference, get_class, materialise,
+                           resolve_device)
 from ebm_cli.core.dataset import Dataset
 from ebm_cli.core.inference import Inference
 from ebm_cli.errors import UserError
 from ebm_cli.plots.figures import save_figures, save_texts
 from ebm_cli.runtime.checkpoint import find_checkpoint, load_checkpoint, restore
 from ebm_cli.runtime.console import get_console, simple_table
+from ebm_cli.runtime.disk import writing
+from ebm_cli.runtime.run_folder import write_json
 from ebm_cli.runtime.trust import check_trusted
 from ebm_cli.validate import validate
 
@@ -115,9 +119,11 @@ def open_run(cfg, overrides: Sequence[str] = (), with_data: bool = False, truste
     return OpenedRun(energy, run_cfg, state, inference, data_cls, device, data, x)
 
 
-def infer(cfg, overrides: Sequence[str] = (), trusted: Iterable[str] = ()) -> List[Dict[str, Any]]:
+def infer(cfg, overrides: Sequence[str] = (), trusted: Iterable[str] = (), out_dir: Optional[Path] = None
+          ) -> List[Dict[str, Any]]:
     """Candidates, energies (and z) for cfg.x, using the run's model and its inference method
-    (see inference_node for how the command line's overrides change it)."""
+    (see inference_node for how the command line's overrides change it). With out_dir (the
+    command's folder) they are also written there: candidates.json and candidates.csv."""
     run = open_run(cfg, overrides, trusted=trusted)
     meta, values = run.state["meta"], OmegaConf.to_container(cfg.x, resolve=True)
     cands = run.inference(run.energy, run.x)
@@ -141,7 +147,24 @@ def infer(cfg, overrides: Sequence[str] = (), trusted: Iterable[str] = ()) -> Li
              f"inference={run.inference.name}")
     columns = ["x", "rank", "y", *(["z"] if latent else []), "energy F(x, y)"]
     get_console().print(simple_table(title, columns, rows))
+    if out_dir is not None:
+        write_candidates(Path(out_dir), results, latent)
     return results
+
+
+def write_candidates(folder: Path, results: List[Dict[str, Any]], latent: bool) -> None:
+    """candidates.json (the list infer returns) and candidates.csv (one row per candidate: x, rank, y,
+    its text, z, energy), and one line saying where."""
+    write_json(folder / "candidates.json", results)
+    with writing(folder / "candidates.csv"), open(folder / "candidates.csv", "w", newline="") as out:
+        table = csv.writer(out)
+        table.writerow(["x", "rank", "y", "text", *(["z"] if latent else []), "energy"])
+        for result in results:
+            for rank, item in enumerate(result["candidates"], start=1):
+                table.writerow([json.dumps(result["x"]), rank, json.dumps(item["y"]), item["text"],
+                                *([json.dumps(item["z"])] if latent else []), item["energy"]])
+    get_console().print(f"candidates: {folder / 'candidates.json'}, {folder / 'candidates.csv'}", markup=False,
+                        highlight=False, soft_wrap=True)
 
 
 def landscape(cfg, out_dir: Path, overrides: Sequence[str] = (), trusted: Iterable[str] = ()) -> List[Path]:

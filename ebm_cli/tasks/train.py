@@ -8,16 +8,13 @@ import random
 import time
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, Optional
 
 import numpy as np
 import torch
 from omegaconf import OmegaConf
-from torch.optim.lr_scheduler import ReduceLROnPlateau
 
-from ebm_cli.build import (Run, build_baseline, build_callbacks, build_optimizer, build_run, build_scheduler,
-                           resolve_device)
-from ebm_cli.core.energy import PredictorEnergy
+from ebm_cli.build import Run, resolve_device
 from ebm_cli.errors import UserError
 from ebm_cli.plots.figures import save_figures, save_texts
 from ebm_cli.runtime.accelerate import compile_energy, set_precision, wants_compile
@@ -26,10 +23,9 @@ from ebm_cli.runtime.console import TrainingProgress, get_console, metrics_table
 from ebm_cli.runtime.disk import writing
 from ebm_cli.runtime.run_folder import write_json
 from ebm_cli.runtime.signals import Preempted, StopSignals
-from ebm_cli.runtime.summary import metric_key
 from ebm_cli.runtime.tb import TBLogger
-from ebm_cli.tasks.baseline import Baseline
-from ebm_cli.tasks.checks import TIMINGS, check_objective, expected_metrics, task_config_yaml
+from ebm_cli.tasks.objective import task_config_yaml
+from ebm_cli.tasks.prepare import prepare
 from ebm_cli.tasks.evaluate import evaluate_baseline, evaluate_model
 from ebm_cli.tasks.spread import energy_spread, is_flat
 from ebm_cli.training.checkpointing import Checkpointer, restore_latest, resume
@@ -38,7 +34,6 @@ from ebm_cli.training.early_stopping import ValidationStopper
 from ebm_cli.training.ema import WeightAverage
 from ebm_cli.training.run_callbacks import Landscapes, PeriodicCheckpoint, ScalarLogging, Validation
 from ebm_cli.training.trainer import Diverged, Trainer
-from ebm_cli.validate import validate
 
 log = logging.getLogger("ebm_cli")
 
@@ -75,35 +70,6 @@ def hparams_of(cfg) -> Dict[str, Any]:
             add(group, OmegaConf.to_container(cfg[group], resolve=True))
     flat["seed"] = cfg.seed
     return flat
-
-
-def prepare(cfg) -> Tuple[Run, Optional[Baseline], Trainer]:
-    """The run's components, its MSE baseline (trainer.baseline) and its Trainer (optimizer,
-    scheduler, callbacks), every check passed: what a training run needs, and what the pre-run
-    callback builds to refuse a bad config early."""
-    validate(cfg)
-    run = build_run(cfg)
-    baseline = None
-    if cfg.trainer.baseline and not isinstance(run.energy, PredictorEnergy):  # a regressor is its own baseline
-        model = build_baseline(type(run.data), cfg.energy, run.meta)
-        if model is None:
-            raise UserError(f"trainer.baseline=true: {type(run.data).__name__} data has no feed-forward MSE model "
-                            "(for sentences the one-mode baseline of a chain energy is its own run, energy.z.k=1)")
-        model = model.to(run.device)
-        baseline = Baseline(model, build_optimizer(cfg.optimizer, model.parameters()), cfg.trainer.ema)
-    optimizer = build_optimizer(cfg.optimizer, run.energy.parameters())
-    trainer = Trainer(run.energy, run.loss, optimizer, build_scheduler(cfg.scheduler, optimizer),
-                      build_callbacks(cfg.callbacks, run.energy), max_abs=cfg.trainer.max_abs,
-                      precision=cfg.trainer.precision, device=run.device, baseline=baseline)
-    if isinstance(trainer.scheduler, ReduceLROnPlateau) and run.validation is None:
-        raise UserError("scheduler: ReduceLROnPlateau steps on the validation objective; it needs trainer.eval_every > 0")
-    check_objective(cfg, expected_metrics(run, baseline))
-    if run.validation is not None and (cfg.trainer.keep == "best" or cfg.trainer.patience):
-        measured = [k for k in expected_metrics(run, None, run.validation) if k not in TIMINGS]
-        if metric_key(dict.fromkeys(measured), cfg.objective) is None:
-            raise UserError(f"objective={cfg.objective}: not measured on the validation split, which trainer.keep=best "
-                            f"and trainer.patience compare by (one of {', '.join(measured)})")
-    return run, baseline, trainer
 
 
 def train(cfg, run_dir: Path, rank: int = 0, init_file: Optional[str] = None, ready=None) -> Dict[str, float]:
@@ -169,7 +135,7 @@ def train(cfg, run_dir: Path, rank: int = 0, init_file: Optional[str] = None, re
             if launch is not None:  # rank 0 hands its config and folder to the others (follow_rank_0)
                 sync = trainer.sync = Group(rank, world, None, device, cfg.seed)
                 if main:
-                    sync.broadcast_list([rank_config(cfg), str(run_dir)])
+                    sync.broadcast_list([task_config_yaml(cfg), str(run_dir)])
                     log.info("torchrun: %d processes train this run (%s), %d rows each per step", world,
                              "nccl" if device.type == "cuda" else "gloo", run.batch_size // world)
             else:
@@ -212,16 +178,11 @@ def check_ranks(run, world: int) -> None:
         raise UserError(f"trainer.devices={world}: only {torch.cuda.device_count()} CUDA device(s) here")
 
 
-def rank_config(cfg) -> str:
-    """The config the other ranks build the run from: resolved, without Hydra's node."""
-    return OmegaConf.to_yaml(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]), resolve=True)
-
-
 def start_ranks(cfg, run, world: int, run_dir: Path) -> Ranks:
     """Ranks 1..world-1, started and waited for until each has built the run."""
     if run.device.type == "cuda" and world > torch.cuda.device_count():
         raise UserError(f"trainer.devices={world}: only {torch.cuda.device_count()} CUDA device(s) here")
-    ranks = Ranks(world, rank_config(cfg), run_dir)
+    ranks = Ranks(world, task_config_yaml(cfg), run_dir, train)
     try:
         ranks.wait_ready()
     except BaseException:
@@ -359,5 +320,8 @@ def _train(cfg, run_dir: Path, t, run: Run, baseline, trainer: Trainer, stopper,
     write_json(run_dir / "metrics.json", record)
     title = f"{type(energy).__name__} on {type(data).__name__} data (inference={inference.name})"
     get_console().print(metrics_table(title, {"test": metrics}))
+    get_console().print(f"results: {run_dir} (metrics.json, figures/, checkpoints/)\n"
+                        f"TensorBoard: tensorboard --logdir {run_dir / 'tb'}", markup=False, highlight=False,
+                        soft_wrap=True)
     return metrics
 

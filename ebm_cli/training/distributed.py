@@ -57,14 +57,14 @@ def launched_backend() -> str:
     return "cpu:gloo,cuda:nccl" if torch.cuda.is_available() else "gloo"
 
 
-def follow_rank_0(rank: int, world: int) -> None:
-    """A launched rank > 0: join the group, take rank 0's config and run folder, train with it."""
+def follow_rank_0(rank: int, world: int, train) -> None:
+    """A launched rank > 0: join the group, take rank 0's config and run folder, and train(cfg, run_dir,
+    rank=rank) with them (tasks/train.py's train, passed in: this module does not import the tasks)."""
     import logging
 
     from omegaconf import OmegaConf
 
     from ebm_cli.schema import register_configs
-    from ebm_cli.tasks.train import train
 
     logging.getLogger("ebm_cli").setLevel(logging.WARNING)  # rank 0 says what the run does
     dist.init_process_group(launched_backend(), init_method="env://", rank=rank, world_size=world, timeout=TIMEOUT)
@@ -193,15 +193,14 @@ class Group(Single):
             dist.destroy_process_group()
 
 
-def _worker(rank: int, world: int, init_file: str, config_yaml: str, run_dir: str, messages) -> None:
-    """Ranks 1..N-1 (spawned: a fresh interpreter): the run's training loop, writing nothing. What stops
-    it early goes to rank 0 as one line through `messages`."""
+def _worker(rank: int, world: int, init_file: str, config_yaml: str, run_dir: str, messages, train) -> None:
+    """Ranks 1..N-1 (spawned: a fresh interpreter): train(...) (the training run's loop, passed by
+    reference), writing nothing. What stops it early goes to rank 0 as one line through `messages`."""
     import logging
 
     from omegaconf import OmegaConf
 
     from ebm_cli.schema import register_configs
-    from ebm_cli.tasks.train import train
 
     logging.getLogger("ebm_cli").setLevel(logging.WARNING)  # rank 0 says what the run does
     torch.set_num_threads(int(os.environ.get("EBM_CLI_RANK_THREADS", "1")))
@@ -218,7 +217,7 @@ class Ranks:
     """Rank 0's handle on ranks 1..N-1: started once the run is built (a refused config starts none),
     waited for until each has built the same run, joined at its end."""
 
-    def __init__(self, world: int, config_yaml: str, run_dir: Path):
+    def __init__(self, world: int, config_yaml: str, run_dir: Path, train):
         import torch.multiprocessing as mp
 
         self.world = world
@@ -232,7 +231,8 @@ class Ranks:
         context = mp.get_context("spawn")
         self.messages = context.SimpleQueue()
         self.processes = [context.Process(target=_worker, name=f"ebm-run rank {rank}",
-                                          args=(rank, world, self.init_file, config_yaml, str(run_dir), self.messages),
+                                          args=(rank, world, self.init_file, config_yaml, str(run_dir), self.messages,
+                                                train),
                                           daemon=True) for rank in range(1, world)]
         for process in self.processes:
             process.start()

@@ -13,7 +13,7 @@ import torch
 from ebm_cli.plots.figures import render
 from ebm_cli.runtime.checkpoint import BEST
 from ebm_cli.runtime.summary import metric_key
-from ebm_cli.tasks.checks import TIMINGS
+from ebm_cli.tasks.objective import TIMINGS
 from ebm_cli.tasks.evaluate import evaluate_model
 from ebm_cli.tasks.spread import energy_spread
 from ebm_cli.training.callbacks import Callback
