@@ -37,9 +37,12 @@ def resume_command(hydra_node, run_dir) -> str:
 
     folders = [s.path for s in hydra_node.runtime.config_sources
                if s.provider == "command-line" and s.schema == "file"]
-    kept = [o for o in task_overrides(hydra_node) if not o.startswith(("trainer.resume=", "+trainer.resume="))]
-    words = ["ebm-run", *(f"--config-dir={folder}" for folder in folders), *kept, "trainer.resume=auto",
-             f"hydra.run.dir={run_dir}"]
+    kept = [o for o in task_overrides(hydra_node) if not o.lstrip("+").startswith("trainer.resume=")]
+    name = hydra_node.job.get("config_name") or "config"
+    quoted_dir = str(run_dir).replace("\\", "\\\\").replace("'", "\\'")  # Hydra's own quoting: , = [ ] are literal
+    words = ["ebm-run", *(f"--config-dir={folder}" for folder in folders),
+             *([f"--config-name={name}"] if name != "config" else []), *kept, "trainer.resume=auto",
+             f"hydra.run.dir='{quoted_dir}'"]
     return " ".join(shlex.quote(word) for word in words)
 
 
@@ -63,13 +66,13 @@ def check_resume_has_a_folder(config: DictConfig) -> None:
     command gets a new, empty folder. Refused in one line naming the interrupted runs under the
     outputs folder (the latest first, those of the same overrides marked), never a silent fresh run."""
     overrides = task_overrides(config.hydra)
-    if config.task.name != "train" or "trainer.resume=auto" not in overrides:
+    if config.task.name != "train" or "trainer.resume=auto" not in [o.lstrip("+") for o in overrides]:
         return
     run_dir = Path(str(config.hydra.run.dir))
     given = any(str(o).lstrip("+").split("=", 1)[0] == "hydra.run.dir" for o in config.hydra.overrides.hydra)
     if given or (run_dir / "checkpoints").exists():
         return
-    mine = sorted(o for o in overrides if not o.startswith("trainer.resume="))
+    mine = sorted(o for o in overrides if not o.lstrip("+").startswith("trainer.resume="))
     found = []
     for folder in run_dir.parent.parent.glob("*/*"):  # outputs/<day>/<time>, the default layout
         try:
@@ -218,8 +221,8 @@ class SweepSummary(Callback):
 
     def on_job_end(self, config: DictConfig, job_return, **kwargs) -> None:
         path = Path(config.hydra.runtime.output_dir) / "metrics.json"
-        if config.task.name != "train" or not path.is_file():
-            return
+        if config.task.name != "train" or not path.is_file() or int(os.environ.get("RANK") or 0) > 0:
+            return  # (a data-parallel job's other tasks: the first one records it)
         record = json.loads(path.read_text())
         record.update(overrides=task_overrides(config.hydra), job=config.hydra.job.get("num"))
         try:

@@ -76,6 +76,8 @@ def hydra_main(cfg: DictConfig) -> Optional[float]:
     if hydra_cfg.mode == RunMode.MULTIRUN:
         _sweeping.append(True)
     worker = is_sweep_worker()  # a joblib sweep's worker process: it stops with its parent
+    if cfg.task.name == "train" and _follows_rank_0():  # a submitit job's task > 0: it trains with task 0
+        return None
     if worker:
         watch_parent()
     try:
@@ -86,6 +88,8 @@ def hydra_main(cfg: DictConfig) -> Optional[float]:
         except SystemExit as exit_:  # a component's sys.exit() is a failure of the run, not its success
             raise UserError(f"the run's code called sys.exit({exit_.code!r}) during task={cfg.task.name}: a component "
                             "must raise an exception, not exit") from None
+        finally:
+            _release_followers()  # a submitit job's task 0 that stopped before its ranks met
     except Exception as exc:
         exc = _disk_error_named(exc, run_dir)
         if isinstance(exc, Preempted) and cfg.task.name == "train" and hydra_cfg.mode != RunMode.MULTIRUN:
@@ -98,6 +102,30 @@ def hydra_main(cfg: DictConfig) -> Optional[float]:
         if isinstance(exc, Preempted) and worker:
             end_as_signalled(exc.signal_name)  # its job saved: the worker ends as the signal asked
         return float("nan")  # a sweeper that optimises (optuna) records the trial as failed
+
+
+def _release_followers() -> None:
+    """torchrun's (or a submitit job's) rank 0 that trained nothing: the other ranks stop waiting."""
+    if os.environ.get("RANK") == "0" and int(os.environ.get("WORLD_SIZE") or 1) > 1:
+        from ebm_cli.training.distributed import release_followers
+
+        with contextlib.suppress(Exception):  # the command's own outcome is what it reports
+            release_followers()
+
+
+def _follows_rank_0() -> bool:
+    """In a submitit job of several tasks, the tasks other than the first join the first's run
+    (training/distributed.py) and write nothing of their own; True once such a task is done."""
+    if not any(key.startswith(("SUBMITIT_", "SLURM_JOB_ID")) for key in os.environ):
+        return False
+    from ebm_cli.tasks.train import train
+    from ebm_cli.training.distributed import follow_rank_0, submitit_ranks
+
+    launch = submitit_ranks()
+    if launch is None or launch[0] == 0:
+        return False
+    follow_rank_0(*launch[:2], train)
+    return True
 
 
 def version_line() -> str:
@@ -212,6 +240,7 @@ def main() -> None:
         _exit_with(_disk_error_named(exc), show_traceback)
     finally:
         release_all()  # the folders this command held (the process's end would release them too)
+        _release_followers()
         for name, value in (("HYDRA_FULL_ERROR", asked), (SWEEP_PARENT, parent)):
             if value is None:
                 os.environ.pop(name, None)

@@ -65,11 +65,9 @@ def _forward(u: torch.Tensor, p: torch.Tensor, beta: float) -> torch.Tensor:
     (m_t + log n_t). exp(-beta p - c) is taken once for shared tables, and the products run in
     float64, whose range (e^-745) keeps any transition within 700 nats of its column's best exact;
     worse ones (hard constraints, p = 1e9) count as e^-700, which changes log Z by less than float32
-    can show. The unary factors exp(-beta u[t, j] + c_j - m_t) are taken in u's precision (float64's
-    exponential costs 4x), floored at e^-80: a state more than 80 nats below its step's best weighs
-    e^-80, again less than float32 can show. The result equals log-sum-exp over (S, S) at every step
-    up to rounding, at the cost of one matrix product, one exponential of (B, S) and no logarithm
-    per step instead of S^2 exponentials and logarithms. Above beta = 1 (where beta p spans more than 700 nats sooner), or
+    can show. The result equals log-sum-exp over (S, S) at every step up to rounding, at the cost of
+    one matrix product, one exponential of (B, S) and no logarithm per step instead of S^2
+    exponentials and logarithms. Above beta = 1 (where beta p spans more than 700 nats sooner), or
     should a step's products underflow all the same, the log-sum-exp form runs instead.
     """
     if math.isinf(beta):
@@ -89,16 +87,15 @@ def _forward(u: torch.Tensor, p: torch.Tensor, beta: float) -> torch.Tensor:
     alpha = (-beta * u[..., 0, :]).double()  # (*lead, S): log sum over prefixes ending in each state of exp(-beta E)
     shift = alpha.detach().amax(dim=-1, keepdim=True)  # (*lead, 1)
     scaled = torch.exp(alpha - shift)  # s_1: (*lead, S), at most 1
-    shifts, norms = [shift], []  # m_t and n_t: (*lead, 1) each, summed in float64 (and logged) once at the end
-    col_u = col.to(u.dtype)  # the unary factors in u's precision (float64's exponential costs 4x)
+    shifts, norms = [shift], []  # m_t and n_t: (*lead, 1) each, summed (and logged) once at the end
     for t in range(1, steps):
-        w, cu = (weights[..., t - 1, :, :], col_u[..., t - 1, :]) if per_step else (weights, col_u)
-        unary = torch.add(cu, u[..., t, :], alpha=-beta)  # -beta u[t] + c: (*lead, S)
+        w, c = (weights[..., t - 1, :, :], col[..., t - 1, :]) if per_step else (weights, col)
+        unary = torch.add(c, u[..., t, :], alpha=-beta)  # -beta u[t] + c: (*lead, S), float64 as c is
         m = unary.detach().amax(dim=-1, keepdim=True)
         total = (scaled.unsqueeze(-2) @ w).squeeze(-2) if per_sequence else scaled @ w  # (*lead, S)
-        # states more than 80 nats below the step's best weigh e^-80 (float32 has no lower normal
-        # numbers): less than float32 can show in log Z
-        total = total * torch.exp((unary - m).clamp(min=-80.0))
+        # float64 and no floor: the mass arriving at two states may differ by e^700, so a state far
+        # below its step's best may still carry the most (a floor at e^-80 gave a wrong log Z)
+        total = total * torch.exp(unary - m)
         n = total.detach().amax(dim=-1, keepdim=True)  # a constant: log Z's gradient is unchanged
         scaled = total / n
         shifts.append(m)
@@ -148,9 +145,16 @@ def _viterbi(u: torch.Tensor, p: torch.Tensor) -> Tuple[torch.Tensor, torch.Tens
     for t in range(1, steps):
         score = (score.unsqueeze(2) + _pairwise_at(p, t, b)).amin(dim=1) + u[:, t]  # over the previous state
         scores.append(score)
-    energy, state = score.min(dim=1)  # (B,)
+    return _backtrack(scores, p)
+
+
+def _backtrack(scores, p: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """The best energies (B,) and paths (B, T) from the best prefix energies of every step, scores[t]:
+    (B, S): y_T = argmin scores[T-1], then y_{t-1} = argmin_i scores[t-1][i] + p[i, y_t]."""
+    b, s = scores[0].shape
+    energy, state = scores[-1].min(dim=1)  # (B,)
     path = [state]
-    for t in range(steps - 1, 0, -1):
+    for t in range(len(scores) - 1, 0, -1):
         into = _pairwise_at(p, t, b).gather(2, state.view(b, 1, 1).expand(b, s, 1)).squeeze(2)  # (B, S): p[i, y_t]
         state = (scores[t - 1] + into).argmin(dim=1)
         path.append(state)
@@ -282,18 +286,14 @@ def forward_free_energy_scan(u: torch.Tensor, p: torch.Tensor, beta: float) -> t
 
 
 def viterbi_scan(u: torch.Tensor, p: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-    """viterbi in depth log T: energies (B,) and paths (B, T). The best prefix energies of every step
-    come from a prefix scan of min-plus products, the best suffix energies from one of the reversed
-    chain; y_t = argmin_j prefix_t[j] + suffix_t[j], which is the minimum-energy path's state at
-    every t where that path is unique."""
+    """viterbi with the best prefix energies of every step from a prefix scan of min-plus products
+    (depth log T), energies (B,) and paths (B, T); the path comes back from them by the same
+    backtracking as the sequential form (T gathers of (B, S), no products), so that it is a path of
+    its energy even where several are best."""
     b, steps, s = u.shape
     if steps == 1:
         energy, state = u[:, 0].min(dim=1)
         return energy, state.unsqueeze(1)
-    m = _transfer(u, p)  # (B, T-1, S, S)
-    forward = _prefix(m, _min_plus)  # [t-1]: steps 1..t
+    forward = _prefix(_transfer(u, p), _min_plus)  # [t-1]: steps 1..t, (B, T-1, S, S)
     prefix = torch.cat([u[:, :1], (u[:, 0, None, :, None] + forward).amin(dim=2)], dim=1)  # (B, T, S)
-    backward = _prefix(m.flip(1), lambda x, y: _min_plus(y, x)).flip(1)  # [t]: steps t+1..T-1
-    suffix = torch.cat([backward.amin(dim=-1), torch.zeros_like(u[:, :1])], dim=1)  # (B, T, S)
-    energy = prefix[:, -1].min(dim=1).values
-    return energy, (prefix + suffix).argmin(dim=2)
+    return _backtrack(prefix.unbind(1), p)

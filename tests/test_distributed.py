@@ -79,11 +79,39 @@ def test_torchrun_trains_the_same_run(one_and_two, subprocess_env):
                *SHORT, "loss.stratified=false", f"hydra.run.dir={folder}"]
     done = subprocess.run(command, cwd=root, env=subprocess_env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert "torchrun: 2 processes train this run (gloo), 32 rows each per step" in done.stdout + done.stderr
+    assert "2 processes started by the launcher train this run (gloo), 32 rows each per step" in done.stdout + done.stderr
     a, b = weights(root / "one"), weights(folder)
     for k in a["train_model"]:
         assert torch.allclose(a["train_model"][k], b["train_model"][k], atol=1e-5, rtol=1e-4), k
     assert json.loads((folder / "metrics.json").read_text())["status"] == "completed"
+
+
+def test_torchrun_ranks_stop_waiting_when_rank_0_trains_nothing(tmp_path, subprocess_env):
+    """`torchrun ... -m ebm_cli --cfg job` (or a refused config): rank 1, waiting for a config, is told
+    there is none and ends; the command does not hang."""
+    command = [str(Path(sys.executable).with_name("torchrun")), "--standalone", "--nproc_per_node=2", "-m", "ebm_cli"]
+    shown = subprocess.run([*command, "--cfg", "job"], cwd=tmp_path, env=subprocess_env, capture_output=True, text=True,
+                           timeout=120)
+    assert shown.returncode == 0 and "trainer:" in shown.stdout
+    refused = subprocess.run([*command, "trainer.steps=-1"], cwd=tmp_path, env=subprocess_env, capture_output=True,
+                             text=True, timeout=120)
+    assert refused.returncode != 0 and "trainer.steps=-1: must be >= 0" in refused.stderr
+
+
+def test_a_submitit_job_of_two_tasks_trains_one_run(one_and_two, tmp_path):
+    """`-m launcher=submitit_local hydra.launcher.tasks_per_node=2` (as on SLURM, one node): the job's
+    two tasks are the run's two ranks, task 0 writes; the weights are those of one process."""
+    sweep = tmp_path / "sweep"
+    done = run_cli(["-m", "launcher=submitit_local", "hydra.launcher.tasks_per_node=2", *SHORT, "loss.stratified=false",
+                    f"hydra.sweep.dir={sweep}"], tmp_path)
+    assert done.returncode == 0, done.stderr
+    [job] = [p for p in sweep.iterdir() if p.is_dir() and p.name.startswith("0_")]
+    assert "2 processes started by the launcher" in (job / "ebm_run.log").read_text()
+    a, b = weights(one_and_two[0] / "one"), weights(job)
+    for k in a["train_model"]:
+        assert torch.allclose(a["train_model"][k], b["train_model"][k], atol=1e-5, rtol=1e-4), k
+    record = json.loads((job / "metrics.json").read_text())
+    assert record["status"] == "completed" and record["job"] == 0  # task 0's summary entry, written once
 
 
 @pytest.mark.parametrize("loss", ["cd", "hinge", "nce"])

@@ -4,7 +4,7 @@ algorithm and Viterbi on random sizes and table shapes; the sequential loops run
 import pytest
 import torch
 
-from ebm_cli.dynamic_programming import forward_free_energy, use_scan, viterbi
+from ebm_cli.dynamic_programming import forward_free_energy, sequence_energy, use_scan, viterbi
 from ebm_cli.runtime.threads import one_thread
 
 
@@ -40,6 +40,18 @@ def test_the_scan_handles_group_tables_hard_constraints_and_gradients():
     seq.sum().backward()
     scan.sum().backward()
     assert torch.allclose(u2.grad, u1.grad, atol=1e-5)  # the marginals: a training step may take either
+
+
+def test_both_forms_are_exact_where_the_arriving_mass_differs_by_far_and_paths_match_their_energies():
+    """A state 100 nats below its step's best still carries the most mass (log Z = 100 by brute force);
+    with ties, each form's path has the energy it reports."""
+    u, p = torch.tensor([[[0.0, 100.0], [0.0, 1000.0]]]), torch.tensor([[150.0, 0.0], [0.0, 0.0]])
+    for method in ("sequential", "scan"):
+        assert forward_free_energy(u, p, 1.0, method).item() == pytest.approx(100.0, abs=1e-4)
+    u, p = torch.zeros(3, 4, 2), torch.tensor([[5.0, 0.0], [0.0, 5.0]])
+    for method in ("sequential", "scan"):
+        energy, path = viterbi(u, p, method)
+        assert torch.allclose(sequence_energy(u, p, path), energy) and (energy == 0).all()
 
 
 def test_the_scan_creates_nothing_on_the_default_device():

@@ -431,16 +431,16 @@ def test_a_stop_in_training_says_the_command_that_continues_it(tmp_path, monkeyp
         return original(self, *a)
 
     monkeypatch.setattr(NLL, "__call__", sigterm_in_call_15)
-    run_dir = tmp_path / "my run"  # a space: the command is shell-quoted
+    run_dir = tmp_path / "my run,seed=1"  # a space and Hydra's own separators: the command is quoted for both
     args = [f"--config-dir={tmp_path / 'conf'}", *SHORT, "optimizer=slow", "logger.progress=false",
-            "trainer.eval_every=0", f"hydra.run.dir={run_dir}"]
+            "trainer.eval_every=0", f"hydra.run.dir='{run_dir}'"]
     stopped = run_cli(args, tmp_path)
     assert stopped.returncode == PREEMPTED_EXIT_CODE, stopped.stderr
     [line] = stopped.stderr.strip().splitlines()
     said = "ebm-run: error: stopped by SIGTERM at step 14; checkpoint saved, continue with: "
     assert line.startswith(said), line
     command = shlex.split(line[len(said):])
-    assert command == ["ebm-run", *args[:-1], "trainer.resume=auto", f"hydra.run.dir={run_dir}"]
+    assert command == ["ebm-run", *args[:-1], "trainer.resume=auto", f"hydra.run.dir='{run_dir}'"]
     monkeypatch.undo()
     done = run_cli(command[1:], tmp_path)
     assert done.returncode == 0, done.stderr
@@ -489,7 +489,7 @@ def test_sigterm_during_the_final_evaluation_is_one_line_and_the_run_resumes(tmp
             "continues from its last checkpoint with: ")
     assert line.startswith(said), line
     command = shlex.split(line[len(said):])  # the exact command, typed as said
-    assert command == ["ebm-run", *args[:-1], "trainer.resume=auto", f"hydra.run.dir={run_dir}"]
+    assert command == ["ebm-run", *args[:-1], "trainer.resume=auto", f"hydra.run.dir='{run_dir}'"]
     assert json.loads((run_dir / "metrics.json").read_text())["status"] == "preempted"
     monkeypatch.undo()
     done = run_cli(command[1:], tmp_path)

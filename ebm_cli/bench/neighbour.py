@@ -8,8 +8,9 @@ import sys
 import time
 
 # torch's matrix products on `threads` threads, forever: a compute-bound neighbour (no memory growth)
-LOOP = ("import torch; torch.set_num_threads({threads}); a = torch.randn(256, 256)\n"
-        "while True:\n    a = torch.tanh(a @ a)")
+# (it stops by itself once its parent is gone: a killed ebm-run leaves no busy process behind)
+LOOP = ("import os, torch; torch.set_num_threads({threads}); a = torch.randn(256, 256); parent = os.getppid()\n"
+        "while os.getppid() == parent:\n    a = torch.tanh(a @ a)")
 
 
 class Neighbour:

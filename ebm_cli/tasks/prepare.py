@@ -4,7 +4,7 @@ the pre-run check (tasks/checks.py) both start here."""
 
 from typing import Optional, Tuple
 
-from torch.optim.lr_scheduler import ReduceLROnPlateau
+from torch.optim.lr_scheduler import OneCycleLR, ReduceLROnPlateau
 
 from ebm_cli.build import Run, build_baseline, build_callbacks, build_optimizer, build_run, build_scheduler
 from ebm_cli.core.energy import PredictorEnergy
@@ -34,6 +34,9 @@ def prepare(cfg) -> Tuple[Run, Optional[Baseline], Trainer]:
     trainer = Trainer(run.energy, run.loss, optimizer, build_scheduler(cfg.scheduler, optimizer),
                       build_callbacks(cfg.callbacks, run.energy), max_abs=cfg.trainer.max_abs,
                       precision=cfg.trainer.precision, device=run.device, baseline=baseline)
+    if isinstance(trainer.scheduler, OneCycleLR) and cfg.trainer.lr_drops:
+        raise UserError(f"trainer.lr_drops={cfg.trainer.lr_drops}: OneCycleLR sets every step's learning rate itself, "
+                        "so a plateau cannot lower it; use trainer.lr_drops=0 with it")
     if isinstance(trainer.scheduler, ReduceLROnPlateau) and run.validation is None:
         raise UserError("scheduler: ReduceLROnPlateau steps on the validation objective; it needs trainer.eval_every > 0")
     check_objective(cfg, expected_metrics(run, baseline))

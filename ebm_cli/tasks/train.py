@@ -123,10 +123,11 @@ def train(cfg, run_dir: Path, rank: int = 0, init_file: Optional[str] = None, re
     opt = trainer.optimizer
     config_yaml = task_config_yaml(cfg)
     if main:
-        start = resume(run_dir, t.resume, energy, opt, device, loss_fn, baseline, config_yaml, stopper, average, trainer)
+        start = resume(run_dir, t.resume, energy, opt, device, loss_fn, baseline, config_yaml, stopper, average, trainer,
+                       world)
     else:  # the checkpoint rank 0 has just checked (it writes nothing until every rank is ready)
         start = restore_latest(run_dir / "checkpoints", energy, opt, loss_fn, baseline, stopper, average, trainer,
-                                rank) if t.resume == "auto" else 0
+                               rank, world) if t.resume == "auto" else 0
     trainer.step_count, trainer.tb, trainer.run_dir = start, None, run_dir
     ranks, sync, finished = None, Single(), False
     try:
@@ -136,8 +137,8 @@ def train(cfg, run_dir: Path, rank: int = 0, init_file: Optional[str] = None, re
                 sync = trainer.sync = Group(rank, world, None, device, cfg.seed)
                 if main:
                     sync.broadcast_list([task_config_yaml(cfg), str(run_dir)])
-                    log.info("torchrun: %d processes train this run (%s), %d rows each per step", world,
-                             "nccl" if device.type == "cuda" else "gloo", run.batch_size // world)
+                    log.info("%d processes started by the launcher train this run (%s), %d rows each per step",
+                             world, "nccl" if device.type == "cuda" else "gloo", run.batch_size // world)
             else:
                 if main:
                     ranks = start_ranks(cfg, run, world, run_dir)
@@ -272,7 +273,8 @@ def _train(cfg, run_dir: Path, t, run: Run, baseline, trainer: Trainer, stopper,
             last_healthy = {**values, "step": step + 1}
             done = step + 1
             progress.update(done, values["loss"])
-            if trainer.should_stop:  # patience ran out, or a callback's reason
+            if sync.any(bool(trainer.should_stop)):  # patience ran out, or a callback's reason (on any rank)
+                trainer.should_stop = trainer.should_stop or "a callback on another rank asked to stop"
                 end = stopper.stopped_at = done  # a resumed run (killed in its final evaluation) ends here too
                 log.info("stopping at step %d: %s", done, trainer.should_stop)
                 break

@@ -45,7 +45,7 @@ class Checkpointer:
 
 
 def resume(run_dir: Path, mode: str, energy, opt, device, loss_fn=None, baseline=None, config_yaml=None,
-           stopper=None, average=None, trainer=None) -> int:
+           stopper=None, average=None, trainer=None, world: int = 1) -> int:
     """Restore model, optimiser and RNG states (and the evaluations so far into `stopper`, the moving
     average of the weights into `average`) from run_dir's last good checkpoint; the step.
 
@@ -58,7 +58,7 @@ def resume(run_dir: Path, mode: str, energy, opt, device, loss_fn=None, baseline
         return 0
     remove_stale_temporaries(folder)
     try:
-        return restore_latest(folder, energy, opt, loss_fn, baseline, stopper, average, trainer)
+        return restore_latest(folder, energy, opt, loss_fn, baseline, stopper, average, trainer, world=world)
     except UserError as err:  # the run stays as it was (cli.record_failure leaves its metrics.json alone)
         raise NotResumable(f"trainer.resume=auto: {err}") from None
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:
@@ -66,9 +66,11 @@ def resume(run_dir: Path, mode: str, energy, opt, device, loss_fn=None, baseline
                            f"({type(exc).__name__}: {exc})") from None
 
 
-def restore_latest(folder: Path, energy, opt, loss_fn, baseline, stopper, average, trainer=None, rank: int = 0) -> int:
+def restore_latest(folder: Path, energy, opt, loss_fn, baseline, stopper, average, trainer=None, rank: int = 0,
+                   world: int = 1) -> int:
     """The states of folder's last good checkpoint, restored (read only); its step, or 0 where there is none.
-    rank: a data-parallel run's rank takes its own loss state."""
+    rank of world: a data-parallel run's rank takes its own loss state (a run whose loss keeps one per
+    process continues on as many processes)."""
     # Read on the host whatever the run's device is: the RNG states must stay there (set_rng_state,
     # numpy), and load_state_dict copies weights, optimiser moments and a loss's state to where they live.
     state, path = load_latest(folder, map_location="cpu")
@@ -76,6 +78,10 @@ def restore_latest(folder: Path, energy, opt, loss_fn, baseline, stopper, averag
         return 0
     if not isinstance(state.get("rng"), dict):
         raise UserError(f"checkpoint {path} has no RNG state: it cannot continue the run exactly")
+    saved_ranks = len(state["loss_ranks"]) if "loss_ranks" in state else 1
+    if saved_ranks != world and ("loss_ranks" in state or "loss" in state):
+        raise UserError(f"checkpoint {path} was trained by {saved_ranks} process(es), with a loss state of each "
+                        f"(loss={getattr(loss_fn, 'name', '?')}): continue it on {saved_ranks}, not {world}")
     if "train_model" in state and average is not None:  # trained with a moving average: "model" is the average
         restore(path, {**state, "model": state["train_model"]}, energy, opt)
         restore(path, state, average.evaluated)

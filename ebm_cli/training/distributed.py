@@ -51,10 +51,54 @@ def launched() -> Optional[Tuple[int, int, int]]:
     return rank, world, int(os.environ.get("LOCAL_RANK", rank))
 
 
+def submitit_ranks() -> Optional[Tuple[int, int, int]]:
+    """In a submitit job of several tasks (the submitit launchers' hydra.launcher.tasks_per_node, on
+    SLURM or locally): torch.distributed's variables exported from the job's (RANK, WORLD_SIZE,
+    MASTER_ADDR, ...; each task keeps every GPU of its node and takes cuda:<local rank>), and
+    launched(); None elsewhere."""
+    if not any(key.startswith(("SUBMITIT_", "SLURM_JOB_ID")) for key in os.environ):
+        return None
+    try:
+        import submitit
+
+        tasks = submitit.JobEnvironment().num_tasks
+    except Exception:  # noqa: BLE001 - not inside a submitit job (or no submitit): a single process
+        return None
+    if tasks <= 1:
+        return None
+    submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
+    return launched()
+
+
 def launched_backend() -> str:
     """The backend of a launched group, the same on every rank before any config is read: gloo for
     the CPU's tensors, NCCL for the GPU's where there are GPUs."""
     return "cpu:gloo,cuda:nccl" if torch.cuda.is_available() else "gloo"
+
+
+_joined_launch: List[bool] = []  # this process has joined its launcher's group (once per command)
+
+
+def join_launched_group(rank: int, world: int) -> None:
+    """Join the group of a launcher's processes (env://): once per command."""
+    from ebm_cli.errors import UserError
+
+    if _joined_launch:
+        raise UserError(f"started by a launcher as {world} processes, a command trains one run (no -m, no second "
+                        "run in the same process)")
+    _joined_launch.append(True)
+    dist.init_process_group(launched_backend(), init_method="env://", rank=rank, world_size=world, timeout=TIMEOUT)
+
+
+def release_followers() -> None:
+    """Rank 0 of a launched group that did not train (another task, --cfg, --help, a refusal before
+    the ranks met): the other ranks, waiting in follow_rank_0, are told there is nothing to do."""
+    launch = launched()
+    if launch is None or launch[0] != 0 or _joined_launch:
+        return
+    join_launched_group(0, launch[1])
+    dist.broadcast_object_list([None, None], src=0)
+    dist.destroy_process_group()
 
 
 def follow_rank_0(rank: int, world: int, train) -> None:
@@ -67,10 +111,13 @@ def follow_rank_0(rank: int, world: int, train) -> None:
     from ebm_cli.schema import register_configs
 
     logging.getLogger("ebm_cli").setLevel(logging.WARNING)  # rank 0 says what the run does
-    dist.init_process_group(launched_backend(), init_method="env://", rank=rank, world_size=world, timeout=TIMEOUT)
+    join_launched_group(rank, world)
     box = [None, None]
     dist.broadcast_object_list(box, src=0)
     config_yaml, run_dir = box
+    if config_yaml is None:  # rank 0 ran no training (another task, --cfg, a refusal): nothing to do
+        dist.destroy_process_group()
+        return
     register_configs()
     train(OmegaConf.create(config_yaml), Path(run_dir), rank=rank)
 
@@ -119,8 +166,7 @@ class Group(Single):
         if dist.is_initialized():
             return
         if init_file is None:
-            dist.init_process_group(launched_backend(), init_method="env://", rank=rank, world_size=world,
-                                    timeout=TIMEOUT)
+            join_launched_group(rank, world)
         else:
             backend = "nccl" if device.type == "cuda" else "gloo"
             dist.init_process_group(backend, init_method=f"file://{init_file}", rank=rank, world_size=world,
@@ -276,7 +322,11 @@ class Ranks:
         for process in self.processes:
             process.join(timeout)
             if process.is_alive():
-                process.terminate()
+                process.terminate()  # SIGTERM: a rank inside its loop takes it as a stop at the next step...
+                process.join(5.0)
+            if process.is_alive():
+                process.kill()  # ... but one blocked in a collective (NCCL) never gets there
+                process.join(5.0)
         torch.set_num_threads(self.threads_before)
         with contextlib.suppress(OSError):
             os.unlink(self.init_file)
