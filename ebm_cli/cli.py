@@ -93,7 +93,7 @@ def hydra_main(cfg: DictConfig) -> Optional[float]:
     except Exception as exc:
         exc = _disk_error_named(exc, run_dir)
         if isinstance(exc, Preempted) and cfg.task.name == "train" and hydra_cfg.mode != RunMode.MULTIRUN:
-            exc = _with_resume_command(exc, resume_command(hydra_cfg, run_dir))
+            exc = exc.continued_by(resume_command(hydra_cfg, run_dir))
         _log_to_file(one_line(exc))
         record_failure(run_dir, exc)
         # Returning normally keeps Hydra from adding lines of its own and, in a sweep, lets the
@@ -116,14 +116,13 @@ def _release_followers() -> None:
 def _follows_rank_0() -> bool:
     """In a submitit job of several tasks, the tasks other than the first join the first's run
     (training/distributed.py) and write nothing of their own; True once such a task is done."""
-    if not any(key.startswith(("SUBMITIT_", "SLURM_JOB_ID")) for key in os.environ):
-        return False
-    from ebm_cli.tasks.train import train
     from ebm_cli.training.distributed import follow_rank_0, submitit_ranks
 
     launch = submitit_ranks()
     if launch is None or launch[0] == 0:
         return False
+    from ebm_cli.tasks.train import train
+
     follow_rank_0(*launch[:2], train)
     return True
 
@@ -142,19 +141,6 @@ def version_line() -> str:
 
     return (f"ebm-run {__version__} (torch {of('torch')}, hydra-core {of('hydra-core')}, "
             f"Python {sys.version.split()[0]})")
-
-
-def _with_resume_command(exc: Preempted, command: str) -> Preempted:
-    """The stop's message with the exact command that continues the run, where it said only
-    `trainer.resume=auto` (a run folder and the original overrides are needed too)."""
-    text = str(exc)
-    for phrase, said in (("continue with trainer.resume=auto", "continue with:"), ("with trainer.resume=auto", "with:")):
-        if phrase in text:
-            text = text.replace(phrase, f"{said} {command}")
-            break
-    else:
-        text = f"{text}; continue with: {command}"
-    return Preempted(text, exc.signal_name)
 
 
 def _disk_error_named(exc: Exception, folder: Optional[Path] = None) -> Exception:

@@ -75,3 +75,20 @@ def write_csv(path: Path, branches, xs, noise=0.0, seed=0):
             lines.append(f"{x:.6f},{f(x) + noise * float(torch.randn(1, generator=gen)):.6f}")
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def sigterm_at_call(monkeypatch, loss_class, n: int):
+    """loss_class.__call__ sends this process SIGTERM at its n-th call (a stop in the middle of a
+    training step; validation calls count too). Returns the original __call__, to put back."""
+    import signal
+
+    original, calls = loss_class.__call__, []
+
+    def call(self, *args):
+        calls.append(None)
+        if len(calls) == n:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return original(self, *args)
+
+    monkeypatch.setattr(loss_class, "__call__", call)
+    return original

@@ -24,7 +24,7 @@ from ebm_cli.runtime.checkpoint import load_checkpoint
 from ebm_cli.tasks.checks import check_before_writing
 from ebm_cli.tasks.train import train
 from ebm_cli.training.distributed import Ranks
-from helpers import make_cfg, run_cli
+from helpers import make_cfg, run_cli, sigterm_at_call
 
 # the default preset, shrunk; validation every 10 steps exercises rank 0's decisions (keep best.pt)
 SHORT = ["debug=smoke", "trainer.eval_every=10", "trainer.patience=0", "logger.landscape_every=0"]
@@ -133,15 +133,7 @@ def test_an_interrupted_two_process_run_resumes_bit_exact(tmp_path, monkeypatch)
     args = [*SHORT, "loss=cd", "trainer.devices=2", "trainer.ckpt_every=10"]
     whole = tmp_path / "whole"
     expected = train(make_cfg(*args), whole)
-    original, calls = ContrastiveDivergence.__call__, []
-
-    def sigterm_in_call_15(self, *a):  # rank 0 only: the others are processes of their own
-        calls.append(None)
-        if len(calls) == 15:
-            os.kill(os.getpid(), signal.SIGTERM)
-        return original(self, *a)
-
-    monkeypatch.setattr(ContrastiveDivergence, "__call__", sigterm_in_call_15)
+    original = sigterm_at_call(monkeypatch, ContrastiveDivergence, 15)  # rank 0 only: the others are processes
     cut = tmp_path / "cut"
     with pytest.raises(UserError, match="stopped by SIGTERM at step 14"):  # call 10 was the validation's
         train(make_cfg(*args), cut)

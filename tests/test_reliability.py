@@ -23,7 +23,7 @@ from ebm_cli.losses.nll import NLL
 from ebm_cli.runtime import checkpoint as ckpt
 from ebm_cli.runtime.signals import PREEMPTED_EXIT_CODE
 from ebm_cli.tasks.train import DIVERGED_EXIT_CODE, resume, train
-from helpers import ebm_run_command, make_cfg, run_cli
+from helpers import ebm_run_command, make_cfg, run_cli, sigterm_at_call
 
 # Small and quick, with a checkpoint every 10 steps and no figures in the loop.
 SHORT = ["debug=smoke", "trainer.steps=40", "trainer.ckpt_every=10", "trainer.log_every=5", "logger.landscape_every=0"]
@@ -422,15 +422,7 @@ def test_a_stop_in_training_says_the_command_that_continues_it(tmp_path, monkeyp
     conf = tmp_path / "conf" / "optimizer"
     conf.mkdir(parents=True)
     (conf / "slow.yaml").write_text("_target_: torch.optim.SGD\n_partial_: true\nlr: 0.01\nmomentum: 0.9\n")
-    original, calls = NLL.__call__, []
-
-    def sigterm_in_call_15(self, *a):
-        calls.append(None)
-        if len(calls) == 15:
-            os.kill(os.getpid(), signal.SIGTERM)
-        return original(self, *a)
-
-    monkeypatch.setattr(NLL, "__call__", sigterm_in_call_15)
+    sigterm_at_call(monkeypatch, NLL, 15)
     run_dir = tmp_path / "my run,seed=1"  # a space and Hydra's own separators: the command is quoted for both
     args = [f"--config-dir={tmp_path / 'conf'}", *SHORT, "optimizer=slow", "logger.progress=false",
             "trainer.eval_every=0", f"hydra.run.dir='{run_dir}'"]

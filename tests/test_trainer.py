@@ -5,7 +5,6 @@ ebm_cli.training.Trainer, and a resumed run is the uninterrupted one whatever th
 import json
 import math
 import os
-import signal
 import textwrap
 
 import pytest
@@ -20,7 +19,7 @@ from ebm_cli.tasks.train import prepare, train
 from ebm_cli.training.callbacks import GradientClipping
 from ebm_cli.training.ema import WeightAverage
 from ebm_cli.training.schedulers import Cosine, WarmupCosine
-from helpers import make_cfg, run_cli
+from helpers import make_cfg, run_cli, sigterm_at_call
 
 SHORT = ["debug=smoke", "trainer.steps=40", "trainer.ckpt_every=10", "trainer.log_every=5", "logger.landscape_every=0"]
 
@@ -189,15 +188,7 @@ def test_a_run_with_a_schedule_sgd_and_a_users_callback_resumes_bit_exact(user_d
             "+callbacks.stop._target_=my_training.StopAndCount", "callbacks.grad_clip.max_norm=0.5"]
     whole = user_dir / "whole"
     expected = train(make_cfg(*args), whole)
-    original, calls = NLL.__call__, []
-
-    def sigterm_in_step_15(self, *a):
-        calls.append(None)
-        if len(calls) == 15:
-            os.kill(os.getpid(), signal.SIGTERM)
-        return original(self, *a)
-
-    monkeypatch.setattr(NLL, "__call__", sigterm_in_step_15)
+    original = sigterm_at_call(monkeypatch, NLL, 15)
     cut = user_dir / "cut"
     with pytest.raises(UserError, match="stopped by SIGTERM at step 15"):
         train(make_cfg(*args), cut)

@@ -22,11 +22,18 @@ WORKERS_SAVE_WITHIN_S = 60.0  # how long a signalled parent waits for its worker
 
 
 class Preempted(UserError):
-    """A stop asked for by a signal (`signal_name`): the run can continue from what was saved."""
+    """A stop asked for by a signal (`signal_name`): the run can continue from what was saved.
 
-    def __init__(self, message: str, signal_name: Optional[str] = None):
-        super().__init__(message, PREEMPTED_EXIT_CODE)
-        self.signal_name = signal_name
+    `message` ends where the way to continue goes: "trainer.resume=auto", or, once the command line
+    is known (`continued_by`), the whole command that continues the run."""
+
+    def __init__(self, message: str, signal_name: Optional[str] = None, command: Optional[str] = None):
+        super().__init__(f"{message}: {command}" if command else f"{message} trainer.resume=auto", PREEMPTED_EXIT_CODE)
+        self.stem, self.signal_name = message, signal_name
+
+    def continued_by(self, command: str) -> "Preempted":
+        """The same stop, saying the exact command that continues the run."""
+        return Preempted(self.stem, self.signal_name, command)
 
 
 def mark_as_sweep_parent() -> None:
@@ -99,7 +106,7 @@ class OutsideTheLoop:
         stop_workers(signum)  # a joblib sweep's: each saves its job, then ends
         name = signal.Signals(signum).name
         raise Preempted(f"stopped by {name} outside the training steps; what was saved is kept, and a run continues "
-                        "from its last checkpoint with trainer.resume=auto", name)
+                        "from its last checkpoint with", name)
 
     def __enter__(self) -> "OutsideTheLoop":
         if threading.current_thread() is threading.main_thread():

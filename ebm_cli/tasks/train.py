@@ -136,17 +136,19 @@ def train(cfg, run_dir: Path, rank: int = 0, init_file: Optional[str] = None, re
             if launch is not None:  # rank 0 hands its config and folder to the others (follow_rank_0)
                 sync = trainer.sync = Group(rank, world, None, device, cfg.seed)
                 if main:
-                    sync.broadcast_list([task_config_yaml(cfg), str(run_dir)])
-                    log.info("%d processes started by the launcher train this run (%s), %d rows each per step",
-                             world, "nccl" if device.type == "cuda" else "gloo", run.batch_size // world)
+                    sync.broadcast_list([config_yaml, str(run_dir)])
             else:
                 if main:
-                    ranks = start_ranks(cfg, run, world, run_dir)
+                    ranks = start_ranks(config_yaml, run, world, run_dir)
                 else:
                     ready()
                 sync = trainer.sync = Group(rank, world, init_file or ranks.init_file, device, cfg.seed)
-            if len(set(sync.gather(start))) > 1:
-                raise UserError(f"trainer.resume=auto: the ranks restored different steps ({sync.gather(start)})")
+            log.info("%s train this run (%s), %d rows each per step",
+                     f"{world} processes started by the launcher" if launch else f"trainer.devices={world}: {world} processes",
+                     "nccl" if device.type == "cuda" else "gloo", run.batch_size // world)
+            starts = sync.gather(start)
+            if len(set(starts)) > 1:
+                raise UserError(f"trainer.resume=auto: the ranks restored different steps ({starts})")
         metrics = _train(cfg, run_dir, t, run, baseline, trainer, stopper, average, config_yaml, start, sync)
         finished = True
         return metrics
@@ -179,18 +181,16 @@ def check_ranks(run, world: int) -> None:
         raise UserError(f"trainer.devices={world}: only {torch.cuda.device_count()} CUDA device(s) here")
 
 
-def start_ranks(cfg, run, world: int, run_dir: Path) -> Ranks:
-    """Ranks 1..world-1, started and waited for until each has built the run."""
+def start_ranks(config_yaml: str, run, world: int, run_dir: Path) -> Ranks:
+    """Ranks 1..world-1, started from the run's config and waited for until each has built the run."""
     if run.device.type == "cuda" and world > torch.cuda.device_count():
         raise UserError(f"trainer.devices={world}: only {torch.cuda.device_count()} CUDA device(s) here")
-    ranks = Ranks(world, task_config_yaml(cfg), run_dir, train)
+    ranks = Ranks(world, config_yaml, run_dir, train)
     try:
         ranks.wait_ready()
     except BaseException:
         ranks.join(timeout=0.0)
         raise
-    log.info("trainer.devices=%d: %d processes train this run (%s), %d rows each per step", world, world,
-             "nccl" if run.device.type == "cuda" else "gloo", run.batch_size // world)
     return ranks
 
 
@@ -254,7 +254,7 @@ def _train(cfg, run_dir: Path, t, run: Run, baseline, trainer: Trainer, stopper,
                     return {}
                 # pass_on: e.g. submitit requeues the job, which continues here with trainer.resume=auto
                 stop("preempted", step, Preempted(f"stopped by {signals.received or 'a signal to another rank'} at step "
-                                                  f"{step}; checkpoint saved, continue with trainer.resume=auto",
+                                                  f"{step}; checkpoint saved, continue with",
                                                   signals.received), then=signals.pass_on)
             b = beta(step)
             average.set_beta(b)  # the one place a latent energy's F_beta gets the loss's beta

@@ -146,9 +146,6 @@ class Single:
     def sampling(self, step: int):
         return contextlib.nullcontext()
 
-    def broadcast_parameters(self, module: torch.nn.Module) -> None:
-        pass
-
     def close(self) -> None:
         pass
 
@@ -229,11 +226,6 @@ class Group(Single):
 
         return fork()
 
-    def broadcast_parameters(self, module: torch.nn.Module) -> None:
-        """Rank 0's weights and buffers on every rank (they start equal: the same seed; this makes sure)."""
-        for tensor in [*module.parameters(), *module.buffers()]:
-            dist.broadcast(tensor.data, src=0)
-
     def close(self) -> None:
         if dist.is_initialized():
             dist.destroy_process_group()
@@ -255,7 +247,9 @@ def _worker(rank: int, world: int, init_file: str, config_yaml: str, run_dir: st
         train(OmegaConf.create(config_yaml), Path(run_dir), rank=rank, init_file=init_file,
               ready=lambda: messages.put((rank, None)))
     except BaseException as exc:  # noqa: B902 - whatever it is, rank 0 says it in one line
-        messages.put((rank, f"{type(exc).__name__}: {exc}".splitlines()[0] if str(exc) else type(exc).__name__))
+        from ebm_cli.errors import one_line
+
+        messages.put((rank, one_line(exc) if str(exc) else type(exc).__name__))
         raise SystemExit(1)
 
 

@@ -2,7 +2,7 @@
 case all run (TorchEBM's BaseTrainer.train_step; a subclass may override `step`)."""
 
 import math
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional
 
 import torch
 from torch.optim.lr_scheduler import ReduceLROnPlateau
@@ -61,14 +61,6 @@ class Trainer:
     def lr(self) -> float:
         """The learning rate of the next update (the first parameter group's)."""
         return float(self.optimizer.param_groups[0]["lr"])
-
-    def forward_backward(self, x: torch.Tensor, y: torch.Tensor, beta: float) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
-        """The loss on a batch (x: (B, *x_shape), y: (B, *y_shape)) and its gradients, not applied."""
-        with autocast(self.precision, self.device):
-            loss, stats = self.loss(self.energy, x, y, beta)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        return loss, stats
 
     def step(self, x: torch.Tensor, y: torch.Tensor, beta: float) -> Dict[str, float]:
         """One update on a batch; the step's values: loss, grad_norm (before clipping) and the loss's
