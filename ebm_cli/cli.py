@@ -43,7 +43,7 @@ def run_task(cfg: DictConfig, run_dir: Path, overrides=(), trusted=()) -> Option
 
     name = cfg.task.name
     if name == "train":
-        metrics = train.train(cfg, run_dir)
+        metrics = train.train(cfg, run_dir, changed=overrides)
         key = summary.metric_key(metrics, cfg.objective)
         if key is None:
             raise UserError(f"objective={cfg.objective}: not a metric of this run (one of {', '.join(metrics)})")

@@ -19,9 +19,16 @@ BENCH_CASES = ("langevin", "gradient", "chain", "free_energy", "cd_step", "time_
 
 @dataclass
 class TaskConfig:
+    """What every task has: its name. A task with settings of its own extends it (BenchTaskConfig),
+    so a training run's `task` node holds nothing but its name."""
     name: str = "train"  # train | infer | landscape | compare_inference | bench
-    # task=bench only (ebm_cli/bench, configs/task/bench.yaml). A null size setting takes the
-    # preset of `size`: full (the benchmark's sizes) or tiny (every case in seconds: a smoke test).
+
+
+@dataclass
+class BenchTaskConfig(TaskConfig):
+    """task=bench's settings (ebm_cli/bench, configs/task/bench.yaml). A null size setting takes the
+    preset of `size`: full (the benchmark's sizes) or tiny (every case in seconds: a smoke test)."""
+    name: str = "bench"
     size: str = "full"  # full | tiny
     cases: List[str] = field(default_factory=lambda: list(BENCH_CASES))
     repeats: Optional[int] = None  # timed runs of each implementation, in turns, after a warm-up; the median
@@ -37,6 +44,14 @@ class TaskConfig:
     # the rows gain ours_s_busy, peer_s_busy and ratio_busy. neighbour_threads: the threads it keeps busy.
     contention: bool = False
     neighbour_threads: int = 1
+
+
+TASK_SCHEMAS = {"bench": BenchTaskConfig}  # task name -> its settings; the other tasks have only a name
+
+
+def task_schema(name: str):
+    """The settings class of the task called `name`."""
+    return TASK_SCHEMAS.get(name, TaskConfig)
 
 
 @dataclass
@@ -65,7 +80,7 @@ class TrainerConfig:
     # Held-out evaluation during training: every eval_every steps (0 = off: no validation, the run
     # trains to `steps` and keeps the last weights) the loss and the metrics on a validation split
     # (val_fraction of the training inputs, or clips, carved from the training data; never the test
-    # split) go to TensorBoard under val/, beside train/loss.
+    # split) go to TensorBoard under val/, beside Training/loss.
     eval_every: int = 100
     val_fraction: float = 0.1
     keep: str = "best"  # best (checkpoints/best.pt: the best weights by the objective on validation) | last
@@ -96,7 +111,7 @@ class LoggerConfig:
 
 @dataclass
 class Config:
-    task: TaskConfig = MISSING
+    task: Any = MISSING  # each task's own schema (task_schema), attached by its yaml's defaults
     dataset: Any = MISSING
     energy: Any = MISSING
     inference: Any = MISSING
@@ -116,4 +131,7 @@ class Config:
 
 
 def register_configs() -> None:
-    ConfigStore.instance().store(name="schema", node=Config)
+    store = ConfigStore.instance()
+    store.store(name="schema", node=Config)
+    store.store(group="task", name="task_schema", node=TaskConfig)  # each task yaml's first default
+    store.store(group="task", name="bench_schema", node=BenchTaskConfig)

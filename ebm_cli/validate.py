@@ -15,7 +15,7 @@ from omegaconf.errors import InterpolationResolutionError
 
 from ebm_cli.errors import UserError, require, require_non_negative, require_positive
 from ebm_cli.runtime.accelerate import COMPILE_CHOICES, COMPILE_MODES, PRECISIONS
-from ebm_cli.schema import Config, LoggerConfig, TaskConfig, TrainerConfig
+from ebm_cli.schema import Config, LoggerConfig, TrainerConfig, task_schema
 
 TASKS = ("train", "infer", "landscape", "compare_inference", "bench")
 
@@ -31,7 +31,7 @@ def _in(prefix: str, check, **values) -> None:
 def check_known_keys(cfg) -> None:
     """Keys added with + that the schema does not know (`+trainer.stepz=3`) are refused, not ignored.
     (The components' own keys are checked against their classes when they are built.)"""
-    sections = {"": Config, "task": TaskConfig, "trainer": TrainerConfig, "logger": LoggerConfig}
+    sections = {"": Config, "task": task_schema(cfg.task.name), "trainer": TrainerConfig, "logger": LoggerConfig}
     for section, schema in sections.items():
         known = {f.name for f in dataclasses.fields(schema)} | ({"hydra"} if not section else set())
         node = cfg if not section else cfg[section]

@@ -14,7 +14,7 @@ def smoke_run(tmp_path_factory):
 
     run_dir = tmp_path_factory.mktemp("smoke_run")
     cfg = make_cfg("debug=smoke")
-    metrics = train(cfg, run_dir)
+    metrics = train(cfg, run_dir, changed=["debug=smoke", "trainer.lr=0.02"])  # as if typed
     return run_dir, cfg, metrics
 
 

@@ -159,3 +159,16 @@ def test_constructor_defaults_match_the_yaml():
                 default = sig[key].default
                 default = list(default) if isinstance(default, tuple) else default
                 assert OmegaConf.to_container(node)[key] == default, f"{group}={option}: {key}"
+
+
+def test_task_settings_live_with_their_task():
+    """A training run's task node is its name alone (nothing of the bench's in --cfg job, --help or
+    TensorBoard's config text); task=bench has its settings, typed; a bench setting elsewhere is refused."""
+    for task in ("train", "infer", "landscape", "compare_inference"):
+        assert list(make_cfg(f"task={task}").task) == ["name"]
+    bench = make_cfg("task=bench", "task.repeats=3")
+    assert bench.task.repeats == 3 and bench.task.size == "full" and "contention" in bench.task
+    with pytest.raises(Exception, match="task.size"):
+        make_cfg("task.size=tiny")
+    with pytest.raises(Exception, match="task.repeats=many"):
+        make_cfg("task=bench", "task.repeats=many")

@@ -166,7 +166,7 @@ def test_latent_run_logs_its_images_and_usage(latent_run):
         assert [im.step for im in images] == [15, 30], name
         assert images[-1].width > 200 and images[-1].height > 100
         assert (run_dir / "figures" / f"{name}.png").stat().st_size > 1000
-    betas = [s.value for s in acc.Scalars("train/beta")]
+    betas = [s.value for s in acc.Scalars("Training/beta")]
     assert betas == sorted(betas) and betas[0] < betas[-1]  # the annealing schedule, logged
     assert 0 <= metrics["latent_entropy"] <= math.log(3) + 1e-6
     assert 1 <= metrics["latent_used"] <= 3

@@ -251,7 +251,7 @@ def scalars(run_dir, tag):
 
 
 def test_the_energy_loss_collapses_and_the_run_says_so(tmp_path, subprocess_env):
-    """ebm-run loss=energy on a non-negative energy: train/energy_range falls to ~0 in TensorBoard,
+    """ebm-run loss=energy on a non-negative energy: Training/energy_range falls to ~0 in TensorBoard,
     one warning line says the energy collapsed, and metrics.json records it."""
     import json
 
@@ -265,7 +265,7 @@ def test_the_energy_loss_collapses_and_the_run_says_so(tmp_path, subprocess_env)
     assert len([ln for ln in out.splitlines() if "the energy collapsed: flat over the y box" in ln]) == 1, out[-3000:]
     record = json.loads((run_dir / "metrics.json").read_text())
     assert record["collapsed"] is True and record["metrics"]["energy_range"] < 0.01
-    ranges = scalars(run_dir, "train/energy_range")
+    ranges = scalars(run_dir, "Training/energy_range")
     assert len(ranges) == 3 and ranges[-1] < 0.01 and ranges[-1] < ranges[0]
 
 
@@ -280,7 +280,7 @@ def test_a_contrastive_loss_keeps_its_landscape_apart(tmp_path):
     metrics = train(make_cfg("debug=smoke", "energy.output=square"), tmp_path)
     record = json.loads((tmp_path / "metrics.json").read_text())
     assert record["collapsed"] is False and metrics["energy_range"] > 1.0 and "energy_gap" in metrics
-    assert len(scalars(tmp_path, "train/energy_range")) == 3
+    assert len(scalars(tmp_path, "Training/energy_range")) == 3
 
 
 def test_sentences_have_no_box_and_no_energy_range(tmp_path):
@@ -299,7 +299,7 @@ def test_cd_with_hmc_negatives_logs_its_acceptance_rate(tmp_path):
     from helpers import make_cfg
 
     train(make_cfg("debug=smoke", "loss=cd", "loss.sampler=hmc", "loss.steps=3"), tmp_path)
-    rates = scalars(tmp_path, "train/acceptance")
+    rates = scalars(tmp_path, "Training/acceptance")
     assert len(rates) == 3 and all(0 < r <= 1 for r in rates)
 
 

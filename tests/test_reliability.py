@@ -76,7 +76,7 @@ def test_sigterm_saves_and_resume_matches_uninterrupted(tmp_path, monkeypatch, u
     # TensorBoard: every logged step once, in order, across the two sessions
     acc = EventAccumulator(str(tmp_path / "tb"), size_guidance={"scalars": 0})
     acc.Reload()
-    assert [s.step for s in acc.Scalars("train/loss")] == list(range(5, 41, 5))
+    assert [s.step for s in acc.Scalars("Training/loss")] == list(range(5, 41, 5))
 
 
 def test_nan_energy_stops_within_the_step(tmp_path, monkeypatch):

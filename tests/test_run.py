@@ -37,9 +37,9 @@ def test_tensorboard_events_read_back(smoke_run):
     run_dir, cfg, metrics = smoke_run
     acc = events(run_dir)
     tags = acc.Tags()
-    for tag in ("train/loss", "train/e_pos", "train/e_neg", "train/grad_norm", "train/beta", "metrics/coverage@0.05"):
+    for tag in ("Training/loss", "Training/e_pos", "Training/e_neg", "Training/grad_norm", "Training/beta", "metrics/coverage@0.05"):
         assert tag in tags["scalars"], tag
-    losses = acc.Scalars("train/loss")
+    losses = acc.Scalars("Training/loss")
     assert [s.step for s in losses] == [10, 20, 30]
     assert acc.Scalars("metrics/coverage@0.05")[-1].value == pytest.approx(metrics["coverage@0.05"])
     # the landscape image every 15 steps, and the final one with the candidates
@@ -54,9 +54,20 @@ def test_tensorboard_events_read_back(smoke_run):
     start = plugin_data_pb2.HParamsPluginData.FromString(plugin["_hparams_/session_start_info"])
     hp = start.session_start_info.hparams
     assert hp["trainer.lr"].number_value == pytest.approx(cfg.trainer.lr)
-    assert hp["energy._target_"].string_value == "ebm_cli.energies.mlp.MLPEnergy"
+    assert hp["energy"].string_value == "MLPEnergy"  # the group's class, by its short name
+    assert not any(name.endswith("_target_") for name in hp)
     exp = plugin_data_pb2.HParamsPluginData.FromString(plugin["_hparams_/experiment"])
     assert "metrics/coverage@0.05" in [m.name.tag for m in exp.experiment.metric_infos]
+    # what the command line changed is marked, so the HParams tab lists and shows it first
+    assert [h.name for h in exp.experiment.hparam_infos if h.differs] == ["trainer.lr"]
+
+
+def test_tags_sort_training_curves_first(smoke_run):
+    """TensorBoard orders tag groups by name, capitals first, and opens the first two: the
+    training and validation curves, then the landscapes and the final metrics."""
+    acc = events(smoke_run[0])
+    groups = sorted({tag.split("/")[0] for kind in ("scalars", "images") for tag in acc.Tags()[kind]})
+    assert groups[0] == "Training" and set(groups[1:]) <= {"Validation", "landscape", "metrics"}
 
 
 def test_checkpoint_is_complete_and_weights_only(smoke_run):

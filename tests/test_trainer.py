@@ -59,7 +59,7 @@ def test_a_run_logs_its_learning_rate_under_train_lr_and_follows_its_schedule(tm
     train(make_cfg(*SHORT, "scheduler=cosine", "trainer.eval_every=0"), tmp_path)
     events = EventAccumulator(str(tmp_path / "tb"))
     events.Reload()
-    lrs = {e.step: e.value for e in events.Scalars("train/lr")}
+    lrs = {e.step: e.value for e in events.Scalars("Training/lr")}
     # the lr of step s (counted from 1) is the cosine's at s - 1: from 0.02 at the start to min_lr at the end
     assert lrs[5] == pytest.approx(0.001 + 0.5 * 0.019 * (1 + math.cos(math.pi * 4 / 40)), rel=1e-5)
     assert lrs[40] == pytest.approx(0.001 + 0.5 * 0.019 * (1 + math.cos(math.pi * 39 / 40)), rel=1e-5)
@@ -153,7 +153,7 @@ def test_a_users_optimizer_scheduler_and_callback_run_from_their_config_dir(user
     assert state["callbacks"]["stop"] == {"seen": 25} and state["scheduler"]["last_epoch"] == 25
     events = EventAccumulator(str(run_dir / "tb"))
     events.Reload()
-    assert {e.step: e.value for e in events.Scalars("train/lr")}[25] == pytest.approx(0.002 * 0.25)
+    assert {e.step: e.value for e in events.Scalars("Training/lr")}[25] == pytest.approx(0.002 * 0.25)
     assert [e.value for e in events.Scalars("mine/seen")][-1] == 25
     # the run is served from a folder without the user's module: only training builds those classes
     elsewhere = user_dir / "elsewhere"

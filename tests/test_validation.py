@@ -127,11 +127,11 @@ def test_validation_curves_go_to_tensorboard_beside_the_training_loss(tmp_path, 
     acc.Reload()
     tags = acc.Tags()["scalars"]
     coverage = next(k for k in metrics if k.startswith("coverage@"))
-    for tag in ("train/loss", "val/loss", f"val/{coverage}", f"val/precision@{coverage.split('@')[1]}"):
+    for tag in ("Training/loss", "Validation/loss", f"Validation/{coverage}", f"Validation/precision@{coverage.split('@')[1]}"):
         assert tag in tags, (tag, tags)
-    assert [e.step for e in acc.Scalars("val/loss")] == [10, 20, 30]
-    assert all(np.isfinite(e.value) for e in acc.Scalars("val/loss"))
-    assert all(0 <= e.value <= 1 for e in acc.Scalars(f"val/{coverage}"))
+    assert [e.step for e in acc.Scalars("Validation/loss")] == [10, 20, 30]
+    assert all(np.isfinite(e.value) for e in acc.Scalars("Validation/loss"))
+    assert all(0 <= e.value <= 1 for e in acc.Scalars(f"Validation/{coverage}"))
     assert "custom_scalars__config__" in acc.Tags()["tensors"]  # the train-vs-validation chart
     record = json.loads((tmp_path / "metrics.json").read_text())
     assert record["best_validation"]["step"] in (10, 20, 30) and record["stopped_early"] is False
@@ -202,7 +202,7 @@ def test_without_validation_a_run_trains_to_its_ceiling(tmp_path):
 
 
 def test_a_plateau_lowers_the_learning_rate_in_training(tmp_path):
-    """trainer.lr_drops=1: the first plateau multiplies the lr by trainer.lr_drop (train/lr shows it),
+    """trainer.lr_drops=1: the first plateau multiplies the lr by trainer.lr_drop (Training/lr shows it),
     the second stops the run."""
     train(make_cfg("debug=smoke", *QUICK, "trainer.steps=200", "trainer.lr=1e-12", "trainer.eval_every=10",
                    "trainer.patience=2", "trainer.lr_drops=1", "trainer.lr_drop=0.5"), tmp_path)
@@ -210,7 +210,7 @@ def test_a_plateau_lowers_the_learning_rate_in_training(tmp_path):
     assert record["stopped_early"] is True and record["step"] == 50  # 10, 20, 30 (lower), 40, 50 (stop)
     events = EventAccumulator(str(tmp_path / "tb"))
     events.Reload()
-    lrs = {e.step: e.value for e in events.Scalars("train/lr")}
+    lrs = {e.step: e.value for e in events.Scalars("Training/lr")}
     assert lrs[30] == pytest.approx(1e-12) and lrs[40] == pytest.approx(0.5e-12)
 
 

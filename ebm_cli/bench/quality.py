@@ -24,9 +24,11 @@ from pathlib import Path
 from typing import List
 
 import torch
+from omegaconf import OmegaConf, open_dict
 
 from ebm_cli.bench.common import FAILED, PASSED, host_default, import_peer, peer_label, row, skipped_row, sync
 from ebm_cli.runtime.summary import metric_key
+from ebm_cli.schema import TaskConfig
 from ebm_cli.training.trainer import Diverged
 
 TARGET = 0.95
@@ -40,7 +42,8 @@ TINY = {"trainer": dict(steps=10, log_every=5, ckpt_every=0),
 def train_config(cfg, settings):
     """The run's config as a training run (task=train), shrunk for task.size=tiny."""
     c = copy.deepcopy(cfg)
-    c.task.name = "train"
+    with open_dict(c):
+        c.task = OmegaConf.structured(TaskConfig(name="train"))  # a training run's task node: its name alone
     c.logger.progress = False  # no live progress bar inside the bench's output
     if settings.tiny:
         for group, values in TINY.items():

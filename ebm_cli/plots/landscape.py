@@ -7,6 +7,7 @@ import matplotlib
 matplotlib.use("Agg")  # no display needed; figures go to TensorBoard and PNG files
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
+from matplotlib.colors import LogNorm  # noqa: E402
 
 from ebm_cli.core.energy import LatentEnergy, pairwise_energy  # noqa: E402
 
@@ -42,21 +43,34 @@ def gibbs_slices(energy, space, x0: Sequence[float], betas: Sequence[float], poi
     return ys.cpu(), f.cpu(), p.cpu()
 
 
+DECADES = 3  # the colour scale spans vmax / 10^3 .. vmax: valleys, barriers and walls each get their shades
+
+
+def log_norm(vmax: float) -> LogNorm:
+    """A log colour scale over DECADES decades below vmax: the energies of interest (a valley's floor,
+    the barriers between branches, a few units) are orders of magnitude below the walls at the box's
+    corners (hundreds); on a linear scale they would all share the darkest shade."""
+    vmax = max(float(vmax), 1e-12)
+    return LogNorm(vmin=vmax * 10.0 ** -DECADES, vmax=vmax)
+
+
 def draw_landscape(ax, xs, ys, f, points=None, candidates=None, colorbar: bool = True, vmax: Optional[float] = None):
-    """Heat map of F(x, y) - min_y F(x, y) on ax (per-x offsets carry no meaning for P(y|x)).
+    """Heat map of F(x, y) - min_y F(x, y) on ax (per-x offsets carry no meaning for P(y|x)), on a log
+    colour scale (log_norm): the floor of each valley is the darkest shade. Returns the image (for a
+    colour bar shared by several panels).
 
     points: (N, 2) data (x, y) drawn as dots; candidates: (M, 2) inferred (x, y) drawn as crosses;
-    vmax: the top of the colour scale (default: the 90th percentile of this landscape). A fixed
-    vmax compares landscapes: a flat one is then one colour.
+    vmax: the top of the colour scale (default: this landscape's largest value). A fixed vmax
+    compares landscapes.
     """
     rel = f - f.min(dim=0, keepdim=True).values
-    vmax = vmax or float(torch.quantile(rel.flatten(), 0.9)) or 1.0
+    norm = log_norm(vmax if vmax is not None else float(rel.max()))
     im = ax.imshow(
-        rel.numpy(), origin="lower", aspect="auto", cmap="viridis", vmin=0, vmax=vmax,
+        rel.clamp(min=norm.vmin).numpy(), origin="lower", aspect="auto", cmap="viridis", norm=norm,
         extent=[float(xs[0]), float(xs[-1]), float(ys[0]), float(ys[-1])],
     )
     if colorbar:
-        ax.figure.colorbar(im, ax=ax, label="F(x, y) − min_y F(x, y)")
+        ax.figure.colorbar(im, ax=ax, label="F(x, y) − min_y F(x, y)  (log scale)")
     if points is not None:
         ax.scatter(points[:, 0], points[:, 1], s=2, c="white", alpha=0.5, linewidths=0, label="training data")
     if candidates is not None:
@@ -65,6 +79,7 @@ def draw_landscape(ax, xs, ys, f, points=None, candidates=None, colorbar: bool =
         ax.legend(loc="upper right", fontsize=7, framealpha=0.6)
     ax.set_xlabel("x")
     ax.set_ylabel("y")
+    return im
 
 
 def plot_landscape(xs, ys, f, points=None, candidates=None, title: Optional[str] = None):
@@ -79,7 +94,7 @@ def plot_landscape(xs, ys, f, points=None, candidates=None, title: Optional[str]
 def plot_slices(ys, f, p, x0: Sequence[float], betas: Sequence[float]):
     """Top row: F(x0, y) per x0; bottom row: P_beta(y | x0) for each beta (large beta = peaked)."""
     n = len(x0)
-    fig, axes = plt.subplots(2, n, figsize=(3.2 * n, 5.0), dpi=100, squeeze=False)
+    fig, axes = plt.subplots(2, n, figsize=(2.1 * n + 0.4, 4.0), dpi=100, squeeze=False)  # legible at card size
     for j, xv in enumerate(x0):
         axes[0, j].plot(ys, f[j], color="black")
         # The walls at the box edges are steep: show the wells, not the walls.
@@ -92,5 +107,5 @@ def plot_slices(ys, f, p, x0: Sequence[float], betas: Sequence[float]):
         axes[1, j].set_xlabel("y")
     axes[1, 0].legend(fontsize=7)
     # fixed margins: tight_layout draws the whole figure once more to measure it (half its cost)
-    fig.subplots_adjust(left=0.07, right=0.98, bottom=0.1, top=0.94, wspace=0.3, hspace=0.35)
+    fig.subplots_adjust(left=0.08, right=0.98, bottom=0.12, top=0.93, wspace=0.3, hspace=0.45)
     return fig

@@ -7,10 +7,12 @@ import math
 from typing import Dict, Sequence
 
 import torch
+from matplotlib.ticker import MaxNLocator
 
 from ebm_cli.core.energy import ChainEnergy, DecodingEnergy
 from ebm_cli.core.spaces import DiscreteZ
-from ebm_cli.plots.landscape import draw_landscape, energy_grid, plt
+
+from ebm_cli.plots.landscape import draw_landscape, energy_grid, log_norm, plt
 
 USAGE_POINTS = 16  # z-bins per continuous dimension for latent usage
 USAGE_CHUNK = 256  # (x, y) pairs scored at once
@@ -104,31 +106,50 @@ def _beta_label(b: float) -> str:
 
 
 def plot_beta_landscapes(xs, ys, maps, betas, points=None):
-    """F_beta(x, y) - min_y F_beta side by side, one panel per beta."""
+    """F_beta(x, y) - min_y F_beta, one panel per beta (two rows from four panels on: the image stays
+    narrow enough to read at TensorBoard's card size), on one log colour scale with one colour bar:
+    the same shade is the same energy in every panel."""
     n = len(maps)
-    fig, axes = plt.subplots(1, n, figsize=(3.4 * n, 3.4), dpi=100, squeeze=False)
-    for ax, f, b in zip(axes[0], maps, betas):
-        draw_landscape(ax, xs, ys, f, points=points, colorbar=False)
-        ax.set_title(f"F_β(x, y), {_beta_label(b)}")
-    fig.tight_layout()
+    rows = 1 if n <= 3 else 2
+    cols = -(-n // rows)
+    fig, axes = plt.subplots(rows, cols, figsize=(2.2 * cols + 0.8, 2.3 * rows), dpi=100, squeeze=False,
+                             layout="constrained")
+    vmax = max(float((f - f.min(dim=0, keepdim=True).values).max()) for f in maps)
+    for ax, f, b in zip(axes.flat, maps, betas):
+        im = draw_landscape(ax, xs, ys, f, points=points, colorbar=False, vmax=vmax)
+        ax.set_title(_beta_label(b), fontsize=9)
+        ax.get_legend() and ax.get_legend().remove()  # a legend would cover a quarter of a small panel
+        ax.set(xlabel="", ylabel="")
+    for ax in axes.flat[n:]:
+        ax.set_visible(False)
+    fig.suptitle("free energy F_β(x, y) − min_y  (x across, y up)", fontsize=10)
+    fig.colorbar(im, ax=axes.ravel().tolist(), pad=0.01, label="log scale")
     return fig
 
 
+def integer_ticks(axis) -> None:
+    """Ticks on whole numbers only: a discrete z has no value 0.5."""
+    axis.set_major_locator(MaxNLocator(integer=True))
+
+
 def plot_joint(ys, z, e, x0, z_label: str):
-    """E(x0, y, z) - min as heat maps over (y, z), one panel per x0."""
+    """E(x0, y, z) - min as heat maps over (y, z), one panel per x0, on a log colour scale (one
+    colour bar); whole-number ticks for a discrete z."""
     n = len(x0)
-    fig, axes = plt.subplots(1, n, figsize=(3.4 * n, 3.2), dpi=100, squeeze=False)
+    fig, axes = plt.subplots(1, n, figsize=(2.1 * n + 0.9, 2.6), dpi=100, squeeze=False, layout="constrained")
     t = axis_positions(z)
     half = float(t[1] - t[0]) / 2 if len(t) > 1 else 0.5  # rows are centred on their z
-    for ax, ej, xv in zip(axes[0], e, x0):
-        rel = ej - ej.min()
-        vmax = float(torch.quantile(rel.flatten(), 0.5)) or 1.0
-        ax.imshow(rel.numpy(), origin="lower", aspect="auto", cmap="magma", vmin=0, vmax=vmax, interpolation="nearest",
-                  extent=[float(ys[0]), float(ys[-1]), float(t[0]) - half, float(t[-1]) + half])
+    rels = [ej - ej.min() for ej in e]
+    norm = log_norm(max(float(r.max()) for r in rels))
+    for ax, rel, xv in zip(axes[0], rels, x0):
+        im = ax.imshow(rel.clamp(min=norm.vmin).numpy(), origin="lower", aspect="auto", cmap="magma", norm=norm,
+                       interpolation="nearest", extent=[float(ys[0]), float(ys[-1]), float(t[0]) - half, float(t[-1]) + half])
         ax.set_title(f"E(x={xv:g}, y, z)")
         ax.set_xlabel("y")
-        ax.set_ylabel(z_label)
-    fig.tight_layout()
+        if z_label != "z":  # a discrete value or a node's index
+            integer_ticks(ax.yaxis)
+    axes[0, 0].set_ylabel(z_label)
+    fig.colorbar(im, ax=list(axes[0]), pad=0.01, label="E − min (log scale)")
     return fig
 
 
@@ -142,6 +163,8 @@ def plot_ribbon(z, y, x0, z_label: str, valid=None):
         line = ax.plot(t, y[j], ms=5, label=f"ŷ(z) at x={xv:g}", **style)[0]
         for v in (valid[j] if valid is not None else []):
             ax.axhline(float(v), color=line.get_color(), ls=":", lw=0.8)
+    if z_label != "z":  # a discrete value or a node's index
+        integer_ticks(ax.xaxis)
     ax.set_xlabel(z_label)
     ax.set_ylabel("predicted y")
     ax.set_title("predictions swept by z (dotted: valid y)")
@@ -151,11 +174,13 @@ def plot_ribbon(z, y, x0, z_label: str, valid=None):
 
 
 def plot_usage(shares: torch.Tensor, discrete: bool):
-    fig, ax = plt.subplots(figsize=(5.0, 3.0), dpi=100)
+    """The share of held-out (x, y) pairs that each z value (or bin) explains best, one bar each."""
+    fig, ax = plt.subplots(figsize=(4.5, 3.0), dpi=100)
     shares = shares.cpu()  # drawn on the host
     ax.bar(torch.arange(len(shares), device="cpu").numpy(), shares.numpy(), color="tab:blue")
+    integer_ticks(ax.xaxis)
     ax.set_xlabel("z value" if discrete else "z bin (node index)")
-    ax.set_ylabel("share of (x, y) pairs")
-    ax.set_title("latent usage: which z explains each held-out pair best")
+    ax.set_ylabel("share of held-out pairs")
+    ax.set_title("z usage: the z that explains each pair best")
     fig.tight_layout()
     return fig

@@ -1,9 +1,10 @@
 """TensorBoard writing: scalars, figures, text and hparams into the run's own tb/ folder."""
 
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Dict, Optional, Sequence
 
 from torch.utils.tensorboard import SummaryWriter
+from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 from torch.utils.tensorboard.summary import hparams
 
 from ebm_cli.plots.figures import render
@@ -52,16 +53,24 @@ class TBLogger:
         if self.writer:
             self._write(self.writer.add_text, tag, text, step)
 
-    def hparams(self, params: Dict[str, object], metrics: Dict[str, float], step: int) -> None:
-        """HParams tab entry written into this run's folder.
+    def hparams(self, params: Dict[str, object], metrics: Dict[str, float], step: int, first: Sequence[str] = ()) -> None:
+        """HParams tab entry written into this run's folder; `first`: the names of the params the
+        command line changed, which the tab lists (and shows) before the others.
 
         SummaryWriter.add_hparams would create a new sub-folder per call; writing the three
         hparams summaries through our own file writer keeps them with the run (as Lightning does).
-        The metric values themselves are the scalars logged under the same tags.
+        The metric values themselves are the scalars logged under the same tags. The tab orders
+        its columns by whether a param `differs` between the runs, then by name, and shows the
+        first few: marking the changed ones puts the user's settings there.
         """
         if not self.writer:
             return
         exp, ssi, sei = hparams(params, metrics)
+        if first:
+            content = HParamsPluginData.FromString(exp.value[0].metadata.plugin_data.content)
+            for info in content.experiment.hparam_infos:
+                info.differs = info.name in first
+            exp.value[0].metadata.plugin_data.content = content.SerializeToString()
         file_writer = self._write(self.writer._get_file_writer)
         for summary in (exp, ssi, sei):
             self._write(file_writer.add_summary, summary)

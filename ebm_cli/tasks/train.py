@@ -8,7 +8,7 @@ import random
 import time
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
@@ -53,12 +53,15 @@ def seed_everything(seed: int, deterministic: bool = False) -> None:
 
 
 def hparams_of(cfg) -> Dict[str, Any]:
-    """Flat scalar hyper-parameters for TensorBoard's HParams tab."""
+    """Flat scalar hyper-parameters for TensorBoard's HParams tab: `energy.hidden`, ... and, for each
+    group, its class by its short name under the group's own (`energy`: `MLPEnergy`)."""
     flat = {}
 
     def add(prefix: str, node) -> None:
         for key, value in node.items():
-            if isinstance(value, dict):  # nested groups (energy.z.k) become dotted names
+            if key == "_target_":  # the group's choice, readable in a narrow column
+                flat[prefix] = str(value).rsplit(".", 1)[-1]
+            elif isinstance(value, dict):  # nested groups (energy.z.k) become dotted names
                 add(f"{prefix}.{key}", value)
             elif isinstance(value, (bool, int, float, str)):
                 flat[f"{prefix}.{key}"] = value
@@ -72,7 +75,15 @@ def hparams_of(cfg) -> Dict[str, Any]:
     return flat
 
 
-def train(cfg, run_dir: Path, rank: int = 0, init_file: Optional[str] = None, ready=None) -> Dict[str, float]:
+def changed_hparams(names, overrides: Sequence[str]) -> List[str]:
+    """The hparams that the command line's overrides set: `trainer.lr=0.01` names trainer.lr, a
+    group's choice (`energy=unet_latent`) every energy.* setting and `energy` itself."""
+    keys = [o.lstrip("+~").split("=", 1)[0] for o in overrides]
+    return [n for n in names if any(n == k or n.startswith(k + ".") for k in keys)]
+
+
+def train(cfg, run_dir: Path, rank: int = 0, init_file: Optional[str] = None, ready=None,
+          changed: Sequence[str] = ()) -> Dict[str, float]:
     """Train the configured energy on the configured data; evaluate; log; checkpoint.
 
     Writes into run_dir: tb/, checkpoints/last.pt (+ previous.pt, + best.pt with trainer.keep=best),
@@ -90,6 +101,7 @@ def train(cfg, run_dir: Path, rank: int = 0, init_file: Optional[str] = None, re
     With trainer.devices=N the command's process is rank 0 of N (training/distributed.py): it starts
     ranks 1..N-1 (train(cfg, run_dir, rank=r, init_file=..., ready=...): the same run, built from the
     same config, writing nothing; `ready` is called once it is built), and it alone evaluates and writes.
+    `changed`: the command line's overrides (the HParams tab shows those settings first).
     """
     run_dir = Path(run_dir)
     world, main = int(cfg.trainer.get("devices", 1)), rank == 0
@@ -149,7 +161,7 @@ def train(cfg, run_dir: Path, rank: int = 0, init_file: Optional[str] = None, re
             starts = sync.gather(start)
             if len(set(starts)) > 1:
                 raise UserError(f"trainer.resume=auto: the ranks restored different steps ({starts})")
-        metrics = _train(cfg, run_dir, t, run, baseline, trainer, stopper, average, config_yaml, start, sync)
+        metrics = _train(cfg, run_dir, t, run, baseline, trainer, stopper, average, config_yaml, start, sync, changed)
         finished = True
         return metrics
     except RuntimeError:
@@ -195,7 +207,7 @@ def start_ranks(config_yaml: str, run, world: int, run_dir: Path) -> Ranks:
 
 
 def _train(cfg, run_dir: Path, t, run: Run, baseline, trainer: Trainer, stopper, average, config_yaml: str, start: int,
-           sync) -> Dict[str, float]:
+           sync, changed: Sequence[str] = ()) -> Dict[str, float]:
     """train()'s loop, final evaluation and records, once the run is built and resumed."""
     data, energy, inference, loss_fn, beta, device = run.data, run.energy, run.inference, run.loss, run.beta, run.device
     val, main = run.validation, sync.is_main
@@ -213,7 +225,7 @@ def _train(cfg, run_dir: Path, t, run: Run, baseline, trainer: Trainer, stopper,
     if not start and main:
         tb.text("config", "```\n" + config_yaml + "```")
         if val is not None:  # one chart of both losses: overfitting shows as a gap between them
-            tb.layout({"train vs validation": {"loss": ["Multiline", ["train/loss", "val/loss"]]}})
+            tb.layout({"train vs validation": {"loss": ["Multiline", ["Training/loss", "Validation/loss"]]}})
 
     # the run's own callbacks, after the config's (training/run_callbacks.py)
     checkpointer = Checkpointer(run_dir, trainer, average, stopper, config_yaml, run.meta, baseline)
@@ -311,7 +323,8 @@ def _train(cfg, run_dir: Path, t, run: Run, baseline, trainer: Trainer, stopper,
     with writing(run_dir / "figures"):
         save_figures(figs, run_dir / "figures")
         save_texts(texts, run_dir / "figures")
-    tb.hparams(hparams_of(cfg), {f"metrics/{k}": v for k, v in metrics.items()}, end)
+    params = hparams_of(cfg)
+    tb.hparams(params, {f"metrics/{k}": v for k, v in metrics.items()}, end, first=changed_hparams(params, changed))
     tb.close()
     record = {"status": "completed", "task": "train", "step": end, "metrics": metrics}
     if collapsed is not None:  # flat: beta * energy_range < logger.collapse_below

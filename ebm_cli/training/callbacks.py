@@ -10,7 +10,7 @@ that step as one stopped by its validation does (final evaluation, figures, stat
 What a callback returns from state_dict() goes into the checkpoint and comes back through
 load_state_dict() on trainer.resume=auto, so that a resumed run is the uninterrupted one.
 
-The training run adds its own after the config's (training/run_callbacks.py): the train/* scalars,
+The training run adds its own after the config's (training/run_callbacks.py): the Training/* scalars,
 the landscape figures, validation with early stopping, and the periodic checkpoint; so a config's
 callback sees each step's update before they log, evaluate and save it.
 """

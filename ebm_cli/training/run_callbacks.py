@@ -1,5 +1,5 @@
 """The training run's own callbacks (training/callbacks.py's hooks), after the config's (callbacks=):
-the train/* scalars, the landscape figures, validation with early stopping, and the periodic
+the Training/* scalars, the landscape figures, validation with early stopping, and the periodic
 checkpoint, in that order at the end of every step. tasks/train.py adds them; each reaches the run
 through the Trainer (`tb`, `sync`, `last_beta`, `last_lr`) and through what it is built with.
 """
@@ -28,7 +28,7 @@ def due(step: int, every: int, last: int) -> bool:
 
 
 class ScalarLogging(Callback):
-    """train/*: the step's values, beta, the learning rate of the update and the energy's spread over
+    """Training/*: the step's values, beta, the learning rate of the update and the energy's spread over
     the y box (energy_range, for the collapse check), every `every` steps and at the last. Rank 0."""
 
     def __init__(self, every: int, last_step: int, evaluated: torch.nn.Module, data, device: torch.device):
@@ -37,7 +37,7 @@ class ScalarLogging(Callback):
     def on_step_end(self, trainer, step: int, stats: Dict[str, float]) -> None:
         if trainer.sync.is_main and due(step, self.every, self.last_step):
             spread = energy_spread(self.evaluated, self.data, self.device, with_gap=False)  # None for token sequences
-            trainer.tb.scalars({**stats, "beta": trainer.last_beta, "lr": trainer.last_lr, **(spread or {})}, step, "train/")
+            trainer.tb.scalars({**stats, "beta": trainer.last_beta, "lr": trainer.last_lr, **(spread or {})}, step, "Training/")
 
 
 class Landscapes(Callback):
@@ -68,7 +68,7 @@ class Landscapes(Callback):
 
 
 class Validation(Callback):
-    """Every `every` steps and at the last: the validation split's loss and metrics (val/*), the
+    """Every `every` steps and at the last: the validation split's loss and metrics (Validation/*), the
     stopper's decisions (training/early_stopping.py: keep best.pt, lower the learning rate, stop by
     setting trainer.should_stop), a plateau scheduler's step, and the callbacks' on_validation_end.
     Rank 0 evaluates; every rank takes the same decisions."""
@@ -115,7 +115,7 @@ class Validation(Callback):
             scores = {k: v for k, v in metrics.items() if k not in TIMINGS}
         evaluated.train()
         trainer.energy.train()
-        trainer.tb.scalars({"loss": float(val_loss.detach()), **scores}, step, "val/")
+        trainer.tb.scalars({"loss": float(val_loss.detach()), **scores}, step, "Validation/")
         key = metric_key(scores, self.objective)
         objective = scores[key] if key else None
         decision = self.stopper.observe(step, objective, float(val_loss.detach()))

@@ -17,12 +17,19 @@ import matplotlib.pyplot as plt  # noqa: E402
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # noqa: E402
 
 
+OLD_PREFIXES = {"train/": "Training/", "val/": "Validation/"}  # the tags of runs before ebm-cli renamed them
+
+
 def scalars(run_dir: Path):
-    """{tag: (steps, values)} of one run's TensorBoard scalars."""
+    """{tag: (steps, values)} of one run's TensorBoard scalars (older runs' train/ and val/ read as
+    Training/ and Validation/)."""
     events = EventAccumulator(str(run_dir / "tb"))
     events.Reload()
-    return {tag: ([e.step for e in events.Scalars(tag)], [e.value for e in events.Scalars(tag)])
-            for tag in events.Tags()["scalars"]}
+    renamed = {}
+    for tag in events.Tags()["scalars"]:
+        new = next((n + tag[len(o):] for o, n in OLD_PREFIXES.items() if tag.startswith(o)), tag)
+        renamed[new] = ([e.step for e in events.Scalars(tag)], [e.value for e in events.Scalars(tag)])
+    return renamed
 
 
 def main() -> None:
@@ -33,11 +40,11 @@ def main() -> None:
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
     for i, run in enumerate(a.runs):
         tags, colour = scalars(run), f"C{i}"
-        coverage = next((t for t in tags if t.startswith("val/coverage@")), None)
-        if "val/loss" not in tags or coverage is None:
+        coverage = next((t for t in tags if t.startswith("Validation/coverage@")), None)
+        if "Validation/loss" not in tags or coverage is None:
             raise SystemExit(f"{run}: no validation curves (train it with trainer.eval_every=N)")
-        left.plot(*tags["train/loss"], color=colour, alpha=0.5, label=f"{run.name}: train")
-        left.plot(*tags["val/loss"], "o-", color=colour, label=f"{run.name}: validation")
+        left.plot(*tags["Training/loss"], color=colour, alpha=0.5, label=f"{run.name}: train")
+        left.plot(*tags["Validation/loss"], "o-", color=colour, label=f"{run.name}: validation")
         right.plot(*tags[coverage], "o-", color=colour, label=run.name)
         right.set_ylabel(coverage)
     left.set(xlabel="step", ylabel="loss", yscale="log")

@@ -1,0 +1,67 @@
+"""The figures a person reads in TensorBoard: colour scales that show the valleys, colour bars,
+whole-number ticks for a discrete z (ebm_cli/plots)."""
+
+import math
+
+import pytest
+import torch
+from matplotlib.colors import LogNorm
+
+from ebm_cli.plots import latent as lv
+from ebm_cli.plots.figures import render
+from ebm_cli.plots.landscape import DECADES, plot_landscape
+
+
+def valley_landscape(r: int = 41):
+    """F(x, y) = 500 (y - 0.5 x)^2 + walls: a valley a few units deep under walls of hundreds."""
+    xs, ys = torch.linspace(-1, 1, r), torch.linspace(-1.2, 1.2, r)
+    f = 500 * (ys[:, None] - 0.5 * xs[None, :]) ** 2 + 3 * torch.cos(6 * xs)[None, :]
+    return xs, ys, f
+
+
+def heat_maps(fig):
+    return [im for ax in fig.axes for im in ax.get_images()]
+
+
+def test_landscape_colour_scale_is_logarithmic_with_its_bar():
+    xs, ys, f = valley_landscape()
+    fig = plot_landscape(xs, ys, f)
+    (im,) = heat_maps(fig)
+    rel = f - f.min(dim=0, keepdim=True).values
+    assert isinstance(im.norm, LogNorm)
+    assert im.norm.vmax == pytest.approx(float(rel.max()))
+    assert im.norm.vmin == pytest.approx(float(rel.max()) * 10.0 ** -DECADES)
+    # a barrier of 1 % of the walls' height is half-way up the scale, not in the darkest shade
+    assert 0.3 < im.norm(0.01 * float(rel.max())) < 0.7
+    assert len(fig.axes) == 2 and "log scale" in fig.axes[1].get_ylabel()  # the colour bar
+    assert render(fig).shape[2] == 3
+
+
+def test_beta_panels_share_one_colour_scale_and_one_bar():
+    xs, ys, f = valley_landscape()
+    maps = [f, 2 * f, 4 * f]
+    fig = lv.plot_beta_landscapes(xs, ys, maps, [1.0, 10.0, math.inf])
+    images = heat_maps(fig)
+    assert len(images) == 3 and len({(im.norm.vmin, im.norm.vmax) for im in images}) == 1
+    assert images[0].norm.vmax == pytest.approx(float((4 * f - (4 * f).min(dim=0).values).max()))
+    assert len([ax for ax in fig.axes if ax.get_visible()]) == 4  # three panels and one colour bar
+    render(fig)
+
+
+def test_discrete_z_gets_whole_number_ticks_and_a_colour_bar():
+    ys, z = torch.linspace(-1, 1, 30), torch.arange(3.0)[:, None]
+    e = torch.rand(2, 3, 30) * 10
+    fig = lv.plot_joint(ys, z, e, [-0.5, 0.5], "z value")
+    fig.canvas.draw()
+    for ax in fig.axes[:2]:
+        assert all(float(t).is_integer() for t in ax.get_yticks())
+    assert len(fig.axes) == 3 and "log scale" in fig.axes[2].get_ylabel()
+    usage = lv.plot_usage(torch.tensor([0.5, 0.3, 0.2]), discrete=True)
+    usage.canvas.draw()
+    assert all(float(t).is_integer() for t in usage.axes[0].get_xticks())
+    title = usage.axes[0].title
+    assert usage.axes[0].get_window_extent().x0 >= 0 and title.get_window_extent().x0 >= 0  # not clipped
+    assert title.get_window_extent().x1 <= usage.bbox.x1
+    ribbon = lv.plot_ribbon(z, torch.rand(2, 3), [-0.5, 0.5], "z value")
+    ribbon.canvas.draw()
+    assert all(float(t).is_integer() for t in ribbon.axes[0].get_xticks())
