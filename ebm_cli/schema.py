@@ -80,7 +80,7 @@ class TrainerConfig:
     # Held-out evaluation during training: every eval_every steps (0 = off: no validation, the run
     # trains to `steps` and keeps the last weights) the loss and the metrics on a validation split
     # (val_fraction of the training inputs, or clips, carved from the training data; never the test
-    # split) go to TensorBoard under val/, beside Training/loss.
+    # split) go to TensorBoard under Validation/ (the run tb/validation), beside Training/loss.
     eval_every: int = 100
     val_fraction: float = 0.1
     keep: str = "best"  # best (checkpoints/best.pt: the best weights by the objective on validation) | last
@@ -133,5 +133,6 @@ class Config:
 def register_configs() -> None:
     store = ConfigStore.instance()
     store.store(name="schema", node=Config)
-    store.store(group="task", name="task_schema", node=TaskConfig)  # each task yaml's first default
-    store.store(group="task", name="bench_schema", node=BenchTaskConfig)
+    # each task yaml's first default (`/schema/task/<name>@_here_`): a group of its own, not a task to pick
+    store.store(group="schema/task", name="task", node=TaskConfig)
+    store.store(group="schema/task", name="bench", node=BenchTaskConfig)

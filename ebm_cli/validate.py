@@ -53,9 +53,11 @@ def validate(cfg) -> None:
     missing = sorted(OmegaConf.missing_keys(own))
     if missing:
         raise UserError(f"{missing[0]} is required: add {missing[0]}=<value> to the command line")
-    check_known_keys(cfg)
     task = cfg.task.name
     require(task in TASKS, "task.name", task, f"must be one of {', '.join(TASKS)}")
+    lacking = {f.name for f in dataclasses.fields(task_schema(task))} - set(cfg.task)
+    require(not lacking, "task.name", task, f"is chosen with task={task}, which brings its settings ({', '.join(sorted(lacking))})")
+    check_known_keys(cfg)
     if task in ("infer", "landscape", "compare_inference"):
         require(cfg.run_dir is not None, "run_dir", None, f"task={task} needs run_dir=<a finished training run>")
         require(not os.path.isfile(cfg.run_dir), "run_dir", cfg.run_dir, "is a file, not a run's folder")

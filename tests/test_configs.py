@@ -172,3 +172,13 @@ def test_task_settings_live_with_their_task():
         make_cfg("task.size=tiny")
     with pytest.raises(Exception, match="task.repeats=many"):
         make_cfg("task=bench", "task.repeats=many")
+
+
+def test_task_name_alone_is_refused_and_old_runs_task_keys_do_not_block_a_resume():
+    from ebm_cli.runtime.run_folder import config_difference
+
+    with pytest.raises(UserError, match="task=bench"):
+        validate(make_cfg("task.name=bench"))
+    old = "task:\n  name: train\n  size: full\n  repeats: null\nseed: 0\n"  # saved before task settings moved
+    assert config_difference(old, "task:\n  name: train\nseed: 0\n") is None
+    assert "seed" in config_difference(old, "task:\n  name: train\nseed: 1\n")

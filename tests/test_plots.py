@@ -9,7 +9,7 @@ from matplotlib.colors import LogNorm
 
 from ebm_cli.plots import latent as lv
 from ebm_cli.plots.figures import render
-from ebm_cli.plots.landscape import DECADES, plot_landscape
+from ebm_cli.plots.landscape import DECADES, FLAT, plot_landscape
 
 
 def valley_landscape(r: int = 41):
@@ -65,3 +65,17 @@ def test_discrete_z_gets_whole_number_ticks_and_a_colour_bar():
     ribbon = lv.plot_ribbon(z, torch.rand(2, 3), [-0.5, 0.5], "z value")
     ribbon.canvas.draw()
     assert all(float(t).is_integer() for t in ribbon.axes[0].get_xticks())
+
+
+def test_a_flat_or_diverged_landscape_still_draws():
+    xs, ys, f = valley_landscape()
+    flat = plot_landscape(xs, ys, torch.zeros_like(f) + 1e-7 * torch.rand_like(f))
+    (im,) = heat_maps(flat)
+    assert im.norm.vmax == pytest.approx(FLAT)  # float noise is not stretched over the whole scale
+    broken = f.clone()
+    broken[3, 4], broken[5, 6] = float("nan"), float("inf")
+    (im,) = heat_maps(plot_landscape(xs, ys, broken))
+    assert math.isfinite(im.norm.vmax) and math.isfinite(im.norm.vmin)
+    render(plot_landscape(xs, ys, broken))
+    fig = lv.plot_joint(torch.linspace(-1, 1, 5), torch.arange(1.0)[:, None], torch.full((1, 1, 5), float("nan")), [0.0], "z value")
+    render(fig)

@@ -14,8 +14,8 @@ from ebm_cli.tasks.train import train
 from helpers import make_cfg, write_csv
 
 
-def events(run_dir):
-    acc = EventAccumulator(str(run_dir / "tb"), size_guidance={"images": 0, "scalars": 0, "tensors": 0})
+def events(run_dir, run: str = ""):
+    acc = EventAccumulator(str(run_dir / "tb" / run), size_guidance={"images": 0, "scalars": 0, "tensors": 0})
     acc.Reload()
     return acc
 
@@ -65,8 +65,8 @@ def test_tensorboard_events_read_back(smoke_run):
 def test_tags_sort_training_curves_first(smoke_run):
     """TensorBoard orders tag groups by name, capitals first, and opens the first two: the
     training and validation curves, then the landscapes and the final metrics."""
-    acc = events(smoke_run[0])
-    groups = sorted({tag.split("/")[0] for kind in ("scalars", "images") for tag in acc.Tags()[kind]})
+    acc, val = events(smoke_run[0]), events(smoke_run[0], "validation")
+    groups = sorted({tag.split("/")[0] for a in (acc, val) for kind in ("scalars", "images") for tag in a.Tags()[kind]})
     assert groups[0] == "Training" and set(groups[1:]) <= {"Validation", "landscape", "metrics"}
 
 
@@ -124,3 +124,11 @@ def test_the_tasks_are_callable_from_python(tmp_path):
     assert (run_dir / "metrics.json").is_file() and 0 <= metrics["coverage@0.05"] <= 1
     results = predict.infer(compose_config("task=infer", f"run_dir={run_dir}", "x=[0.0,0.5]"))
     assert len(results) == 2 and results[0]["candidates"]
+
+
+def test_changed_hparams_follow_the_overrides_as_typed():
+    from ebm_cli.tasks.train import changed_hparams
+
+    names = ["energy", "energy.hidden", "energy.z", "energy.z.k", "trainer.lr", "trainer.resume", "seed"]
+    assert changed_hparams(names, ["energy/z=box", "+trainer.lr=0.1", "trainer.resume=auto"]) == ["energy.z", "energy.z.k", "trainer.lr"]
+    assert changed_hparams(names, ["energy=mlp", "seed=3"]) == ["energy", "energy.hidden", "energy.z", "energy.z.k", "seed"]

@@ -116,16 +116,19 @@ def test_tensorboard_serves_a_finished_sweep(tmp_path, subprocess_env):
 
     try:
         runs, deadline = [], time.time() + 90
-        while len(runs) < 2 and time.time() < deadline:
+        while len(runs) < 4 and time.time() < deadline:
             try:
                 runs = get("/data/runs")
             except OSError:
                 pass
             time.sleep(0.5)
-        assert sorted(runs) == sorted(f"{d.name}/tb" for d in sweep.iterdir() if d.is_dir())
+        # each job: its run, and its validation curves as a run of their own (a colour of their own)
+        jobs = [d.name for d in sweep.iterdir() if d.is_dir()]
+        assert sorted(runs) == sorted([f"{j}/tb" for j in jobs] + [f"{j}/tb/validation" for j in jobs])
         assert any("seed=1" in r for r in runs)  # run names say their overrides
         images = get("/data/plugin/images/tags")
-        assert all("landscape/energy" in tags for tags in images.values())
+        assert sorted(r for r in images if images[r]) == sorted(f"{j}/tb" for j in jobs)
+        assert all("landscape/energy" in tags for tags in images.values() if tags)
         experiment = get("/data/plugin/hparams/experiment", json.dumps({"experimentName": ""}).encode())
         names = {h["name"] for h in experiment["hparamInfos"]}
         assert {"seed", "trainer.lr", "energy.hidden"} <= names

@@ -24,7 +24,7 @@ class ContrastiveDivergence(Loss):
     The alpha term keeps the energies near zero so that they cannot drift off together. The
     buffer is part of the checkpoint, so a resumed run continues the same chains. With
     sampler=hmc, each of the `steps` is an HMC transition (`leapfrog` leapfrog steps of
-    `leapfrog_step`, then a Metropolis test), and the acceptance rate is logged (train/acceptance).
+    `leapfrog_step`, then a Metropolis test), and the acceptance rate is logged (Training/acceptance).
 
     Args:
         steps: Langevin steps (or HMC transitions) per training step.

@@ -10,7 +10,7 @@ class EnergyLoss(Loss):
 
     It has no contrastive term, so with an energy that can take any shape it is minimised by a
     landscape that is low everywhere. On a non-negative energy (energy=mlp's default, F = MLP^2)
-    that is the flat F = 0: the energy collapses, and the run reports it (train/energy_range, a
+    that is the flat F = 0: the energy collapses, and the run reports it (Training/energy_range, a
     warning, `collapsed` in metrics.json). On an energy unbounded below (energy.output=linear) F
     sinks without bound instead, everywhere. It is here to show that; an architecture that bounds
     its low-energy region should use loss=free_energy instead, which checks that it does.

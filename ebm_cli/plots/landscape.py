@@ -1,5 +1,6 @@
 """Energy landscapes: pure tensors in and out, plus matplotlib figures drawn from them."""
 
+import math
 from typing import Optional, Sequence
 
 import matplotlib
@@ -44,14 +45,26 @@ def gibbs_slices(energy, space, x0: Sequence[float], betas: Sequence[float], poi
 
 
 DECADES = 3  # the colour scale spans vmax / 10^3 .. vmax: valleys, barriers and walls each get their shades
+FLAT = 1e-2  # the top of the scale is at least this: a flat (collapsed) landscape stays one dark colour, not its float noise
 
 
 def log_norm(vmax: float) -> LogNorm:
     """A log colour scale over DECADES decades below vmax: the energies of interest (a valley's floor,
     the barriers between branches, a few units) are orders of magnitude below the walls at the box's
     corners (hundreds); on a linear scale they would all share the darkest shade."""
-    vmax = max(float(vmax), 1e-12)
+    vmax = max(float(vmax), FLAT) if math.isfinite(vmax) else 1.0
     return LogNorm(vmin=vmax * 10.0 ** -DECADES, vmax=vmax)
+
+
+def finite_max(t: torch.Tensor) -> float:
+    """The largest finite value of t (a NaN or inf cell of a diverged energy does not set the scale)."""
+    finite = t[torch.isfinite(t)]
+    return float(finite.max()) if finite.numel() else 1.0
+
+
+def shown(rel: torch.Tensor, norm: LogNorm):
+    """What a heat map draws: values below the scale at its floor, a NaN or inf cell at its top."""
+    return torch.nan_to_num(rel, nan=norm.vmax, posinf=norm.vmax).clamp(min=norm.vmin).numpy()
 
 
 def draw_landscape(ax, xs, ys, f, points=None, candidates=None, colorbar: bool = True, vmax: Optional[float] = None):
@@ -64,9 +77,9 @@ def draw_landscape(ax, xs, ys, f, points=None, candidates=None, colorbar: bool =
     compares landscapes.
     """
     rel = f - f.min(dim=0, keepdim=True).values
-    norm = log_norm(vmax if vmax is not None else float(rel.max()))
+    norm = log_norm(vmax if vmax is not None else finite_max(rel))
     im = ax.imshow(
-        rel.clamp(min=norm.vmin).numpy(), origin="lower", aspect="auto", cmap="viridis", norm=norm,
+        shown(rel, norm), origin="lower", aspect="auto", cmap="viridis", norm=norm,
         extent=[float(xs[0]), float(xs[-1]), float(ys[0]), float(ys[-1])],
     )
     if colorbar:

@@ -12,7 +12,7 @@ from matplotlib.ticker import MaxNLocator
 from ebm_cli.core.energy import ChainEnergy, DecodingEnergy
 from ebm_cli.core.spaces import DiscreteZ
 
-from ebm_cli.plots.landscape import draw_landscape, energy_grid, log_norm, plt
+from ebm_cli.plots.landscape import draw_landscape, energy_grid, finite_max, log_norm, plt, shown
 
 USAGE_POINTS = 16  # z-bins per continuous dimension for latent usage
 USAGE_CHUNK = 256  # (x, y) pairs scored at once
@@ -114,7 +114,7 @@ def plot_beta_landscapes(xs, ys, maps, betas, points=None):
     cols = -(-n // rows)
     fig, axes = plt.subplots(rows, cols, figsize=(2.2 * cols + 0.8, 2.3 * rows), dpi=100, squeeze=False,
                              layout="constrained")
-    vmax = max(float((f - f.min(dim=0, keepdim=True).values).max()) for f in maps)
+    vmax = max(finite_max(f - f.min(dim=0, keepdim=True).values) for f in maps)
     for ax, f, b in zip(axes.flat, maps, betas):
         im = draw_landscape(ax, xs, ys, f, points=points, colorbar=False, vmax=vmax)
         ax.set_title(_beta_label(b), fontsize=9)
@@ -140,9 +140,9 @@ def plot_joint(ys, z, e, x0, z_label: str):
     t = axis_positions(z)
     half = float(t[1] - t[0]) / 2 if len(t) > 1 else 0.5  # rows are centred on their z
     rels = [ej - ej.min() for ej in e]
-    norm = log_norm(max(float(r.max()) for r in rels))
+    norm = log_norm(max(finite_max(r) for r in rels))
     for ax, rel, xv in zip(axes[0], rels, x0):
-        im = ax.imshow(rel.clamp(min=norm.vmin).numpy(), origin="lower", aspect="auto", cmap="magma", norm=norm,
+        im = ax.imshow(shown(rel, norm), origin="lower", aspect="auto", cmap="magma", norm=norm,
                        interpolation="nearest", extent=[float(ys[0]), float(ys[-1]), float(t[0]) - half, float(t[-1]) + half])
         ax.set_title(f"E(x={xv:g}, y, z)")
         ax.set_xlabel("y")

@@ -68,6 +68,8 @@ def config_difference(saved_yaml: str, current_yaml: str) -> Optional[str]:
     for key in sorted(set(saved) | set(current)):
         if key in MAY_CHANGE_ON_RESUME or key.startswith("hydra."):
             continue
+        if key.startswith("task.") and key != "task.name" and saved.get("task.name", "train") == "train":
+            continue  # runs saved before a training run's task node was its name alone carried the bench's keys
         if saved.get(key, "<unset>") != current.get(key, "<unset>"):
             return f"{key}: {saved.get(key, '<unset>')} there, {current.get(key, '<unset>')} here"
     return None

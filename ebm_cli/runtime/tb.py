@@ -1,4 +1,6 @@
-"""TensorBoard writing: scalars, figures, text and hparams into the run's own tb/ folder."""
+"""TensorBoard writing: scalars, figures, text and hparams into the run's own tb/ folder (and the
+validation curves into tb/validation/, a run of its own: TensorBoard colours by run, so a chart of
+training and validation loss draws them in two colours)."""
 
 from pathlib import Path
 from typing import Dict, Optional, Sequence
@@ -20,7 +22,8 @@ class TBLogger:
     """
 
     def __init__(self, folder: Optional[Path], purge_step: Optional[int] = None):
-        self.folder, self.writer = folder, None
+        self.folder, self.writer, self.purge_step = folder, None, purge_step
+        self.subruns: Dict[str, SummaryWriter] = {}  # name -> the writer of folder/<name>, made at its first scalar
         if folder is not None:
             quiet_writer_threads()
             self.writer = self._write(SummaryWriter, log_dir=str(folder), purge_step=purge_step)
@@ -29,13 +32,20 @@ class TBLogger:
         try:
             return method(*args, **kwargs)
         except OSError as exc:
-            self.writer = None
+            self.writer, self.subruns = None, {}
             raise cannot_write(f"TensorBoard events in {self.folder}", exc) from None
 
-    def scalars(self, values: Dict[str, float], step: int, prefix: str = "") -> None:
-        if self.writer:
-            for name, value in values.items():
-                self._write(self.writer.add_scalar, prefix + name, float(value), step)
+    def scalars(self, values: Dict[str, float], step: int, prefix: str = "", run: Optional[str] = None) -> None:
+        """prefix + name for each value; run: into the sub-run folder/<run> instead (same tags, another colour)."""
+        if not self.writer:
+            return
+        writer = self.writer
+        if run is not None:
+            if run not in self.subruns:
+                self.subruns[run] = self._write(SummaryWriter, log_dir=str(self.folder / run), purge_step=self.purge_step)
+            writer = self.subruns[run]
+        for name, value in values.items():
+            self._write(writer.add_scalar, prefix + name, float(value), step)
 
     def figure(self, tag: str, fig, step: int) -> None:
         """A matplotlib figure (closed here) or its rendered pixels (H, W, 3), as an image."""
@@ -77,8 +87,10 @@ class TBLogger:
         self.scalars(metrics, step)
 
     def close(self) -> None:
-        """Flush (raising what the background thread met) and close; a second call does nothing."""
+        """Flush (raising what the background thread met) and close, sub-runs too; a second call does nothing."""
         if self.writer:
-            self._write(self.writer.flush)
-            writer, self.writer = self.writer, None
-            self._write(writer.close)
+            for writer in [*self.subruns.values(), self.writer]:
+                self._write(writer.flush)
+            writers, self.writer, self.subruns = [*self.subruns.values(), self.writer], None, {}
+            for writer in writers:
+                self._write(writer.close)

@@ -77,8 +77,10 @@ def hparams_of(cfg) -> Dict[str, Any]:
 
 def changed_hparams(names, overrides: Sequence[str]) -> List[str]:
     """The hparams that the command line's overrides set: `trainer.lr=0.01` names trainer.lr, a
-    group's choice (`energy=unet_latent`) every energy.* setting and `energy` itself."""
-    keys = [o.lstrip("+~").split("=", 1)[0] for o in overrides]
+    group's choice (`energy=unet_latent`, `energy/z=box`) every setting under it and the group
+    itself. trainer.resume (what a continued run adds) is not a setting the user changed."""
+    keys = [o.lstrip("+~").split("=", 1)[0].split("@", 1)[0].replace("/", ".") for o in overrides]
+    keys = [k for k in keys if k != "trainer.resume"]
     return [n for n in names if any(n == k or n.startswith(k + ".") for k in keys)]
 
 
@@ -92,7 +94,7 @@ def train(cfg, run_dir: Path, rank: int = 0, init_file: Optional[str] = None, re
     an uninterrupted one.
 
     The budget comes from the data: every trainer.eval_every steps the validation split's loss and
-    metrics are logged under val/ (they draw on their own random stream: training is the same with
+    metrics are logged under Validation/ (they draw on their own random stream: training is the same with
     or without them); trainer.keep=best keeps the best of those weights for the test inputs, and
     trainer.patience stops a run whose objective has not improved for that many evaluations
     (training/early_stopping.py), trainer.steps being only a ceiling. What is evaluated, kept and

@@ -10,39 +10,15 @@ not progress, while a slow learner whose loss keeps falling is still learning). 
 `trainer.patience` evaluations without progress the run lowers its learning rate by
 `trainer.lr_drop` (a plateau at one step size is often a descent at a smaller one: the decay a
 schedule of fixed length would have done, here when the data says so), up to `trainer.lr_drops`
-times, and then stops; `trainer.steps` is only a ceiling. A plateau does not count while the
-objective is still rising as a trend: on harder data a model may gain a little at every
-evaluation, less than the noise of one evaluation, and a run that waited for a new best by more
-than that noise would stop while it is still learning. So the run goes on while the least-squares
-slope of the objective over the later half of its evaluations is more than TREND_T standard errors
-above flat (the noise of the evaluations sets the bar, whatever the data). While the beta schedule
-is still moving (an annealing), the objective is not yet comparable: nothing is kept and no stop
-happens before it settles.
+times, and then stops; `trainer.steps` is only a ceiling. While the beta schedule is still moving
+(an annealing), the objective is not yet comparable: nothing is kept and no stop happens before it
+settles.
 """
 
 import math
-from typing import Any, Dict, List, NamedTuple, Optional
+from typing import Any, Dict, NamedTuple, Optional
 
 PROGRESS = 0.01  # a change counts as progress above this share of the objective's (or the loss's) change so far
-TREND_T = 2.0  # the objective still rises while its recent slope is this many standard errors above flat
-TREND_MIN_POINTS = 4  # evaluations in the later half before a trend is read from them
-
-
-def slope_t(steps: List[float], values: List[float]) -> float:
-    """The least-squares slope of values over steps in standard errors (its t statistic); 0 when
-    there are too few points or no spread, +inf for a rise with no noise at all."""
-    n = len(steps)
-    if n < 3:
-        return 0.0
-    mx, my = sum(steps) / n, sum(values) / n
-    sxx = sum((x - mx) ** 2 for x in steps)
-    if sxx == 0:
-        return 0.0
-    slope = sum((x - mx) * (y - my) for x, y in zip(steps, values)) / sxx
-    residual = sum((y - my - slope * (x - mx)) ** 2 for x, y in zip(steps, values))
-    if residual <= 1e-24 * max(1.0, sum(y * y for y in values)):
-        return math.inf if slope > 0 else 0.0
-    return slope / math.sqrt(residual / (n - 2) / sxx)
 
 
 class Decision(NamedTuple):
@@ -69,8 +45,6 @@ class ValidationStopper:
         self.evaluations_since = 0  # evaluations without progress
         self.drops_done = 0  # times the learning rate was lowered
         self.stopped_at: Optional[int] = None  # the step the run stopped at (a resumed run does not go on)
-        self.history: List[List[float]] = []  # [step, objective] of the evaluations that count (the trend)
-        self.rising = False  # the last evaluation was a plateau that the objective's rising trend carried over
 
     def _better(self, value: float, than: Optional[float]) -> bool:
         return than is None or (value > than if self.maximize else value < than)
@@ -106,8 +80,6 @@ class ValidationStopper:
         finite = value is not None and math.isfinite(value)
         if finite and self.first_value is None:
             self.first_value = value
-        if finite:
-            self.history.append([step, value if self.maximize else -value])
         best_before = self.best["value"]
         improved = finite and self._better(value, best_before)
         keep = improved or (finite and value == best_before and math.isfinite(loss)
@@ -117,9 +89,6 @@ class ValidationStopper:
         progress = self._loss_falls(loss) | (improved and self._objective_rises(value, best_before))
         self.evaluations_since = 0 if progress else self.evaluations_since + 1
         plateau = bool(self.patience) and self.evaluations_since >= self.patience
-        self.rising = plateau and self.trend() > TREND_T
-        if self.rising:
-            return Decision(keep, False, False)
         if plateau and self.drops_done < self.lr_drops:
             self.drops_done += 1
             self.evaluations_since = 0
@@ -128,18 +97,9 @@ class ValidationStopper:
             self.stopped_at = step
         return Decision(keep, False, plateau)
 
-    def trend(self) -> float:
-        """The objective's slope over the later half of the evaluations that count, in standard
-        errors (positive: improving, whatever the direction); 0 with fewer than TREND_MIN_POINTS."""
-        recent = self.history[len(self.history) // 2 :]
-        if len(recent) < TREND_MIN_POINTS:
-            return 0.0
-        return slope_t([float(s) for s, _ in recent], [float(v) for _, v in recent])
-
     def state_dict(self) -> Dict[str, Any]:
         return {**self.best, "evaluations_since": self.evaluations_since, "losses": dict(self.losses),
-                "first_value": self.first_value, "drops_done": self.drops_done, "stopped_at": self.stopped_at,
-                "history": [list(h) for h in self.history]}
+                "first_value": self.first_value, "drops_done": self.drops_done, "stopped_at": self.stopped_at}
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
         self.evaluations_since = int(state.get("evaluations_since", 0))
@@ -148,4 +108,3 @@ class ValidationStopper:
         self.first_value = state.get("first_value")
         self.drops_done = int(state.get("drops_done", 0))
         self.stopped_at = state.get("stopped_at")
-        self.history = [list(h) for h in state.get("history") or []]

@@ -89,10 +89,6 @@ class Validation(Callback):
         shared = trainer.sync.broadcast(self.measure(trainer, step, b) if trainer.sync.is_main else None)
         scores, objective, decision = shared["scores"], shared["objective"], shared["decision"]
         trainer.validated(objective, self.maximize)  # a plateau scheduler's step
-        if self.stopper.rising and self.stopper.evaluations_since == self.patience:  # rank 0; once per plateau
-            log.info("step %d: no new best on the validation split for %d evaluations, but the objective %s is "
-                     "still rising as a trend (slope %.1f standard errors above flat over the later half of "
-                     "the evaluations): training goes on", step, self.patience, self.objective, self.stopper.trend())
         if decision.lower_lr:
             trainer.lower_lr(self.lr_drop)
             log.info("step %d: no progress on the validation split for %d evaluations: the learning rate goes down "
@@ -103,8 +99,7 @@ class Validation(Callback):
             self.checkpointer.save(step, BEST)
         if decision.stop:
             trainer.should_stop = (f"objective {self.objective} has not improved on the validation split for "
-                                   f"{self.stopper.evaluations_since} evaluations (trainer.patience={self.patience}) "
-                                   f"and no longer rises as a trend; the weights of step "
+                                   f"{self.patience} evaluations (trainer.patience); the weights of step "
                                    f"{self.stopper.best['step']} are kept")
 
     def measure(self, trainer, step: int, b: float) -> Dict[str, Any]:
@@ -120,7 +115,7 @@ class Validation(Callback):
             scores = {k: v for k, v in metrics.items() if k not in TIMINGS}
         evaluated.train()
         trainer.energy.train()
-        trainer.tb.scalars({"loss": float(val_loss.detach()), **scores}, step, "Validation/")
+        trainer.tb.scalars({"loss": float(val_loss.detach()), **scores}, step, "Validation/", run="validation")
         key = metric_key(scores, self.objective)
         objective = scores[key] if key else None
         decision = self.stopper.observe(step, objective, float(val_loss.detach()))

@@ -21,14 +21,17 @@ OLD_PREFIXES = {"train/": "Training/", "val/": "Validation/"}  # the tags of run
 
 
 def scalars(run_dir: Path):
-    """{tag: (steps, values)} of one run's TensorBoard scalars (older runs' train/ and val/ read as
-    Training/ and Validation/)."""
-    events = EventAccumulator(str(run_dir / "tb"))
-    events.Reload()
+    """{tag: (steps, values)} of one run's TensorBoard scalars, tb/ and tb/validation/ (older runs'
+    train/ and val/ read as Training/ and Validation/)."""
     renamed = {}
-    for tag in events.Tags()["scalars"]:
-        new = next((n + tag[len(o):] for o, n in OLD_PREFIXES.items() if tag.startswith(o)), tag)
-        renamed[new] = ([e.step for e in events.Scalars(tag)], [e.value for e in events.Scalars(tag)])
+    for folder in (run_dir / "tb", run_dir / "tb" / "validation"):  # the validation curves are a run of their own
+        if not folder.is_dir():
+            continue
+        events = EventAccumulator(str(folder))
+        events.Reload()
+        for tag in events.Tags()["scalars"]:
+            new = next((n + tag[len(o):] for o, n in OLD_PREFIXES.items() if tag.startswith(o)), tag)
+            renamed[new] = ([e.step for e in events.Scalars(tag)], [e.value for e in events.Scalars(tag)])
     return renamed
 
 
