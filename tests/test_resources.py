@@ -68,7 +68,7 @@ def test_a_full_disk_at_any_moment_is_one_line_and_leaves_nothing_half_written(s
     """The same run with less and less free space: it fails at start, at a checkpoint, at best.pt,
     in TensorBoard's writer thread, at the figures, or completes; never a traceback."""
     failed_in = set()
-    for leave_kib in (0, 8, 40, 120, 240, 330, 450, 900):
+    for leave_kib in (0, 8, 40, 120, 240, 280, 300, 330, 450, 900):  # TensorBoard fails somewhere in 240-330
         for old in small_disk.iterdir():
             if old.name != "filler":
                 subprocess.run(["rm", "-rf", str(old)], check=True)
