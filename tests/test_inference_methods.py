@@ -388,3 +388,36 @@ def test_mlp_closed_form_y_gradient_equals_autograd(activation, depth, output):
     got = y_gradient(energy, x)(y.detach())
     assert got.shape == y.shape and not got.requires_grad
     assert torch.allclose(got, expected, atol=1e-6)
+
+
+def test_many_langevin_chains_run_in_blocks_on_every_core_with_the_same_result_on_any_thread_count():
+    """Enough chains of a closed-form energy run as blocks on all the CPU threads (langevin._blocks,
+    threads.share_cores): without noise the same states as one computation; with noise each block's own
+    generator makes the result independent of how many threads ran the blocks."""
+    from ebm_cli.core.energy import y_gradient
+    from ebm_cli.energies.mlp import MLPEnergy
+    from ebm_cli.inference import langevin
+
+    torch.manual_seed(0)
+    box = BoxSpace(-1.0, 1.0, (2,))
+    energy = MLPEnergy(128, 2, "silu", "square", x_dim=1, x_low=-1.0, x_high=1.0, y_space=box)
+    x, y0 = torch.rand(3, 1) * 2 - 1, torch.rand(3, 1500, 2) * 2 - 1  # 3 x rows, 1500 chains each
+    blocks = langevin._blocks(energy, x, y0)
+    assert len(blocks) == 6  # 1024 chains of 128 hidden units a block: per row chains 0-1023 and 1024-1499
+    assert len(langevin._blocks(energy, x, y0[:, :600])) == 1  # too few chains: one computation (on one thread)
+    assert langevin._blocks(Analytic(bowl, 2), x, y0) is None  # autograd: one computation on torch's threads
+    run = lambda noise, gen=None: langevin_chains(energy, x, y0, box, 20, 0.05, lambda t: 4.0, 1.0, noise, gen)
+
+    one_computation = langevin._run_chains(y_gradient(energy, x), y0, box, 20, 0.05, lambda t: 4.0, 1.0, False, None)
+    assert torch.allclose(run(False), one_computation, atol=1e-6)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        on_two = run(True, torch.Generator().manual_seed(3))
+        torch.set_num_threads(1)
+        on_one = run(True, torch.Generator().manual_seed(3))
+    finally:
+        torch.set_num_threads(before)
+    assert torch.equal(on_one, on_two)
+    assert not torch.allclose(on_two, one_computation, atol=1e-3)  # the noise was applied ...
+    assert on_two.abs().max() <= 1.0  # ... and every block projected into the box

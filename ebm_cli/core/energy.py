@@ -87,6 +87,12 @@ class ClosedFormGradient(ABC):
         """For x: (B, *x_shape), a function y: (B, C, *y_shape) -> grad_y F(x_b, y_bc), same shape
         (no graph is built); None where the closed form does not cover the energy's settings."""
 
+    @property
+    def gradient_width(self) -> int:
+        """Numbers per chain in the gradient's widest operation (an MLP's hidden units): samplers on the
+        CPU size their blocks of chains by it (inference/langevin.py)."""
+        return 64
+
 
 def y_gradient(energy: nn.Module, x: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
     """grad_y F(x_b, y_bc) as a function of y: (B, C, *y_shape) -> (B, C, *y_shape), for any energy:

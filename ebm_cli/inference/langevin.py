@@ -1,14 +1,25 @@
 """Langevin dynamics on y: samples of P_beta(y | x) ∝ exp(-beta F(x, y)), annealed towards minima."""
 
+import contextlib
 import math
-from typing import Callable, Optional
+import threading
+from typing import Callable, List, Optional, Tuple
 
 import torch
 
-from ebm_cli.core.energy import pairwise_energy, y_gradient
+from ebm_cli.core.energy import ClosedFormGradient, pairwise_energy, y_gradient
 from ebm_cli.core.inference import Candidates, Inference, attach_latent, select_distinct
 from ebm_cli.errors import require_choice, require_non_negative, require_positive, require_positive_or_none
+from ebm_cli.runtime.threads import one_thread, share_cores
 from ebm_cli.schedules import SHAPES, ramp
+
+
+# On the CPU, chains run in blocks of about this many numbers per operation (chains x the energy's
+# gradient_width): 512 KB of float32, within a core's cache, and long enough that handing the
+# interpreter from one thread to the next between operations (tens of microseconds on a virtual
+# machine) stays small beside the operation. The blocks depend on the sizes only, not on the
+# number of threads, so a seed gives the same chains on any CPU.
+BLOCK_NUMBERS = 1 << 17
 
 
 def langevin_chains(energy, x: torch.Tensor, y: torch.Tensor, space, steps: int, step_size: float,
@@ -20,11 +31,60 @@ def langevin_chains(energy, x: torch.Tensor, y: torch.Tensor, space, steps: int,
     grad_clip per chain, xi ~ N(0, 1), project = clamping into the box `space`. For a small step eta
     the chain samples exp(-beta F); with noise=False it is plain projected gradient descent.
     Nothing is read back to the host inside the loop, so the steps queue up on the device.
+
+    On the CPU the loop runs on one thread: torch would split each small operation over all its
+    threads and wait at its end for the slowest, which a busy core stalls (runtime/threads.py). Where
+    there is enough work for two blocks or more (of BLOCK_NUMBERS) and the energy's gradient has a
+    closed form, the chains run as independent blocks on all the cores, each on one thread, a thread
+    taking the next block when it is done (runtime.threads.share_cores): a busy core then slows only
+    the blocks it runs. Each block draws its noise from a generator of its own, seeded from
+    `generator` (or torch's global one), so the result does not depend on which thread ran which block.
     """
-    grad_of = y_gradient(energy, x)  # the energy's closed form where it has one, else autograd
-    y = y.detach().clone()
+    blocks = _blocks(energy, x, y)
+    if blocks is None or len(blocks) == 1:  # one computation: on one thread where its operations are small
+        with one_thread(y.device) if blocks else contextlib.nullcontext():
+            return _run_chains(y_gradient(energy, x), y, space, steps, step_size, beta, grad_clip, noise, generator)
+    seeds = torch.randint(0, 2 ** 62, (len(blocks),), generator=generator).tolist() if noise else [None] * len(blocks)
+
+    def job(rows: slice, cols: slice, seed: Optional[int]):
+        def run(stop) -> torch.Tensor:
+            gen = torch.Generator().manual_seed(seed) if seed is not None else None
+            return _run_chains(y_gradient(energy, x[rows]), y[rows, cols], space, steps, step_size, beta, grad_clip,
+                               noise, gen, stop)
+        return run
+
+    out = torch.empty_like(y)
+    for (rows, cols), part in zip(blocks, share_cores([job(r, c, s) for (r, c), s in zip(blocks, seeds)])):
+        out[rows, cols] = part
+    return out
+
+
+def _blocks(energy, x: torch.Tensor, y: torch.Tensor) -> Optional[List[Tuple[slice, slice]]]:
+    """(rows of x, chains) slices of about BLOCK_NUMBERS numbers per operation each (one slice of all
+    the chains where they are less than two blocks' worth), or None where the chains run as they are, on
+    torch's threads: on a GPU, and for an energy without a closed-form gradient (whose operations' size
+    is unknown, and autograd through a user's module is not known to be safe on several threads)."""
+    b, c = y.shape[:2]
+    if y.device.type != "cpu" or not isinstance(energy, ClosedFormGradient) or energy.y_gradient(x[:1]) is None:
+        return None
+    per_block = max(1, BLOCK_NUMBERS // max(1, energy.gradient_width))  # chains
+    if b * c < 2 * per_block:
+        return [(slice(None), slice(None))]
+    rows, cols = max(1, per_block // c), min(c, per_block)
+    return [(slice(i, i + rows), slice(j, j + cols)) for i in range(0, b, rows) for j in range(0, c, cols)]
+
+
+@torch.no_grad()  # the chains need no graph (autograd's gradient turns it on for itself: y_gradient)
+def _run_chains(grad_of, y: torch.Tensor, space, steps: int, step_size: float, beta: Callable[[int], float],
+                grad_clip: Optional[float], noise: bool, generator: Optional[torch.Generator],
+                stop: Optional[threading.Event] = None) -> torch.Tensor:
+    """The chains' loop on y: (B, C, *y_shape) with grad_of(y) = grad_y F (see langevin_chains); returns
+    early once `stop` is set (the caller is then raising)."""
+    y = y.detach().clone(memory_format=torch.contiguous_format)
     xi = torch.empty_like(y) if noise else None  # one noise buffer, refilled in place every step
     for t in range(steps):
+        if stop is not None and stop.is_set():
+            break
         grad = grad_of(y)
         if grad_clip is not None:  # scale by min(1, grad_clip / |g|) per chain
             norm = torch.linalg.vector_norm(grad.flatten(2), dim=2).clamp(min=grad_clip)

@@ -1,6 +1,6 @@
 """loss=nll: the negative log-likelihood of the data under the Gibbs distribution of the energy."""
 
-from typing import Tuple
+from typing import Optional, Tuple
 
 import torch
 
@@ -47,21 +47,26 @@ class NLL(Loss):
                             f"{type(energy).__name__} has no log Z in closed form (for a latent decoder: "
                             "energy.free_energy.eliminate=softmin with method enumerate or quadrature)")
 
-    def log_partition(self, energy, x: torch.Tensor, beta: float):
-        """log Z(x): (B,), and F on the grid: (B, G**D)."""
+    def log_partition(self, energy, x: torch.Tensor, beta: float, y: Optional[torch.Tensor] = None):
+        """log Z(x): (B,), F on the grid: (B, G**D), and with the data's y (B, *y_shape) F(x, y): (B,)
+        (else None), from the same pass of the energy: one forward and backward instead of two."""
         grid, log_cell = self.y_space.stratified(x.shape[0], self.grid_points, self.stratified, device=x.device)
-        e_grid = pairwise_energy(energy, x, grid)
-        return torch.logsumexp(-beta * e_grid, dim=1) + log_cell, e_grid
+        if y is not None:  # the data's y as cell 0
+            grid = torch.cat([y.unsqueeze(1).to(grid.dtype), grid], dim=1)
+        e = pairwise_energy(energy, x, grid)  # (B, [1 +] G**D)
+        e_pos, e_grid = (e[:, 0], e[:, 1:]) if y is not None else (None, e)
+        return torch.logsumexp(-beta * e_grid, dim=1) + log_cell, e_grid, e_pos
 
     def __call__(self, energy, x, y, beta: float) -> Tuple[torch.Tensor, Stats]:
-        e_pos = energy(x, y)
         if isinstance(energy, Normalised):  # F is -log P(y | x) already
+            e_pos = energy(x, y)
             return e_pos.mean(), {"e_pos": e_pos.detach().mean()}
         if isinstance(energy, ExactPartition) and energy.exact_partition:  # Z(x) in closed form: exact, cheap
+            e_pos = energy(x, y)
             log_z = energy.log_partition(x, beta)
             stats = {"log_z": log_z.detach().mean()}
         else:
-            log_z, e_grid = self.log_partition(energy, x, beta)
+            log_z, e_grid, e_pos = self.log_partition(energy, x, beta, y)
             with torch.no_grad():
                 stats = {"e_neg": (torch.softmax(-beta * e_grid, dim=1) * e_grid).sum(1).mean()}
         loss = (beta * e_pos + log_z).mean()
