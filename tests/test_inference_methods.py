@@ -421,3 +421,6 @@ def test_many_langevin_chains_run_in_blocks_on_every_core_with_the_same_result_o
     assert torch.equal(on_one, on_two)
     assert not torch.allclose(on_two, one_computation, atol=1e-3)  # the noise was applied ...
     assert on_two.abs().max() <= 1.0  # ... and every block projected into the box
+    with torch.device("meta"):  # a tensor made without the chains' device (the blocks' seeds) fails here
+        assert torch.equal(run(True, torch.Generator().manual_seed(3)), on_two)
+    assert langevin_chains(energy, x, y0[:, :0], box, 5, 0.05, lambda t: 4.0).shape == (3, 0, 2)  # no chains

@@ -48,7 +48,7 @@ def test_an_error_in_one_job_stops_the_others_before_the_call_raises(two_threads
         finished.append(stop.is_set())
 
     started = time.monotonic()
-    with pytest.raises(ValueError, match="bad block"):
-        share_cores([failing, looping, looping, looping])
+    with pytest.raises(ValueError, match="bad block"):  # the failing job second: the first keeps looping
+        share_cores([looping, failing, looping, looping])
     assert time.monotonic() - started < 10
     assert finished and all(finished)  # every job that ran saw the stop and returned before the raise

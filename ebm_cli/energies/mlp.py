@@ -63,7 +63,7 @@ class MLPEnergy(Energy, ClosedFormGradient):
 
     @property
     def gradient_width(self) -> int:
-        return self.hidden
+        return max(self.hidden, self.y_space.size)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         h = torch.cat([self.x_norm(x.flatten(1)), self.y_norm(y.flatten(1))], dim=1)  # (B, Dx + Dy)

@@ -40,11 +40,14 @@ def langevin_chains(energy, x: torch.Tensor, y: torch.Tensor, space, steps: int,
     the blocks it runs. Each block draws its noise from a generator of its own, seeded from
     `generator` (or torch's global one), so the result does not depend on which thread ran which block.
     """
+    if y.numel() == 0:  # no chains (or no rows): nothing to move
+        return y.detach().clone()
     blocks = _blocks(energy, x, y)
     if blocks is None or len(blocks) == 1:  # one computation: on one thread where its operations are small
         with one_thread(y.device) if blocks else contextlib.nullcontext():
             return _run_chains(y_gradient(energy, x), y, space, steps, step_size, beta, grad_clip, noise, generator)
-    seeds = torch.randint(0, 2 ** 62, (len(blocks),), generator=generator).tolist() if noise else [None] * len(blocks)
+    seeds = (torch.randint(0, 2 ** 62, (len(blocks),), generator=generator, device="cpu").tolist() if noise
+             else [None] * len(blocks))  # on the host whatever the default device (blocks are CPU-only)
 
     def job(rows: slice, cols: slice, seed: Optional[int]):
         def run(stop) -> torch.Tensor:

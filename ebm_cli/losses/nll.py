@@ -23,7 +23,9 @@ class NLL(Loss):
     (stratified sampling): Z is then estimated without bias, so the energy cannot hide low values
     between fixed grid points, and a coarse grid is enough. For an energy that is already
     normalised (a chain with per-mode log Z by the forward algorithm) the loss is F itself.
-    e_neg is the model's expected energy E_P[F] over the grid, the "negative phase".
+    e_neg is the model's expected energy E_P[F] over the grid, the "negative phase". The data's pairs
+    and the grid go through the energy as one batch (so an energy whose output for a pair depends
+    on the rest of its batch, e.g. BatchNorm in training mode, sees both together).
 
     Args:
         grid_points: cells per y dimension of the y-grid.

@@ -15,7 +15,7 @@ pieces on all the threads, each piece on one, and a thread takes the next piece 
 import contextlib
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from typing import Callable, Iterator, List, Optional, Sequence, Tuple, TypeVar
 
 import torch
@@ -42,17 +42,20 @@ def one_thread(device: torch.device) -> Iterator[None]:
 _local = threading.local()  # .worker: this thread is one of the pool's (no nested sharing)
 _pool: Optional[ThreadPoolExecutor] = None
 _pool_key: Tuple[int, int] = (0, 0)  # (process id, workers) the pool was made for
+_pool_lock = threading.Lock()
 
 
 def _executor(workers: int) -> ThreadPoolExecutor:
-    """The process's pool of `workers` threads (a forked child or a new thread count gets a new one)."""
+    """The process's pool of `workers` threads (started lazily by the executor; a forked child or a
+    new thread count gets a new pool)."""
     global _pool, _pool_key
     key = (os.getpid(), workers)
-    if _pool is None or _pool_key != key:
-        if _pool is not None and _pool_key[0] == key[0]:
-            _pool.shutdown(wait=False)
-        _pool, _pool_key = ThreadPoolExecutor(workers, thread_name_prefix="ebm-share"), key
-    return _pool
+    with _pool_lock:
+        if _pool is None or _pool_key != key:
+            if _pool is not None and _pool_key[0] == key[0]:
+                _pool.shutdown(wait=False)
+            _pool, _pool_key = ThreadPoolExecutor(workers, thread_name_prefix="ebm-share"), key
+        return _pool
 
 
 def share_cores(jobs: Sequence[Callable[[threading.Event], T]]) -> List[T]:
@@ -61,13 +64,13 @@ def share_cores(jobs: Sequence[Callable[[threading.Event], T]]) -> List[T]:
     Each job runs on one intra-op thread, and a thread that finishes a job takes the next one: when
     another process holds a core, the thread on the free core takes more of the jobs instead of the
     whole computation waiting at every operation's barrier for the descheduled one. Every job gets an
-    Event; a job that loops checks it and returns early once it is set (an error or an interrupt in
-    the caller sets it, and the call waits for the jobs before re-raising, so nothing computes on
-    after it). With one thread, or inside a job, the jobs run one after the other here.
+    Event; a job that loops checks it and returns early once it is set (the first error in a job, or
+    an interrupt in the caller, sets it, and the call waits for the jobs before re-raising, so nothing
+    computes on after it). With one thread, or inside a job, the jobs run one after the other here.
     """
     stop = threading.Event()
-    workers = min(len(jobs), torch.get_num_threads())
-    if workers <= 1 or getattr(_local, "worker", False):
+    threads = torch.get_num_threads()
+    if min(len(jobs), threads) <= 1 or getattr(_local, "worker", False):
         with one_thread(torch.device("cpu")):
             return [job(stop) for job in jobs]
 
@@ -79,8 +82,14 @@ def share_cores(jobs: Sequence[Callable[[threading.Event], T]]) -> List[T]:
         finally:
             _local.worker = False
 
-    futures = [_executor(workers).submit(run, job) for job in jobs]
+    futures = []
     try:
+        pool = _executor(threads)
+        for job in jobs:
+            futures.append(pool.submit(run, job))
+        done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+        for failed in (f for f in futures if f in done and f.exception() is not None):
+            failed.result()  # the first error stops the rest at once (below), whichever job it came from
         return [f.result() for f in futures]
     except BaseException:
         stop.set()
