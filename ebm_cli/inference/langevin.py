@@ -1,6 +1,5 @@
 """Langevin dynamics on y: samples of P_beta(y | x) ∝ exp(-beta F(x, y)), annealed towards minima."""
 
-import contextlib
 import math
 import threading
 from typing import Callable, List, Optional, Tuple
@@ -43,8 +42,10 @@ def langevin_chains(energy, x: torch.Tensor, y: torch.Tensor, space, steps: int,
     if y.numel() == 0:  # no chains (or no rows): nothing to move
         return y.detach().clone()
     blocks = _blocks(energy, x, y)
-    if blocks is None or len(blocks) == 1:  # one computation: on one thread where its operations are small
-        with one_thread(y.device) if blocks else contextlib.nullcontext():
+    if blocks is None:  # as it is, on torch's threads
+        return _run_chains(y_gradient(energy, x), y, space, steps, step_size, beta, grad_clip, noise, generator)
+    if len(blocks) == 1:  # one computation whose operations are small: on one thread
+        with one_thread(y.device):
             return _run_chains(y_gradient(energy, x), y, space, steps, step_size, beta, grad_clip, noise, generator)
     seeds = (torch.randint(0, 2 ** 62, (len(blocks),), generator=generator, device="cpu").tolist() if noise
              else [None] * len(blocks))  # on the host whatever the default device (blocks are CPU-only)

@@ -87,9 +87,10 @@ def share_cores(jobs: Sequence[Callable[[threading.Event], T]]) -> List[T]:
         pool = _executor(threads)
         for job in jobs:
             futures.append(pool.submit(run, job))
-        done, _ = wait(futures, return_when=FIRST_EXCEPTION)
-        for failed in (f for f in futures if f in done and f.exception() is not None):
-            failed.result()  # the first error stops the rest at once (below), whichever job it came from
+        wait(futures, return_when=FIRST_EXCEPTION)  # all done, or the first error, whichever job it came from
+        failed = next((f for f in futures if f.done() and f.exception() is not None), None)
+        if failed is not None:
+            failed.result()  # raises: the rest are stopped below
         return [f.result() for f in futures]
     except BaseException:
         stop.set()
