@@ -239,6 +239,15 @@ def energy_node(node, meta: Dict[str, Any]) -> Tuple[str, Any, Optional[str]]:
     return f"energy.{key}", chosen, f"energy: {chosen['_target_'].rsplit('.', 1)[-1]} (energy.{key}: {why})"
 
 
+def run_energy_args(cfg, data: Dataset) -> Dict[str, Any]:
+    """What a training config's energy may ask for by name: the data's arguments
+    (Dataset.energy_args) and whether the run's loss normalises over the y box (Loss.normalises_over_y,
+    what energy=mlp's output=auto reads). Kept in the checkpoint, so a run's energy is rebuilt as it
+    was trained."""
+    loss_cls = locate(str(cfg.loss._target_), "loss")
+    return {**data.energy_args(), "loss_normalises_over_y": bool(getattr(loss_cls, "normalises_over_y", False))}
+
+
 def build_energy(node, meta: Dict[str, Any]) -> torch.nn.Module:
     """The energy of `node` (or of the option it picks: energy_node) for data with these energy
     arguments (Dataset.energy_args). Its size is first measured on the meta device (no memory): one
@@ -252,7 +261,8 @@ def build_energy(node, meta: Dict[str, Any]) -> torch.nn.Module:
         energy = build(node, path, **materialise(meta))
     if not isinstance(energy, torch.nn.Module):
         raise UserError(f"energy: {type(energy).__name__} must be a torch.nn.Module with forward(x, y) -> (B,)")
-    energy.chosen_because = why  # an EnergyChoice's pick, said in the run's log (None otherwise)
+    # an EnergyChoice's pick (or a choice the energy made itself), said in the run's log (None otherwise)
+    energy.chosen_because = why or getattr(energy, "chosen_because", None)
     return energy
 
 
@@ -348,7 +358,7 @@ def build_run(cfg) -> Run:
             data, validation = data.split_validation(cfg.trainer.val_fraction, int(cfg.seed),
                                                      max_rows=max(VALIDATION_INPUTS, 2 * batch_size),
                                                      loss_rows=2 * batch_size)
-        meta = data.energy_args()
+        meta = run_energy_args(cfg, data)
     energy = build_energy(cfg.energy, meta)  # on the host, checked there, then moved to the run's device
     check_energy(energy, data)
     energy = energy.to(device)

@@ -55,7 +55,8 @@ REQUIRED = {
 # The data-dependent arguments the runner passes by name, per group.
 PROVIDED_BY_RUNNER = {
     "dataset": {"run_seed"},
-    "energy": {"x_dim", "x_shape", "y_dim", "y_shape", "x_low", "x_high", "y_space", "src_vocab", "tgt_vocab", "length"},
+    "energy": {"x_dim", "x_shape", "y_dim", "y_shape", "x_low", "x_high", "y_space", "src_vocab", "tgt_vocab", "length",
+               "loss_normalises_over_y"},
     "inference": {"y_space", "seed"},
     "loss": {"y_space", "inference", "data", "device"},
 }

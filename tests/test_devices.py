@@ -107,8 +107,8 @@ def trained(tmp_path_factory):
     return get
 
 
-# The loss zoo's losses (and cd with HMC negatives) on the default preset; energy.output=square for
-# the ones that assume F >= 0.
+# The loss zoo's losses (and cd with HMC negatives) on the default preset; the square (energy.output=auto's
+# pick for them, named here as the loss zoo names it) or softplus for the ones that assume F >= 0.
 ZOO = {
     "energy": ("energy.output=square",), "perceptron": (), "log": (), "lvq2": ("energy.output=square",), "mce": (),
     "square_square": ("energy.output=square",), "square_exponential": ("energy.output=softplus",), "dsm": (),

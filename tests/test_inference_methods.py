@@ -372,7 +372,7 @@ def test_grid_gives_the_exact_gibbs_probabilities():
 
 @pytest.mark.parametrize("activation", ["silu", "relu", "gelu", "tanh", "softplus"])
 @pytest.mark.parametrize("depth", [0, 1, 3])
-@pytest.mark.parametrize("output", ["linear", "softplus", "square"])
+@pytest.mark.parametrize("output", ["linear", "softplus", "square", "square_plus_linear"])
 def test_mlp_closed_form_y_gradient_equals_autograd(activation, depth, output):
     """MLPEnergy's grad_y by hand (x's share once, no graph) against autograd, for C chains per x,
     with either output; an activation without a closed form (softplus) falls back to autograd."""

@@ -241,6 +241,53 @@ def test_a_loss_that_needs_a_continuous_y_says_so_for_sentences(name):
         loss_of(name, SequenceSpace(states=5, length=4))
 
 
+@pytest.mark.parametrize("name", ["lvq2", "square_square", "square_exponential"])
+def test_a_loss_that_assumes_a_non_negative_energy_gets_the_square_and_refuses_a_signed_output_in_one_line(name):
+    """energy=mlp's output=auto is the square under these losses; F = a^2 + b and F = a, which can go
+    below 0, are refused before training with what to type instead."""
+    from helpers import make_cfg
+
+    from ebm_cli.build import build_run
+
+    run = build_run(make_cfg("debug=smoke", f"loss={name}"))
+    assert run.energy.output == "square" and run.energy.non_negative and run.loss.needs_non_negative_energy
+    for output in ("square_plus_linear", "linear"):
+        with pytest.raises(UserError, match=f"loss={name} assumes F\\(x, y\\) >= 0.*output={output}.*energy.output=square") as err:
+            build_run(make_cfg("debug=smoke", f"loss={name}", f"energy.output={output}"))
+        assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("loss,output", [("nll", "square_plus_linear"), ("cd", "square"), ("hinge", "square")])
+def test_the_mlp_output_auto_follows_whether_the_loss_normalises_over_y_and_says_so(loss, output):
+    """output=auto: F = a^2 + b under the NLL (a square's zero set cannot add a missing branch there),
+    the square elsewhere; the run's log line names the choice; an explicit output wins."""
+    from helpers import make_cfg
+
+    from ebm_cli.build import build_run
+
+    run = build_run(make_cfg("debug=smoke", f"loss={loss}"))
+    assert run.energy.output == output and run.meta["loss_normalises_over_y"] == (loss == "nll")
+    assert f"output {output} (energy.output=auto" in run.energy.chosen_because
+    assert build_run(make_cfg("debug=smoke", f"loss={loss}", "energy.output=linear")).energy.output == "linear"
+
+
+def test_a_trained_square_plus_linear_keeps_its_constant_at_zero_and_is_rebuilt_from_its_checkpoint(smoke_run):
+    """The default run (loss=nll): F = a^2 + b, b's constant held at 0 (the NLL cannot see it: its
+    gradient is roundoff, which Adam would turn into a random walk); task=infer rebuilds the same
+    energy from the checkpoint's meta, not the square that output=auto gives without it."""
+    from ebm_cli.core.energy import pairwise_energy
+    from ebm_cli.tasks.infer import load_run
+
+    energy, run_cfg, state = load_run(smoke_run[0], torch.device("cpu"))
+    assert run_cfg.energy.output == "auto" and state["meta"]["loss_normalises_over_y"] is True
+    assert energy.output == "square_plus_linear" and not energy.non_negative
+    bias = energy.net[-1].bias
+    assert float(bias[1]) == 0.0 and float(bias[0]) != 0.0  # trained, but not its constant
+    x, y = torch.rand(4, 1), torch.rand(4, 3, 1)
+    pairwise_energy(energy, x, y).sum().backward()
+    assert float(bias.grad[1]) == 0.0 and float(bias.grad[0]) != 0.0
+
+
 # -- collapse, measured by the run itself ---------------------------------------------------------------
 def scalars(run_dir, tag):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -329,16 +376,16 @@ def test_score_matching_keeps_the_energy_eager_under_trainer_compile(tmp_path, c
 
 
 def test_a_checkpoint_from_before_the_mlp_output_option_is_rebuilt_as_it_was_trained(smoke_run, tmp_path):
-    """A run saved when energy=mlp had no `output` was F = MLP itself: task=infer and task=landscape
-    rebuild it linear, not with today's default square."""
-    import shutil
+    """A run saved when energy=mlp had no `output` was F = MLP itself (one output): task=infer and
+    task=landscape rebuild it linear, not with today's default."""
+    from helpers import make_cfg
 
     from ebm_cli.runtime.checkpoint import load_checkpoint, save_checkpoint
     from ebm_cli.tasks.infer import load_run
+    from ebm_cli.tasks.train import train
 
-    run_dir, _, _ = smoke_run
     old = tmp_path / "old"
-    shutil.copytree(run_dir, old)
+    train(make_cfg("debug=smoke", "energy.output=linear"), old)  # the weights of that time: one output
     (old / "checkpoints" / "best.pt").unlink()  # runs of that time kept last.pt only
     state = load_checkpoint(old / "checkpoints" / "last.pt")
     cfg = OmegaConf.create(state["config"])
@@ -347,7 +394,7 @@ def test_a_checkpoint_from_before_the_mlp_output_option_is_rebuilt_as_it_was_tra
     save_checkpoint(old / "checkpoints", state)
     energy, run_cfg, _ = load_run(old, torch.device("cpu"))
     assert energy.output == "linear" and run_cfg.energy.output == "linear"
-    assert load_run(run_dir, torch.device("cpu"))[0].output == "square"  # today's runs keep theirs
+    assert load_run(smoke_run[0], torch.device("cpu"))[0].output == "square_plus_linear"  # today's runs keep theirs
 
 
 def test_a_margin_loss_searches_a_many_dimensional_y_by_uniform_points():

@@ -104,9 +104,9 @@ def test_resume_falls_back_from_a_broken_last_checkpoint(tmp_path, uninterrupted
     good = torch.load(uninterrupted[0] / "checkpoints" / "previous.pt", weights_only=True)
     torch.save(good, folder / "previous.pt")
     cfg = make_cfg(*SHORT)
-    from ebm_cli.build import build_dataset, build_energy
+    from ebm_cli.build import build_dataset, build_energy, run_energy_args
 
-    energy = build_energy(cfg.energy, build_dataset(cfg).energy_args())
+    energy = build_energy(cfg.energy, run_energy_args(cfg, build_dataset(cfg)))
     opt = torch.optim.Adam(energy.parameters())
     for broken in (b"", (uninterrupted[0] / "checkpoints" / "last.pt").read_bytes()[:500], os.urandom(4096)):
         (folder / "last.pt").write_bytes(broken)

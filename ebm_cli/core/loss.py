@@ -5,6 +5,8 @@ from typing import Any, Dict, Tuple
 
 import torch
 
+from ebm_cli.errors import UserError
+
 Stats = Dict[str, torch.Tensor]
 
 
@@ -25,8 +27,22 @@ class Loss(ABC):
         if "name" not in cls.__dict__:
             cls.name = cls.__name__
 
+    # True for a loss that assumes F >= 0 (square-square, square-exponential, LVQ2: they push E+
+    # towards 0): an energy that declares `non_negative = False` (energy=mlp's square_plus_linear or
+    # linear output) is refused in one line.
+    needs_non_negative_energy = False
+    # True for a loss that normalises exp(-beta F) over the whole y box at every step (loss=nll):
+    # every branch of the data then needs a valley of its own at once. energy=mlp's output=auto
+    # reads it (the runner passes it to an energy that asks for `loss_normalises_over_y`).
+    normalises_over_y = False
+
     def check(self, energy) -> None:
         """Raise UserError if this loss cannot train `energy`."""
+        if self.needs_non_negative_energy and getattr(energy, "non_negative", None) is False:
+            output = getattr(energy, "output", None)
+            how = f" (energy.output={output})" if output else ""
+            raise UserError(f"loss={self.name} assumes F(x, y) >= 0, but {type(energy).__name__}{how} can go below 0: "
+                            f"add energy.output=square (or softplus)")
 
     @abstractmethod
     def __call__(self, energy, x: torch.Tensor, y: torch.Tensor, beta: float) -> Tuple[torch.Tensor, Stats]:

@@ -12,8 +12,9 @@ scores uniform incorrect answers by the same Q). loss=hinge is in losses/hinge.p
 | `square_square`      | E+^2 + relu(m - E-)^2                        | m                       |
 | `square_exponential` | E+^2 + gamma exp(-E-)                       | soft                    |
 
-LVQ2, square-square and square-exponential assume non-negative energies (energy=mlp's default
-output=square, or softplus): they push E+ towards 0 and E- up from it.
+LVQ2, square-square and square-exponential assume non-negative energies (energy=mlp's square, which
+its output=auto picks under these losses, or softplus): they push E+ towards 0 and E- up from it,
+and refuse an energy that declares it can go below 0.
 """
 
 import torch
@@ -63,6 +64,7 @@ class LVQ2(OffendingAnswerLoss):
     """
 
     name = "lvq2"
+    needs_non_negative_energy = True
 
     def __init__(self, delta: float = 1.0, floor: float = 1e-3, exclude: float = 0.1, x_window: float = 0.02,
                  proposals: int = 64, uniform: int = 16, *, data, y_space, device="cpu"):
@@ -98,6 +100,7 @@ class SquareSquare(OffendingAnswerLoss):
     """
 
     name = "square_square"
+    needs_non_negative_energy = True
 
     def __init__(self, margin: float = 1.0, exclude: float = 0.1, x_window: float = 0.02, proposals: int = 64,
                  uniform: int = 16, *, data, y_space, device="cpu"):
@@ -119,6 +122,7 @@ class SquareExponential(OffendingAnswerLoss):
     """
 
     name = "square_exponential"
+    needs_non_negative_energy = True
 
     def __init__(self, gamma: float = 1.0, exclude: float = 0.1, x_window: float = 0.02, proposals: int = 64,
                  uniform: int = 16, *, data, y_space, device="cpu"):

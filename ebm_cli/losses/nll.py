@@ -34,6 +34,7 @@ class NLL(Loss):
     """
 
     name = "nll"
+    normalises_over_y = True
 
     def __init__(self, grid_points: int = 32, stratified: bool = True, y_space=None):
         require(grid_points >= 2, "grid_points", grid_points, "must be >= 2")

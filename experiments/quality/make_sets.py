@@ -9,6 +9,11 @@ curves (CSV, x,y rows; rows sharing an x are its valid set):
   five.csv    five wavy branches 0.4 apart, 800 x
   ring.csv    an ellipse and a line through its middle (2 or 3 valid y), x in [0, 10], 700 x
   sparse.csv  three branches from only 120 x
+  written after the MLP's output was chosen (F = a^2 + b), to check that choice on data it never saw:
+  six.csv     six wavy branches 0.33 apart (an even count), 700 x
+  pair.csv    two parallel lines 0.3 apart and a parabola, 700 x
+  appear.csv  branches that start and end: 1 to 4 valid y per x, 700 x
+  seven.csv   seven branches 0.5 apart whose waves differ, x in [0, 4], 500 x
   (noise 0.015 on y: a held-out y is its branch plus noise, so coverage@0.05 of the branch itself
   is 0.999; with noise 0.03 it would be 0.90, the data's own ceiling)
 frames (real MNIST digits, experiments/moving_mnist):
@@ -51,6 +56,16 @@ def curves(folder, seed):
     xs = [-1 + 2 * i / 119 for i in range(120)]
     branches = (lambda x: 0.6 + 0.3 * math.sin(math.pi * x), lambda x: 0.4 * x, lambda x: -0.6 + 0.3 * math.cos(math.pi * x))
     write_csv(f"{folder}/sparse.csv", [(x, noisy(f(x), 0.015)) for x in xs for f in branches])
+    xs = [-1 + 2 * i / 699 for i in range(700)]
+    write_csv(f"{folder}/six.csv", [(x, noisy(0.33 * k + 0.1 * math.cos(2 * x + k), 0.015)) for x in xs for k in range(-3, 3)])
+    write_csv(f"{folder}/pair.csv", [(x, noisy(y, 0.015)) for x in xs for y in (0.8 * x, 0.8 * x + 0.3, -0.6 + 0.2 * x * x)])
+    rows = []
+    for x in xs:
+        ys = [math.sin(2 * x)] + ([0.5 * x - 0.5] if x > -0.5 else []) + ([0.9 - x] if x > 0.2 else []) + ([-0.9] if x < 0 else [])
+        rows += [(x, noisy(y, 0.015)) for y in ys]
+    write_csv(f"{folder}/appear.csv", rows)
+    xs = [4 * i / 499 for i in range(500)]
+    write_csv(f"{folder}/seven.csv", [(x, noisy(0.5 * k + 0.2 * math.sin(x * (1 + 0.3 * k)), 0.015)) for x in xs for k in range(-3, 4)])
 
 
 def run(*args):
