@@ -282,7 +282,7 @@ def test_a_trained_square_plus_linear_keeps_its_constant_at_zero_and_is_rebuilt_
     assert run_cfg.energy.output == "auto" and state["meta"]["loss_normalises_over_y"] is True
     assert energy.output == "square_plus_linear" and not energy.non_negative
     bias = energy.net[-1].bias
-    assert float(bias[1]) == 0.0 and float(bias[0]) != 0.0  # trained, but not its constant
+    assert float(bias.detach()[1]) == 0.0 and float(bias.detach()[0]) != 0.0  # trained, but not its constant
     x, y = torch.rand(4, 1), torch.rand(4, 3, 1)
     pairwise_energy(energy, x, y).sum().backward()
     assert float(bias.grad[1]) == 0.0 and float(bias.grad[0]) != 0.0
