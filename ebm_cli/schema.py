@@ -100,7 +100,7 @@ class LoggerConfig:
     tensorboard: bool = True
     landscape_every: int = 1000  # steps between landscape images; 0 = only at the end
     resolution: int = 128  # landscape grid points per axis
-    slice_x: List[float] = field(default_factory=lambda: [-0.5, 0.0, 0.5])
+    slice_x: Optional[List[float]] = None  # x of the slice panels; None = 1/4, 1/2, 3/4 into the data's x range
     slice_betas: List[float] = field(default_factory=lambda: [0.3, 1.0, 3.0])
     latent_betas: List[float] = field(default_factory=lambda: [1.0, 10.0, 100.0])  # F_beta panels (+ F_inf)
     progress: bool = True  # rich progress bar when stdout is a terminal

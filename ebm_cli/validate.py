@@ -100,6 +100,8 @@ def validate(cfg) -> None:
     require(math.isfinite(lg.collapse_below) and lg.collapse_below >= 0, "logger.collapse_below", lg.collapse_below,
             "must be a finite number >= 0")
     for key in ("slice_x", "slice_betas", "latent_betas"):
+        if key == "slice_x" and lg[key] is None:
+            continue  # from the data's x range
         require(len(lg[key]) > 0, f"logger.{key}", list(lg[key]), "needs at least one value")
         require(all(math.isfinite(v) for v in lg[key]), f"logger.{key}", list(lg[key]), "every value must be finite")
     for key in ("slice_betas", "latent_betas"):

@@ -79,3 +79,20 @@ def test_a_flat_or_diverged_landscape_still_draws():
     render(plot_landscape(xs, ys, broken))
     fig = lv.plot_joint(torch.linspace(-1, 1, 5), torch.arange(1.0)[:, None], torch.full((1, 1, 5), float("nan")), [0.0], "z value")
     render(fig)
+
+
+def test_slices_fall_inside_the_data_x_range_unless_given(tmp_path):
+    """A user's x in [0, 4] gets its slice panels at 1, 2 and 3 (not at -0.5, 0, 0.5, off its data);
+    the default curves' x in [-1, 1] keeps -0.5, 0, 0.5; logger.slice_x given is used as it is."""
+    from types import SimpleNamespace
+
+    from ebm_cli.datasets.curves import CurvesCSV
+    from ebm_cli.plots.figures import slice_points
+
+    path = tmp_path / "wide.csv"
+    path.write_text("x,y\n" + "".join(f"{4 * i / 99:.6f},{k + 0.1 * i / 99:.6f}\n" for i in range(100) for k in (-1, 1)))
+    data = CurvesCSV(path=str(path), seed=0)
+    assert slice_points(SimpleNamespace(slice_x=None), data) == [1.0, 2.0, 3.0]
+    default = SimpleNamespace(x_range=(-1.0, 1.0))
+    assert slice_points(SimpleNamespace(slice_x=None), default) == [-0.5, 0.0, 0.5]
+    assert slice_points(SimpleNamespace(slice_x=[3.5]), data) == [3.5]

@@ -35,17 +35,27 @@ def landscape_figures(data, energy, logger, device, candidates: Optional[Candida
         x_rep = data.x_test.expand(-1, k)[mask]
         cand_points = torch.stack([x_rep, candidates.y.cpu()[..., 0][mask]], dim=1)
     figs = {"energy": plot_landscape(xs, ys, f, points=points, candidates=cand_points)}
-    ys_s, f_s, p_s = gibbs_slices(energy, space, logger.slice_x, logger.slice_betas, device=device)
-    figs["slices"] = plot_slices(ys_s, f_s, p_s, logger.slice_x, logger.slice_betas)
+    x0 = slice_points(logger, data)
+    ys_s, f_s, p_s = gibbs_slices(energy, space, x0, logger.slice_betas, device=device)
+    figs["slices"] = plot_slices(ys_s, f_s, p_s, x0, logger.slice_betas)
     if isinstance(energy, LatentEnergy):
         figs.update(latent_figures(data, energy, logger, device, points))
     energy.train(was_training)
     return figs
 
 
+def slice_points(logger, data) -> List[float]:
+    """The x values of the slice panels: `logger.slice_x`, or by default a quarter, half and three
+    quarters into the data's x range (a user's x in [0, 4] gets its slices inside its data)."""
+    if logger.slice_x is not None:
+        return list(logger.slice_x)
+    x_low, x_high = data.x_range
+    return [round(x_low + share * (x_high - x_low), 3) for share in (0.25, 0.5, 0.75)]
+
+
 def latent_figures(data, energy, logger, device, points) -> Dict[str, object]:
     """E(x0, y, z) over (y, z); F_beta(x, y) for several beta (and F_inf); the ribbon y(z); z usage."""
-    x0, space = list(logger.slice_x), data.y_space
+    x0, space = slice_points(logger, data), data.y_space
     figs = {}
     ys, z, e = lv.joint_energy(energy, space, x0, logger.resolution, device)
     z_label = lv.z_label(energy)
