@@ -54,6 +54,15 @@ def test_group_by_x_rounds_to_six_decimals():
     assert sorted(valid[1][mask[1]].tolist()) == [2.0, 4.0, 5.0]
 
 
+def test_x_on_a_small_scale_keeps_its_distinct_values():
+    """x in seconds times 1e-7 (30 values 7e-9 apart) are 30 x, not one; rows within a millionth
+    of the x range share a valid set."""
+    x = torch.linspace(0, 2e-7, 30, dtype=torch.float64).repeat_interleave(2)
+    x[1] += 1e-15
+    xs, valid, mask = group_by_x(x, torch.arange(60.0, dtype=torch.float64))
+    assert len(xs) == 30 and mask.sum(1).tolist() == [2] * 30 and xs[0] == 0.0
+
+
 def test_csv_with_four_branches_splits_by_x(tmp_path):
     branches = [lambda x: 1.0, lambda x: 0.3 * x, lambda x: -0.5, lambda x: -1.0 + x * x]
     xs = [i / 20 - 1 for i in range(41)]
@@ -75,6 +84,8 @@ def test_csv_with_four_branches_splits_by_x(tmp_path):
         ("x,y\n1,2\n3,abc\n", "line 3: not a number"),
         ("x,y\n1,nan\n", "line 2: non-finite"),
         ("x,y\n", "no data rows"),
+        ("# made by hand\nx,y\n1,2\n# a note\n3,abc\n", "line 5: not a number"),  # comments keep the line count
+        ("x,y\n1,2\n3,4e39\n", "line 3: '3,4e39' is beyond float32's range"),  # finite in float64, inf in float32
     ],
 )
 def test_malformed_csv_names_file_and_line(tmp_path, content, message):
@@ -110,12 +121,14 @@ def test_inference_k_null_is_as_many_candidates_as_the_data_has_answers(tmp_path
     "x,y\n0.1,1\n0.1,-1\n\n0.2,2.5e-3\n",  # a blank line
     'X, Y\n"0.5","1.25"\n-3,4\n',  # header case and spaces, quoted numbers
     "x,y\n1e13,1\n-0.000001,7\n",
+    "\ufeffx,y\n0.1,1\n0.2,2\n",  # Excel's "CSV UTF-8": a byte-order mark
+    "# from the lab, run 2\n\nx,y # columns\n0.1,1\n# a pause\n0.2,2 # checked\n",  # comments anywhere
 ])
 def test_the_fast_csv_reader_reads_what_the_row_by_row_reader_reads(tmp_path, content):
     from ebm_cli.datasets.curves.data import _read_row_by_row, _read_well_formed
 
     path = tmp_path / "rows.csv"
-    path.write_text(content)
+    path.write_text(content, encoding="utf-8")
     fast = _read_well_formed(str(path))
     assert fast is not None and torch.equal(fast, _read_row_by_row(str(path)))
     assert torch.equal(read_curves_csv(str(path)), fast)

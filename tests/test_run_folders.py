@@ -120,7 +120,7 @@ def write_bad_files(folder):
     np.savez(folder / "zero.npz", context=np.zeros((0, 3, 8, 8)), futures=np.zeros((0, 2, 8, 8)))
     np.save(folder / "array.npz", np.zeros((4, 4)))
     (folder / "array.npz.npy").rename(folder / "array.npz")
-    np.save(folder / "float.npy", np.zeros((4, 10, 8, 8), np.float32))
+    np.save(folder / "float.npy", np.zeros((4, 10, 8, 8), np.int16))
     (folder / "eos.tsv").write_text("el gato\tthe cat <eos>\nel perro\tthe dog\n")
     (folder / "tabs.tsv").write_text("el gato the cat\n")
     (folder / "not_text.tsv").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(200))

@@ -65,6 +65,14 @@ def test_generated_split_holds_out_unseen_sources_built_from_seen_words():
     assert all(data.y_train[i, ends[i] + 1:].eq(0).all() for i in range(len(ends)))
 
 
+def test_tsv_from_a_spreadsheet_reads_as_typed(tmp_path):
+    """A byte-order mark, empty columns after the target and a decomposed "ñ" (n + combining tilde)
+    change nothing: the first source is "el niño", one word with the composed form."""
+    path = tmp_path / "excel.tsv"
+    path.write_text("\ufeffel nin\u0303o\tthe boy\t\t\nel niño\tthe child\nla niña\tthe girl\t\n", encoding="utf-8")
+    assert load_tsv(str(path)) == {"el niño": ["the boy", "the child"], "la niña": ["the girl"]}
+
+
 def test_tsv_repeated_sources_are_valid_sets_and_bad_lines_are_named(tmp_path):
     good = tmp_path / "pairs.tsv"
     good.write_text("# German to English\n\nder hund\tthe dog\nder hund\tthe hound\ndie katze\tthe cat\n"

@@ -103,12 +103,49 @@ def test_malformed_npz_files_are_named_in_one_line(tmp_path, write, fragment):
 
 def test_malformed_npy_files_are_named(tmp_path):
     path = tmp_path / "bad.npy"
-    np.save(path, np.zeros((3, 2, 4, 4), np.float32))
-    with pytest.raises(UserError, match="must be a uint8 array"):
-        load_video(path=str(path))
-    np.save(path, np.zeros((3, 2, 4, 4), np.uint8))
-    with pytest.raises(UserError, match="dataset.context=3 needs at least 4"):
-        load_video(path=str(path))
+    pixels = np.random.default_rng(0).integers(0, 256, (3, 2, 4, 4))
+    cases = [
+        (pixels.astype(np.int16), "must be a uint8 array (T, N, H, W) (or floats in [0, 1]), got int16"),
+        (pixels.astype(np.float32), "float frames must be in [0, 1], found 0 to 255 (divide by 255"),
+        ((pixels > 128).astype(np.uint8), "hold only 0 and 1 (a mask?)"),  # black frames: every prediction right
+        (np.zeros((3, 2, 4, 4), np.float32), "its frames are black"),
+        (pixels.astype(np.uint8), "dataset.context=3 needs at least 4"),
+    ]
+    for array, fragment in cases:
+        np.save(path, array)
+        with pytest.raises(UserError) as err:
+            load_video(path=str(path))
+        assert fragment in str(err.value) and "\n" not in str(err.value)
+
+
+def test_frame_files_as_users_save_them_load_like_the_uint8_file(tmp_path, monkeypatch, caplog):
+    """Floats in [0, 1], a channel axis of one (either side), an upper-case .NPY, a Fortran-ordered
+    file read from disk, a .npz of uint8 pixels: the same windows as the uint8 (T, N, H, W) file."""
+    from ebm_cli.datasets.video import data as video_data
+
+    clips = np.random.default_rng(4).integers(0, 256, (5, 7, 8, 8), dtype=np.uint8)
+    np.save(tmp_path / "ref.npy", clips)
+    ref = load_video(path=str(tmp_path / "ref.npy"), context=3, test_fraction=0.4)
+    np.save(tmp_path / "floats.npy", clips / np.float64(255))
+    np.save(tmp_path / "channel_first.npy", clips[:, :, None])
+    np.save(tmp_path / "channel_last.npy", clips[..., None])
+    np.save(tmp_path / "fortran.npy", np.asfortranarray(clips))
+    (tmp_path / "upper.NPY").write_bytes((tmp_path / "ref.npy").read_bytes())
+    monkeypatch.setattr(video_data, "IN_MEMORY_BYTES", 0)  # as a file bigger than memory would be: from disk
+    for name in ("floats.npy", "channel_first.npy", "channel_last.npy", "fortran.npy", "upper.NPY"):
+        data = load_video(path=str(tmp_path / name), context=3, test_fraction=0.4)
+        assert torch.equal(data.x_test, ref.x_test) and torch.equal(data.valid, ref.valid), name
+        idx = torch.arange(data.num_rows)
+        assert all(torch.equal(a, b) for a, b in zip(data.batch(idx), ref.batch(idx))), name
+    context, futures = clips[:3].transpose(1, 0, 2, 3), clips[3:4].transpose(1, 0, 2, 3)  # (N, C, H, W), (N, 1, H, W)
+    np.savez(tmp_path / "u8.npz", context=context, futures=futures)
+    np.savez(tmp_path / "f32.npz", context=context / np.float32(255), futures=futures / np.float32(255))
+    u8, f32 = (load_video(path=str(tmp_path / n), test_fraction=0.4) for n in ("u8.npz", "f32.npz"))
+    assert torch.equal(u8.x_test, f32.x_test) and torch.equal(u8.y_train, f32.y_train)
+    assert not caplog.records  # 5 frames of 7 clips; 5 frames of 2 clips (T > N) is worth a line
+    np.save(tmp_path / "long.npy", clips[:, :2])
+    load_video(path=str(tmp_path / "long.npy"), context=3, test_fraction=0.5)
+    assert any("np.swapaxes(frames, 0, 1)" in r.getMessage() for r in caplog.records)
 
 
 def test_metrics_on_hand_made_frames():

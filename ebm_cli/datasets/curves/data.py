@@ -8,7 +8,7 @@ import csv
 import math
 import os
 import warnings
-from typing import List, Optional, Sequence
+from typing import Iterator, List, Optional, Sequence
 
 import numpy as np
 import torch
@@ -16,7 +16,8 @@ import torch
 from ebm_cli.datasets.curves.expression import parse_branch
 from ebm_cli.errors import UserError
 
-X_DECIMALS = 6  # rows whose x agree to this many decimals share a valid set
+X_DECIMALS = 6  # rows whose x agree to this many decimals of the x range share a valid set
+FLOAT32_MAX = float(np.finfo(np.float32).max)  # the data is float32: a larger value would become inf
 
 
 def branch_functions(expressions: Sequence[str]):
@@ -55,7 +56,9 @@ def read_curves_csv(path: str) -> torch.Tensor:
     """Read a CSV with header ``x,y`` into a (R, 2) float tensor; one clear error per problem.
 
     numpy's C reader takes a well-formed file (a 170 MB file: 3 s and the table's own memory); a file
-    it refuses, or one with a non-finite value, is read again row by row to name the line at fault.
+    it refuses, or one with a value float32 cannot hold, is read again row by row to name the line at
+    fault. Both readers take the same files: a UTF-8 byte-order mark (Excel's "CSV UTF-8"), `#`
+    comments (whole lines, before the header too, or after a row), blank lines.
     """
     if not os.path.isfile(path):
         raise UserError(f"dataset.path: no such file: {path}")
@@ -63,19 +66,43 @@ def read_curves_csv(path: str) -> torch.Tensor:
     return table if table is not None else _read_row_by_row(path)
 
 
+def _uncommented(fh) -> Iterator[str]:
+    """The file's lines without their `#` comments (a comment line becomes blank: line numbers hold)."""
+    for line in fh:
+        yield line.split("#", 1)[0]
+
+
+def _header(reader) -> Optional[List[str]]:
+    """The first row that is not blank (after comments), or None for a file without one."""
+    for row in reader:
+        if row and any(c.strip() for c in row):
+            return row
+    return None
+
+
+def _is_xy(header: List[str]) -> bool:
+    return [h.strip().lower() for h in header] == ["x", "y"]
+
+
 def _read_well_formed(path: str) -> Optional[torch.Tensor]:
     """The (R, 2) table of a file with the header x,y and finite numbers in two columns; else None."""
     try:
-        with open(path, newline="", encoding="utf-8") as fh:
-            header = next(csv.reader(fh), None)
-            if header is None or [h.strip().lower() for h in header] != ["x", "y"]:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            while True:  # the header: the first line that is not blank or a comment
+                line = fh.readline()
+                if not line or line.split("#", 1)[0].strip():
+                    break
+            header = next(csv.reader([line.split("#", 1)[0]]), None) if line else None
+            if header is None or not _is_xy(header):
                 return None
             with warnings.catch_warnings():  # "input contained no data": the row-by-row reader says it in its words
                 warnings.simplefilter("ignore")
-                table = np.loadtxt(fh, delimiter=",", dtype=np.float64, ndmin=2, quotechar='"', encoding="utf-8")
+                table = np.loadtxt(fh, delimiter=",", dtype=np.float64, ndmin=2, quotechar='"', comments="#")
     except (ValueError, UnicodeDecodeError, csv.Error, OSError):
         return None
     if table.shape[0] == 0 or table.shape[1] != 2 or not np.isfinite(table).all():
+        return None
+    if np.abs(table).max() > FLOAT32_MAX:
         return None
     return torch.from_numpy(table).float()  # as float32 from a double, like float() then float32 row by row
 
@@ -83,14 +110,15 @@ def _read_well_formed(path: str) -> Optional[torch.Tensor]:
 def _read_row_by_row(path: str) -> torch.Tensor:
     rows: List[List[float]] = []
     try:
-        with open(path, newline="", encoding="utf-8") as fh:
-            reader = csv.reader(fh)
-            header = next(reader, None)
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            reader = csv.reader(_uncommented(fh))
+            header = _header(reader)
             if header is None:
                 raise UserError(f"{path}: the file is empty (expected a header line 'x,y')")
-            if [h.strip().lower() for h in header] != ["x", "y"]:
-                raise UserError(f"{path}: line 1: expected the header 'x,y', found {','.join(header)!r}")
-            for line_no, row in enumerate(reader, start=2):
+            if not _is_xy(header):
+                raise UserError(f"{path}: line {reader.line_num}: expected the header 'x,y', found {','.join(header)!r}")
+            for row in reader:
+                line_no = reader.line_num
                 if not row or all(not c.strip() for c in row):
                     continue
                 if len(row) != 2:
@@ -101,6 +129,9 @@ def _read_row_by_row(path: str) -> torch.Tensor:
                     raise UserError(f"{path}: line {line_no}: not a number: {','.join(row)!r}") from None
                 if not (math.isfinite(xv) and math.isfinite(yv)):
                     raise UserError(f"{path}: line {line_no}: non-finite value: {','.join(row)!r}")
+                if max(abs(xv), abs(yv)) > FLOAT32_MAX:
+                    raise UserError(f"{path}: line {line_no}: {','.join(row)!r} is beyond float32's range "
+                                    f"(|value| <= {FLOAT32_MAX:.3g}): rescale the column")
                 rows.append([xv, yv])
     except UnicodeDecodeError:
         raise UserError(f"{path}: not a UTF-8 text file") from None
@@ -112,10 +143,17 @@ def _read_row_by_row(path: str) -> torch.Tensor:
 
 
 def group_by_x(x: torch.Tensor, y: torch.Tensor):
-    """Group rows by x rounded to X_DECIMALS: returns unique x (M,), padded y (M, V), mask (M, V)."""
-    # rounded in float64, not scaled to integers: x * 10**6 overflows int64 beyond |x| ~ 9e12
-    keys = torch.round(x.double(), decimals=X_DECIMALS)
-    unique, inverse = torch.unique(keys, return_inverse=True)
+    """Group rows whose x agree to X_DECIMALS decimals of the x range (x in seconds times 1e-7 keeps
+    its distinct values; x in [-1, 1]: a millionth or two): returns unique x (M,), padded y (M, V),
+    mask (M, V)."""
+    # in float64, not scaled to integers: x * 10**6 overflows int64 beyond |x| ~ 9e12
+    xd = x.double()
+    low, span = xd.min(), xd.max() - xd.min()
+    keys = torch.round((xd - low) / span, decimals=X_DECIMALS) if span > 0 else torch.zeros_like(xd)
+    keys, inverse = torch.unique(keys, return_inverse=True)
+    first_row = torch.full((len(keys),), len(x), dtype=torch.long).scatter_reduce(
+        0, inverse, torch.arange(len(x)), reduce="amin")
+    unique = xd[first_row]  # each group's x: its first row's value
     counts = torch.bincount(inverse, minlength=len(unique))
     order = torch.argsort(inverse, stable=True)
     starts = torch.cumsum(counts, 0) - counts

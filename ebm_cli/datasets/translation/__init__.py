@@ -1,5 +1,6 @@
 """dataset=translation: several valid translations of each source sentence (the lecture's second example)."""
 
+import unicodedata
 from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
@@ -115,7 +116,7 @@ class Translation(Dataset):
         length = int(meta["x_shape"][0])
         sentences: List[str] = []
         for v in values:
-            words = str(v).split()
+            words = unicodedata.normalize("NFC", str(v)).split()  # as the training file's words
             unknown = [w for w in words if w not in index or w == SRC_PAD]
             if unknown:
                 raise UserError(f"x={list(values)}: {unknown[0]!r} is not a source word of this run")

@@ -1,6 +1,7 @@
 """Translation pairs from a UTF-8 TSV (`source<TAB>target` per line; a repeated source has several
 valid targets; blank lines and lines starting with `#` are skipped), and their token ids."""
 
+import unicodedata
 from typing import Dict, List, Sequence
 
 import torch
@@ -15,9 +16,13 @@ MAX_WORDS = 200
 
 
 def load_tsv(path: str) -> Dict[str, List[str]]:
-    """{source: [valid targets]} from a TSV of source<TAB>target lines; a malformed line is named."""
+    """{source: [valid targets]} from a TSV of source<TAB>target lines; a malformed line is named.
+
+    A byte-order mark (Notepad's, Excel's UTF-8) is not part of the first source; words are compared
+    in Unicode's composed form (NFC: "niña" typed with a combining tilde is the same word), and the
+    empty columns a spreadsheet leaves after the target are dropped."""
     try:
-        with open(path, encoding="utf-8") as f:
+        with open(path, encoding="utf-8-sig") as f:
             lines = f.read().splitlines()
     except UnicodeDecodeError:
         raise UserError(f"{path}: not UTF-8 text") from None
@@ -27,7 +32,9 @@ def load_tsv(path: str) -> Dict[str, List[str]]:
     for number, line in enumerate(lines, start=1):
         if not line.strip() or line.lstrip().startswith("#"):
             continue
-        fields = line.split("\t")
+        fields = unicodedata.normalize("NFC", line).split("\t")
+        while len(fields) > 2 and not fields[-1].strip():
+            fields.pop()
         if len(fields) != 2:
             raise UserError(f"{path}: line {number}: expected source<TAB>target, got {len(fields) - 1} tabs: {line[:60]!r}")
         src, tgt = (" ".join(f.split()) for f in fields)

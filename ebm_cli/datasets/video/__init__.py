@@ -75,7 +75,7 @@ class Video(Dataset):
         self.eps, self.augment_with = eps, augment
         self.windows: Optional[ClipWindows] = None  # a .npy's training rows, read as they are used
         self.appearance = "fixed" if path is None and sprite != "glyph" else "varies"
-        if path is not None and path.endswith(".npy"):
+        if path is not None and path.lower().endswith(".npy"):
             check_data_file(path)
             self._from_clips(path, context, windows, test_fraction, max_test, seed)
             return

@@ -5,6 +5,7 @@ uint8 array (T, N, H, W)). The generator and the .npz return contexts (N, C, H, 
 memory-mapped array whose windows are read as they are used (windows.py).
 """
 
+import logging
 import zipfile
 from typing import Tuple
 
@@ -12,8 +13,11 @@ import numpy as np
 
 from ebm_cli.errors import UserError
 
+log = logging.getLogger(__name__)
+
 SPRITES = ("square", "plus", "diamond", "glyph")  # glyph: a new random shape in every clip
 IN_MEMORY_BYTES = 512 * 2**20  # a .npy up to this size is read whole; a bigger one frame by frame as batches ask
+CHUNK_CLIPS = 256  # clips per chunk when a float or Fortran-ordered .npy is checked and turned into uint8
 
 
 def glyph(rng: np.random.Generator, size: int) -> np.ndarray:
@@ -134,11 +138,18 @@ def load_npz(path: str) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
         raise _bad(path, f"'context' {context.shape} and 'futures' {futures.shape} disagree on N, H or W")
     if 0 in context.shape or 0 in futures.shape:
         raise _bad(path, f"holds no frames ('context' {context.shape}, 'futures' {futures.shape})")
+    frames = {}
     for key, a in (("context", context), ("futures", futures)):
         if not np.issubdtype(a.dtype, np.number):
             raise _bad(path, f"'{key}' must be numeric, got {a.dtype}")
+        if a.dtype == np.uint8:  # pixels 0..255, as in the .npy
+            frames[key] = a.astype(np.float32) / 255.0
+            continue
         if not np.isfinite(a).all() or a.min() < 0 or a.max() > 1:
-            raise _bad(path, f"'{key}' must hold finite values in [0, 1]")
+            found = f"{a.min():.4g} to {a.max():.4g}" if np.isfinite(a).all() else "NaN or infinite values"
+            raise _bad(path, f"'{key}' must hold finite values in [0, 1] (or be uint8 0..255), found {found} in {a.dtype}")
+        frames[key] = a
+    context, futures = frames["context"], frames["futures"]
     n, k = futures.shape[:2]
     counts = arrays.get("num_futures", np.full(n, k))
     if counts.shape != (n,) or not np.issubdtype(counts.dtype, np.integer) or counts.min() < 1 or counts.max() > k:
@@ -158,11 +169,22 @@ def open_npy(path: str, context_frames: int) -> np.ndarray:
     if not isinstance(clips, np.ndarray):
         clips.close()
         raise _bad(path, "is a .npz archive, not a single (T, N, H, W) array: name it .npz")
-    if clips.ndim != 4 or clips.dtype != np.uint8:
-        raise _bad(path, f"must be a uint8 array (T, N, H, W), got {clips.dtype} of shape {clips.shape}")
+    if clips.ndim == 5 and 1 in (clips.shape[2], clips.shape[4]):  # one channel: (T, N, 1, H, W) or (T, N, H, W, 1)
+        clips = np.squeeze(clips, axis=2 if clips.shape[2] == 1 else 4)
+    if clips.ndim != 4 or not (clips.dtype == np.uint8 or np.issubdtype(clips.dtype, np.floating)):
+        raise _bad(path, f"must be a uint8 array (T, N, H, W) (or floats in [0, 1]), got {clips.dtype} of shape {clips.shape}")
     if 0 in clips.shape:
         raise _bad(path, f"holds no frames (shape {clips.shape})")
     t, n = clips.shape[:2]
+    floats = clips.dtype != np.uint8
+    if floats or not clips.flags.c_contiguous:
+        clips = _as_uint8(path, clips)
+    if clips[:, :64].max() <= 1:  # black frames: every prediction would be "right"
+        raise _bad(path, "its frames are black (every pixel below 1/255)" if floats else
+                   "its uint8 frames hold only 0 and 1 (a mask?): pixels are 0 to 255, save it as frames * 255")
+    if t > n:  # Moving MNIST is (20, 10000, 64, 64); N clips of T frames saved as (N, T, H, W) would mix clips
+        log.warning("%s: read as %d clips of %d frames each (T, N, H, W: Moving MNIST's order); a file of "
+                    "clips by frames (N, T, H, W) needs np.swapaxes(frames, 0, 1)", path, n, t)
     if t < context_frames + 1:
         raise _bad(path, f"has {t} frames per clip; dataset.context={context_frames} needs at least {context_frames + 1}")
     if n < 2:
@@ -170,3 +192,19 @@ def open_npy(path: str, context_frames: int) -> np.ndarray:
     if clips.nbytes <= IN_MEMORY_BYTES:  # small enough to hold: batches index it in memory
         return np.ascontiguousarray(clips)
     return clips
+
+
+def _as_uint8(path: str, clips: np.ndarray) -> np.ndarray:
+    """Float frames in [0, 1] (or a Fortran-ordered uint8 file) as a C-ordered uint8 array in memory
+    (T, N, H, W), a chunk of clips at a time: the windows read frames by their offsets in a uint8
+    file, and a float file would take 4 times the memory of its pixels."""
+    out = np.empty(clips.shape, np.uint8)
+    for start in range(0, clips.shape[1], CHUNK_CLIPS):
+        chunk = np.asarray(clips[:, start:start + CHUNK_CLIPS])
+        if chunk.dtype != np.uint8:
+            if not np.isfinite(chunk).all() or chunk.min() < 0 or chunk.max() > 1:
+                found = f"{chunk.min():.4g} to {chunk.max():.4g}" if np.isfinite(chunk).all() else "NaN or infinite values"
+                raise _bad(path, f"float frames must be in [0, 1], found {found} (divide by 255, or save them as uint8)")
+            chunk = np.rint(chunk * 255.0)
+        out[:, start:start + CHUNK_CLIPS] = chunk
+    return out
