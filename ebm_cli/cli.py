@@ -33,7 +33,8 @@ register_configs()
 
 
 def run_task(cfg: DictConfig, run_dir: Path, overrides=(), trusted=()) -> Optional[float]:
-    """Run cfg.task in run_dir; returns the sweep objective (cfg.objective) for training runs.
+    """Run cfg.task in run_dir; returns the sweep objective (cfg.objective) for training runs: its
+    best value on the validation split (the kept weights'), or the test metric of a run without one.
 
     overrides: the command line's; infer and landscape use the run's own inference method
     unless it names another (inference=...), with its inference.<key>=... applied. trusted: the
@@ -47,7 +48,8 @@ def run_task(cfg: DictConfig, run_dir: Path, overrides=(), trusted=()) -> Option
         key = summary.metric_key(metrics, cfg.objective)
         if key is None:
             raise UserError(f"objective={cfg.objective}: not a metric of this run (one of {', '.join(metrics)})")
-        return metrics[key]
+        value, split = summary.sweep_objective(summary.read_record(run_dir), cfg.objective)
+        return value if split == "validation" else metrics[key]  # a sweep picks by validation, never by the test
     if name == "infer":
         infer.infer(cfg, overrides, trusted, out_dir=run_dir)
         return None

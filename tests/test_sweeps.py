@@ -16,19 +16,24 @@ from helpers import ebm_run_command, run_cli
 def test_six_job_sweep_writes_a_sorted_summary(tmp_path, subprocess_env):
     sweep = tmp_path / "sweep"
     proc = run_cli(["-m", "debug=smoke", "seed=0,1,2", "energy.hidden=32,64", "logger.landscape_every=0",
-                    f"hydra.sweep.dir={sweep}"], tmp_path)
+                    "trainer.eval_every=10", f"hydra.sweep.dir={sweep}"], tmp_path)
     assert proc.returncode == 0, proc.stderr
     printed = " ".join(proc.stdout.split())  # a long sweep path wraps the table's title
-    assert "6 jobs, best first" in printed and "summary written to" in printed
+    assert "6 jobs, best first by the validation coverage" in printed and "summary written to" in printed
     jobs = sorted(p for p in sweep.iterdir() if p.is_dir())
     assert [j.name.split("_", 1)[0] for j in jobs] == [str(i) for i in range(6)]
-    assert jobs[0].name == "0_debug=smoke,energy.hidden=32,logger.landscape_every=0,seed=0"
+    assert jobs[0].name == "0_debug=smoke,energy.hidden=32,logger.landscape_every=0,seed=0,trainer.eval_every=10"
     with open(sweep / "summary.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
     assert len(rows) == 6 and {r["status"] for r in rows} == {"completed"}
     objective = [float(r["objective"]) for r in rows]
     assert objective == sorted(objective, reverse=True)
-    assert all(r["objective"] == r["coverage@0.05"] for r in rows)
+    # the sweep compares the jobs on their validation splits, never on the test split it reports
+    by_job = {j.name: json.loads((j / "metrics.json").read_text()) for j in jobs}
+    for r in rows:
+        assert r["objective_split"] == "validation"
+        assert float(r["objective"]) == pytest.approx(by_job[r["job"]]["best_validation"]["coverage"])
+        assert float(r["coverage@0.05"]) == pytest.approx(by_job[r["job"]]["metrics"]["coverage@0.05"])
     for job in jobs:
         record = json.loads((job / "metrics.json").read_text())
         assert "energy.hidden=32" in record["overrides"] or "energy.hidden=64" in record["overrides"]
@@ -136,3 +141,20 @@ def test_tensorboard_serves_a_finished_sweep(tmp_path, subprocess_env):
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_a_job_without_a_validation_split_is_compared_by_its_test_metric(tmp_path):
+    """trainer.eval_every=0 (or a run that ended before its first evaluation): the test metric, said so."""
+    from ebm_cli.runtime.summary import summarise
+
+    for job, record in {
+        "0_a": {"status": "completed", "metrics": {"coverage@0.05": 0.9}, "best_validation": {"step": 100, "coverage": 0.7}},
+        "1_b": {"status": "completed", "metrics": {"coverage@0.05": 0.5}, "best_validation": {"step": None, "coverage": None}},
+        "2_c": {"status": "completed", "metrics": {"coverage@0.05": 0.8}},
+    }.items():
+        (tmp_path / job).mkdir()
+        (tmp_path / job / "metrics.json").write_text(json.dumps(record))
+    rows = summarise(tmp_path, "coverage", "maximize")
+    assert [(r["job"], r["objective"], r["objective_split"]) for r in rows] == [
+        ("2_c", 0.8, "test"), ("0_a", 0.7, "validation"), ("1_b", 0.5, "test")]
+

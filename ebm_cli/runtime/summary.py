@@ -1,4 +1,5 @@
-"""The summary of a sweep: one row per job from its metrics.json, sorted by the objective."""
+"""The summary of a sweep: one row per job from its metrics.json, sorted by the objective on the
+validation split (where the jobs have one), with the test metrics beside it."""
 
 import csv
 import json
@@ -6,7 +7,7 @@ import logging
 import math
 import os
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 from ebm_cli.runtime.console import get_console, simple_table
 from ebm_cli.runtime.disk import cannot_write, remove_quietly
@@ -38,6 +39,26 @@ def metric_key(metrics: Dict[str, float], name: str) -> Optional[str]:
     return None
 
 
+def sweep_objective(record: Dict[str, Any], objective: str) -> Tuple[Optional[float], str]:
+    """What a sweep compares a job by, and the split it was measured on: the objective of the run's
+    kept weights on its validation split, where the run had one; else its test metric (a run with
+    trainer.eval_every=0, or one that ended before its first evaluation). Hyperparameters picked by
+    the test split would make the best job's test score one chosen on that very split."""
+    best = (record.get("best_validation") or {}).get(objective)
+    if isinstance(best, (int, float)) and math.isfinite(best):
+        return float(best), "validation"
+    metrics = record.get("metrics", {})
+    return metrics.get(metric_key(metrics, objective) or objective), "test"
+
+
+def read_record(run_dir: Path) -> Dict[str, Any]:
+    """A run's metrics.json, or {} where it cannot be read."""
+    try:
+        return json.loads((run_dir / "metrics.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
 def summarise(sweep_dir: Path, objective: str, direction: str) -> List[Dict[str, Any]]:
     """Rows for every job folder with a metrics.json; writes sweep_dir/summary.csv."""
     rows = []
@@ -47,9 +68,10 @@ def summarise(sweep_dir: Path, objective: str, direction: str) -> List[Dict[str,
         except (OSError, ValueError) as exc:
             record = {"status": "unreadable", "error": f"{path.name}: {exc}"}
         metrics = record.get("metrics", {})
+        value, split = sweep_objective(record, objective)
         rows.append({
             "job": path.parent.name, "status": record.get("status", "?"),
-            "overrides": " ".join(record.get("overrides", [])), "objective": metrics.get(metric_key(metrics, objective) or objective),
+            "overrides": " ".join(record.get("overrides", [])), "objective": value, "objective_split": split,
             **metrics, **({"collapsed": record["collapsed"]} if "collapsed" in record else {}),
             "error": record.get("error", ""),
         })
@@ -83,16 +105,20 @@ def print_summary(rows: List[Dict[str, Any]], sweep_dir: Path, objective: str) -
     """A rich table: the overrides that differ between jobs, status, objective, key metrics."""
     per_job = [r["overrides"].split() for r in rows]
     common = set.intersection(*(set(o) for o in per_job)) if per_job else set()
-    shown_objective = {metric_key(r, objective) for r in rows}
+    splits = {r.get("objective_split", "test") for r in rows}
+    # the test metric itself is a column of its own unless the objective column is that metric
+    shown_objective = {metric_key(r, objective) for r in rows} if splits == {"test"} else set()
     metric_cols = [c for c in dict.fromkeys(k for r in rows for k in r) if c.startswith(SHOWN) and c not in shown_objective]
     errors = any(r["error"] for r in rows)
-    header = ["job", "overrides", "status", objective, *metric_cols] + (["error"] if errors else [])
+    label = {"validation": f"validation {objective}", "test": objective}.get(splits.pop() if len(splits) == 1 else "",
+                                                                               f"{objective} (validation, else test)")
+    header = ["job", "overrides", "status", label, *metric_cols] + (["error"] if errors else [])
     body = []
     for r, overrides in zip(rows, per_job):
         varying = " ".join(o for o in overrides if o not in common)
         line = [r["job"].split("_", 1)[0], varying, r["status"], r["objective"], *(r.get(c) for c in metric_cols)]
         body.append(line + ([r["error"][:100]] if errors else []))
-    title = f"sweep {sweep_dir}: {len(rows)} jobs, best first" + (f" (all with {' '.join(sorted(common))})" if common else "")
+    title = f"sweep {sweep_dir}: {len(rows)} jobs, best first by the {label}" + (f" (all with {' '.join(sorted(common))})" if common else "")
     console = get_console()
     console.print(simple_table(title, header, body))
     console.print(f"summary written to {sweep_dir / 'summary.csv'}")
