@@ -8,6 +8,7 @@ traceback appears only with HYDRA_FULL_ERROR=1.
 import contextlib
 import logging
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Optional
@@ -33,8 +34,8 @@ register_configs()
 
 
 def run_task(cfg: DictConfig, run_dir: Path, overrides=(), trusted=()) -> Optional[float]:
-    """Run cfg.task in run_dir; returns the sweep objective (cfg.objective) for training runs: its
-    best value on the validation split (the kept weights'), or the test metric of a run without one.
+    """Run cfg.task in run_dir; returns the sweep objective (cfg.objective) for training runs: the
+    kept weights' value on the validation split, or the test metric where they were not scored there.
 
     overrides: the command line's; infer and landscape use the run's own inference method
     unless it names another (inference=...), with its inference.<key>=... applied. trusted: the
@@ -49,7 +50,13 @@ def run_task(cfg: DictConfig, run_dir: Path, overrides=(), trusted=()) -> Option
         if key is None:
             raise UserError(f"objective={cfg.objective}: not a metric of this run (one of {', '.join(metrics)})")
         value, split = summary.sweep_objective(summary.read_record(run_dir), cfg.objective)
-        return value if split == "validation" else metrics[key]  # a sweep picks by validation, never by the test
+        if split == "validation":
+            return value  # a sweep picks by validation, never by the test
+        if _sweeping:
+            log.warning("objective=%s: the kept weights were not scored on a validation split (trainer.eval_every=0, "
+                        "trainer.keep=last, or the run ended before its first evaluation): the sweep compares this "
+                        "job by its test metric", cfg.objective)
+        return metrics[key]
     if name == "infer":
         infer.infer(cfg, overrides, trusted, out_dir=run_dir)
         return None
@@ -175,6 +182,17 @@ def _log_to_file(message: str) -> None:
             handler.handle(record)
 
 
+def expand_home(arg: str) -> str:
+    """`dataset.path=~/data.csv` with ~ as the home folder, as a shell expands an assignment: the
+    shell leaves ~ alone after `dataset.path=` (not a variable name), and Hydra's grammar refuses it.
+    Each ~ that starts a value, or an item of a sweep's comma list, followed by / or nothing;
+    `~key=...` (Hydra's deletion of a key) is left as it is."""
+    key, eq, value = arg.partition("=")
+    if not eq or arg.startswith("~") or "~" not in value:
+        return arg
+    return key + eq + re.sub(r"(?:^|(?<=,))~(?=/|,|$)", lambda _: os.path.expanduser("~"), value)
+
+
 def main() -> None:
     """Console script `ebm-run` (and `python -m ebm_cli`)."""
     try:
@@ -186,6 +204,7 @@ def main() -> None:
     # a console script does not put the working directory on sys.path, so the runner does.
     if cwd not in sys.path:
         sys.path.insert(0, cwd)
+    sys.argv[1:] = [expand_home(arg) for arg in sys.argv[1:]]
     if sys.argv[1:] == ["--version"]:  # ebm-cli's own, not Hydra's
         print(version_line())
         return

@@ -164,3 +164,19 @@ def test_a_users_module_that_cannot_be_imported_is_one_line_and_nothing_from_hyd
             f"ebm-run: error: energy: cannot import {args[-1].split('=')[-1] if module == 'my_energy' else 'my_missing.Energy'} "
             f"(No module named '{module}'); put {module}.py in the working directory or on PYTHONPATH"]
     assert not (tmp_path / "outputs").exists()
+
+
+def test_a_path_under_the_home_folder_is_the_home_folder(tmp_path, monkeypatch):
+    """`dataset.path=~/four.csv` as typed: the shell leaves that ~ alone (dataset.path is not a
+    variable name) and Hydra's grammar refused it; the runner expands it, in a sweep's list too."""
+    from ebm_cli.cli import expand_home
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert expand_home("dataset.path=~/a.csv") == f"dataset.path={tmp_path}/a.csv"
+    assert expand_home("dataset.path=~/a.csv,~/b.csv,c~/d") == f"dataset.path={tmp_path}/a.csv,{tmp_path}/b.csv,c~/d"
+    assert expand_home("~trainer.ema") == "~trainer.ema" and expand_home("--cfg") == "--cfg"
+    assert expand_home("dataset.path=~user/a.csv") == "dataset.path=~user/a.csv"  # only ~ itself
+    (tmp_path / "four.csv").write_text("x,y\n" + "".join(f"{i / 10},{k}\n" for i in range(10) for k in (-1, 1)))
+    proc = run_cli(["dataset=curves_csv", "dataset.path=~/four.csv", "--cfg", "job"], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert f"path: {tmp_path}/four.csv" in proc.stdout

@@ -44,7 +44,7 @@ def test_bad_branch_expression_is_one_clear_error():
         branch_functions(["0.4 * "])
 
 
-def test_group_by_x_rounds_to_six_decimals():
+def test_group_by_x_merges_float_noise_past_float32():
     x = torch.tensor([0.1, 0.2, 0.1000000001, 0.2, 0.2], dtype=torch.float64)
     y = torch.tensor([1.0, 2.0, 3.0, 4.0, 5.0], dtype=torch.float64)
     xs, valid, mask = group_by_x(x, y)
@@ -54,13 +54,15 @@ def test_group_by_x_rounds_to_six_decimals():
     assert sorted(valid[1][mask[1]].tolist()) == [2.0, 4.0, 5.0]
 
 
-def test_x_on_a_small_scale_keeps_its_distinct_values():
-    """x in seconds times 1e-7 (30 values 7e-9 apart) are 30 x, not one; rows within a millionth
-    of the x range share a valid set."""
-    x = torch.linspace(0, 2e-7, 30, dtype=torch.float64).repeat_interleave(2)
-    x[1] += 1e-15
+def test_x_on_any_scale_keeps_its_distinct_values():
+    """x in seconds times 1e-7 (30 values 7e-9 apart) are 30 x, not one (6 decimals made them one);
+    a fine grid with a far stray x keeps every x; float noise past float32's digits is one x."""
+    x = torch.linspace(1e-7, 3e-7, 30, dtype=torch.float64).repeat_interleave(2)
+    x[3] *= 1 + 1e-10
     xs, valid, mask = group_by_x(x, torch.arange(60.0, dtype=torch.float64))
-    assert len(xs) == 30 and mask.sum(1).tolist() == [2] * 30 and xs[0] == 0.0
+    assert len(xs) == 30 and mask.sum(1).tolist() == [2] * 30
+    grid = torch.cat([torch.arange(1000, dtype=torch.float64) / 1000, torch.tensor([5000.0], dtype=torch.float64)])
+    assert len(group_by_x(grid, grid)[0]) == 1001
 
 
 def test_csv_with_four_branches_splits_by_x(tmp_path):
@@ -117,21 +119,33 @@ def test_inference_k_null_is_as_many_candidates_as_the_data_has_answers(tmp_path
     assert build_run(make_cfg("dataset=curves_csv", f"dataset.path={csv}", "inference.k=2")).inference.k == 2
 
 
-@pytest.mark.parametrize("content", [
-    "x,y\n0.1,1\n0.1,-1\n\n0.2,2.5e-3\n",  # a blank line
-    'X, Y\n"0.5","1.25"\n-3,4\n',  # header case and spaces, quoted numbers
-    "x,y\n1e13,1\n-0.000001,7\n",
-    "\ufeffx,y\n0.1,1\n0.2,2\n",  # Excel's "CSV UTF-8": a byte-order mark
-    "# from the lab, run 2\n\nx,y # columns\n0.1,1\n# a pause\n0.2,2 # checked\n",  # comments anywhere
+@pytest.mark.parametrize("content,rows", [
+    ("x,y\n0.1,1\n0.1,-1\n\n0.2,2.5e-3\n", [[0.1, 1], [0.1, -1], [0.2, 2.5e-3]]),  # a blank line
+    ('X, Y\n"0.5","1.25"\n-3,4\n', [[0.5, 1.25], [-3, 4]]),  # header case and spaces, quoted numbers
+    ("x,y\n1e13,1\n-0.000001,7\n", [[1e13, 1], [-0.000001, 7]]),
+    ("\ufeffx,y\n0.1,1\n0.2,2\n", [[0.1, 1], [0.2, 2]]),  # Excel's "CSV UTF-8": a byte-order mark
+    ("# from the lab, run 2\n\nx,y # columns\n0.1,1\n# a pause\n0.2,2 # checked\n", [[0.1, 1], [0.2, 2]]),
 ])
-def test_the_fast_csv_reader_reads_what_the_row_by_row_reader_reads(tmp_path, content):
+def test_the_fast_csv_reader_reads_what_the_row_by_row_reader_reads(tmp_path, content, rows):
     from ebm_cli.datasets.curves.data import _read_row_by_row, _read_well_formed
 
     path = tmp_path / "rows.csv"
     path.write_text(content, encoding="utf-8")
     fast = _read_well_formed(str(path))
     assert fast is not None and torch.equal(fast, _read_row_by_row(str(path)))
+    assert torch.equal(fast, torch.tensor(rows, dtype=torch.float64).float())
     assert torch.equal(read_curves_csv(str(path)), fast)
+
+
+@pytest.mark.parametrize("content,message", [
+    ('x,y\n"1#2",3\n0.2,2\n', "line 2: not a number: '1#2,3'"),  # a # inside quotes is not a comment
+    ('x,y\n"1#",2\n",3\n4,5\n', "line 2: not a number"),  # nor does it join two lines into a row
+])
+def test_a_hash_inside_quotes_is_part_of_the_field(tmp_path, content, message):
+    path = tmp_path / "quoted.csv"
+    path.write_text(content)
+    with pytest.raises(UserError, match=message):
+        read_curves_csv(str(path))
 
 
 def test_a_file_the_fast_reader_refuses_still_names_its_line(tmp_path):

@@ -147,14 +147,19 @@ def test_a_job_without_a_validation_split_is_compared_by_its_test_metric(tmp_pat
     """trainer.eval_every=0 (or a run that ended before its first evaluation): the test metric, said so."""
     from ebm_cli.runtime.summary import summarise
 
+    validated = {"status": "completed", "evaluated_step": 100, "best_validation": {"step": 100, "coverage": 0.7}}
     for job, record in {
-        "0_a": {"status": "completed", "metrics": {"coverage@0.05": 0.9}, "best_validation": {"step": 100, "coverage": 0.7}},
+        "0_a": {**validated, "metrics": {"coverage@0.05": 0.9}},
         "1_b": {"status": "completed", "metrics": {"coverage@0.05": 0.5}, "best_validation": {"step": None, "coverage": None}},
         "2_c": {"status": "completed", "metrics": {"coverage@0.05": 0.8}},
+        "3_d": {**validated, "evaluated_step": 300, "metrics": {"coverage@0.05": 0.95}},  # keep=last: not the best's
+        "4_e": {"status": "diverged", "error": "training diverged at step 3"},
+        "5_f": {**validated, "best_validation": {"step": 100, "coverage": 0.6}, "metrics": {"coverage@0.05": 0.99}},
     }.items():
         (tmp_path / job).mkdir()
         (tmp_path / job / "metrics.json").write_text(json.dumps(record))
     rows = summarise(tmp_path, "coverage", "maximize")
     assert [(r["job"], r["objective"], r["objective_split"]) for r in rows] == [
-        ("2_c", 0.8, "test"), ("0_a", 0.7, "validation"), ("1_b", 0.5, "test")]
+        ("0_a", 0.7, "validation"), ("5_f", 0.6, "validation"),  # compared on validation, first
+        ("3_d", 0.95, "test"), ("2_c", 0.8, "test"), ("1_b", 0.5, "test"), ("4_e", None, None)]
 

@@ -107,8 +107,8 @@ def test_malformed_npy_files_are_named(tmp_path):
     cases = [
         (pixels.astype(np.int16), "must be a uint8 array (T, N, H, W) (or floats in [0, 1]), got int16"),
         (pixels.astype(np.float32), "float frames must be in [0, 1], found 0 to 255 (divide by 255"),
-        ((pixels > 128).astype(np.uint8), "hold only 0 and 1 (a mask?)"),  # black frames: every prediction right
-        (np.zeros((3, 2, 4, 4), np.float32), "its frames are black"),
+        ((pixels > 128).astype(np.uint8), "its uint8 frames hold only 0 and 1 of 255 (a mask?)"),  # every prediction right
+        (np.zeros((3, 2, 4, 4), np.float32), "its frames are black (every pixel 0)"),
         (pixels.astype(np.uint8), "dataset.context=3 needs at least 4"),
     ]
     for array, fragment in cases:
@@ -131,17 +131,29 @@ def test_frame_files_as_users_save_them_load_like_the_uint8_file(tmp_path, monke
     np.save(tmp_path / "channel_last.npy", clips[..., None])
     np.save(tmp_path / "fortran.npy", np.asfortranarray(clips))
     (tmp_path / "upper.NPY").write_bytes((tmp_path / "ref.npy").read_bytes())
-    monkeypatch.setattr(video_data, "IN_MEMORY_BYTES", 0)  # as a file bigger than memory would be: from disk
     for name in ("floats.npy", "channel_first.npy", "channel_last.npy", "fortran.npy", "upper.NPY"):
         data = load_video(path=str(tmp_path / name), context=3, test_fraction=0.4)
         assert torch.equal(data.x_test, ref.x_test) and torch.equal(data.valid, ref.valid), name
         idx = torch.arange(data.num_rows)
         assert all(torch.equal(a, b) for a, b in zip(data.batch(idx), ref.batch(idx))), name
+    monkeypatch.setattr(video_data, "IN_MEMORY_BYTES", 0)  # as a file bigger than memory would be: from disk
+    for name in ("channel_first.npy", "channel_last.npy", "upper.NPY"):
+        data = load_video(path=str(tmp_path / name), context=3, test_fraction=0.4)
+        assert isinstance(data.windows.clips, np.memmap), name  # frames read one by one, never the file whole
+        idx = torch.arange(data.num_rows)
+        assert all(torch.equal(a, b) for a, b in zip(data.batch(idx), ref.batch(idx))), name
+    for name, what in (("floats.npy", "float frames over 0 MB"), ("fortran.npy", "a Fortran-ordered array over 0 MB")):
+        with pytest.raises(UserError, match=what):  # converting it would hold it whole
+            load_video(path=str(tmp_path / name), context=3, test_fraction=0.4)
+    monkeypatch.undo()
     context, futures = clips[:3].transpose(1, 0, 2, 3), clips[3:4].transpose(1, 0, 2, 3)  # (N, C, H, W), (N, 1, H, W)
     np.savez(tmp_path / "u8.npz", context=context, futures=futures)
     np.savez(tmp_path / "f32.npz", context=context / np.float32(255), futures=futures / np.float32(255))
     u8, f32 = (load_video(path=str(tmp_path / n), test_fraction=0.4) for n in ("u8.npz", "f32.npz"))
     assert torch.equal(u8.x_test, f32.x_test) and torch.equal(u8.y_train, f32.y_train)
+    np.savez(tmp_path / "mask.npz", context=(context > 128).astype(np.uint8), futures=(futures > 128).astype(np.uint8))
+    with pytest.raises(UserError, match="'context' frames hold only 0 and 1 of 255"):
+        load_video(path=str(tmp_path / "mask.npz"))
     assert not caplog.records  # 5 frames of 7 clips; 5 frames of 2 clips (T > N) is worth a line
     np.save(tmp_path / "long.npy", clips[:, :2])
     load_video(path=str(tmp_path / "long.npy"), context=3, test_fraction=0.5)

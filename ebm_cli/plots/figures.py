@@ -50,7 +50,9 @@ def slice_points(logger, data) -> List[float]:
     if logger.slice_x is not None:
         return list(logger.slice_x)
     x_low, x_high = data.x_range
-    return [round(x_low + share * (x_high - x_low), 3) for share in (0.25, 0.5, 0.75)]
+    if x_high == x_low:
+        return [x_low]
+    return [x_low + share * (x_high - x_low) for share in (0.25, 0.5, 0.75)]  # titles print them with :g
 
 
 def latent_figures(data, energy, logger, device, points) -> Dict[str, object]:

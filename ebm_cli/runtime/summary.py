@@ -39,16 +39,19 @@ def metric_key(metrics: Dict[str, float], name: str) -> Optional[str]:
     return None
 
 
-def sweep_objective(record: Dict[str, Any], objective: str) -> Tuple[Optional[float], str]:
+def sweep_objective(record: Dict[str, Any], objective: str) -> Tuple[Optional[float], Optional[str]]:
     """What a sweep compares a job by, and the split it was measured on: the objective of the run's
-    kept weights on its validation split, where the run had one; else its test metric (a run with
-    trainer.eval_every=0, or one that ended before its first evaluation). Hyperparameters picked by
-    the test split would make the best job's test score one chosen on that very split."""
-    best = (record.get("best_validation") or {}).get(objective)
-    if isinstance(best, (int, float)) and math.isfinite(best):
-        return float(best), "validation"
+    kept weights on its validation split, where they were scored there (trainer.keep=best); else
+    its test metric (trainer.eval_every=0, trainer.keep=last, a run that ended before its first
+    evaluation); (None, None) for a job without either (it failed). Hyperparameters picked by the
+    test split would make the best job's test score one chosen on that very split."""
+    best = record.get("best_validation") or {}
+    value = best.get(objective)
+    if isinstance(value, (int, float)) and math.isfinite(value) and best.get("step") == record.get("evaluated_step"):
+        return float(value), "validation"
     metrics = record.get("metrics", {})
-    return metrics.get(metric_key(metrics, objective) or objective), "test"
+    value = metrics.get(metric_key(metrics, objective) or objective)
+    return (value, "test") if value is not None else (None, None)
 
 
 def read_record(run_dir: Path) -> Dict[str, Any]:
@@ -76,11 +79,13 @@ def summarise(sweep_dir: Path, objective: str, direction: str) -> List[Dict[str,
             "error": record.get("error", ""),
         })
     sign = -1.0 if direction == "maximize" else 1.0
+    validated = any(r["objective_split"] == "validation" for r in rows)
 
-    def key(row):
+    def key(row):  # jobs compared on validation first, then those only measured on the test split
         value = row["objective"]
         usable = isinstance(value, (int, float)) and math.isfinite(value)
-        return (not usable, sign * value if usable else 0.0, row["job"])
+        return (not usable, validated and row["objective_split"] != "validation", sign * value if usable else 0.0,
+                row["job"])
 
     rows.sort(key=key)
     failed_jobs[:] = [f"{r['job']}: {r['error']}" for r in rows if r["status"] != "completed"]
@@ -105,13 +110,13 @@ def print_summary(rows: List[Dict[str, Any]], sweep_dir: Path, objective: str) -
     """A rich table: the overrides that differ between jobs, status, objective, key metrics."""
     per_job = [r["overrides"].split() for r in rows]
     common = set.intersection(*(set(o) for o in per_job)) if per_job else set()
-    splits = {r.get("objective_split", "test") for r in rows}
+    splits = {r.get("objective_split") for r in rows} - {None}
     # the test metric itself is a column of its own unless the objective column is that metric
     shown_objective = {metric_key(r, objective) for r in rows} if splits == {"test"} else set()
     metric_cols = [c for c in dict.fromkeys(k for r in rows for k in r) if c.startswith(SHOWN) and c not in shown_objective]
     errors = any(r["error"] for r in rows)
-    label = {"validation": f"validation {objective}", "test": objective}.get(splits.pop() if len(splits) == 1 else "",
-                                                                               f"{objective} (validation, else test)")
+    label = {"validation": f"validation {objective}", "test": objective}.get(
+        next(iter(splits)) if len(splits) == 1 else "", f"{objective} (validation; test where none, after them)")
     header = ["job", "overrides", "status", label, *metric_cols] + (["error"] if errors else [])
     body = []
     for r, overrides in zip(rows, per_job):

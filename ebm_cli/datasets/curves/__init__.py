@@ -15,8 +15,8 @@ DEFAULT_BRANCHES = ("0.6 + 0.3 * sin(pi * x)", "0.4 * x", "-0.6 + 0.3 * cos(pi *
 
 class Curves(Dataset):
     """Multi-branch curves: each x has several valid y, one per branch. Generated from branch
-    expressions, or read from a CSV with header `x,y` (rows sharing an x, to a millionth of the x
-    range, are that x's valid set). x_train, y_train: (N, 1); x_test: (M, 1); valid: (M, V, 1) with valid_mask (M, V).
+    expressions, or read from a CSV with header `x,y` (rows sharing an x, as a float32, are that
+    x's valid set). x_train, y_train: (N, 1); x_test: (M, 1); valid: (M, V, 1) with valid_mask (M, V).
 
     Args:
         path: a CSV file; None = generate from `branches`.

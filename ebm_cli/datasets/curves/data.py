@@ -16,7 +16,6 @@ import torch
 from ebm_cli.datasets.curves.expression import parse_branch
 from ebm_cli.errors import UserError
 
-X_DECIMALS = 6  # rows whose x agree to this many decimals of the x range share a valid set
 FLOAT32_MAX = float(np.finfo(np.float32).max)  # the data is float32: a larger value would become inf
 
 
@@ -66,10 +65,21 @@ def read_curves_csv(path: str) -> torch.Tensor:
     return table if table is not None else _read_row_by_row(path)
 
 
+def _strip_comment(line: str) -> str:
+    """The line up to its first `#` outside double quotes (numpy's reader ignores one inside quotes too)."""
+    quoted = False
+    for i, ch in enumerate(line):
+        if ch == '"':
+            quoted = not quoted
+        elif ch == "#" and not quoted:
+            return line[:i]
+    return line
+
+
 def _uncommented(fh) -> Iterator[str]:
     """The file's lines without their `#` comments (a comment line becomes blank: line numbers hold)."""
     for line in fh:
-        yield line.split("#", 1)[0]
+        yield _strip_comment(line)
 
 
 def _header(reader) -> Optional[List[str]]:
@@ -90,9 +100,9 @@ def _read_well_formed(path: str) -> Optional[torch.Tensor]:
         with open(path, newline="", encoding="utf-8-sig") as fh:
             while True:  # the header: the first line that is not blank or a comment
                 line = fh.readline()
-                if not line or line.split("#", 1)[0].strip():
+                if not line or _strip_comment(line).strip():
                     break
-            header = next(csv.reader([line.split("#", 1)[0]]), None) if line else None
+            header = next(csv.reader([_strip_comment(line)]), None) if line else None
             if header is None or not _is_xy(header):
                 return None
             with warnings.catch_warnings():  # "input contained no data": the row-by-row reader says it in its words
@@ -143,17 +153,10 @@ def _read_row_by_row(path: str) -> torch.Tensor:
 
 
 def group_by_x(x: torch.Tensor, y: torch.Tensor):
-    """Group rows whose x agree to X_DECIMALS decimals of the x range (x in seconds times 1e-7 keeps
-    its distinct values; x in [-1, 1]: a millionth or two): returns unique x (M,), padded y (M, V),
-    mask (M, V)."""
-    # in float64, not scaled to integers: x * 10**6 overflows int64 beyond |x| ~ 9e12
-    xd = x.double()
-    low, span = xd.min(), xd.max() - xd.min()
-    keys = torch.round((xd - low) / span, decimals=X_DECIMALS) if span > 0 else torch.zeros_like(xd)
-    keys, inverse = torch.unique(keys, return_inverse=True)
-    first_row = torch.full((len(keys),), len(x), dtype=torch.long).scatter_reduce(
-        0, inverse, torch.arange(len(x)), reduce="amin")
-    unique = xd[first_row]  # each group's x: its first row's value
+    """Group rows by x as a float32, what the data holds (about 7 significant digits: 0.1 and
+    0.1000000001 are one x, while x 1e-9 apart on a scale of 1e-7 stay apart): returns unique x
+    (M,), padded y (M, V), mask (M, V)."""
+    unique, inverse = torch.unique(x.float(), return_inverse=True)
     counts = torch.bincount(inverse, minlength=len(unique))
     order = torch.argsort(inverse, stable=True)
     starts = torch.cumsum(counts, 0) - counts

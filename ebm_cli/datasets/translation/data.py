@@ -13,6 +13,7 @@ SRC_PAD = "<pad>"
 # Words a sentence may have: the chain energy pads every target to the longest and runs its dynamic
 # programme over every position, so one runaway line (a whole text on one line) would size the model.
 MAX_WORDS = 200
+TAB = "\t"
 
 
 def load_tsv(path: str) -> Dict[str, List[str]]:
@@ -32,11 +33,11 @@ def load_tsv(path: str) -> Dict[str, List[str]]:
     for number, line in enumerate(lines, start=1):
         if not line.strip() or line.lstrip().startswith("#"):
             continue
-        fields = unicodedata.normalize("NFC", line).split("\t")
+        fields = unicodedata.normalize("NFC", line).split(TAB)
         while len(fields) > 2 and not fields[-1].strip():
             fields.pop()
         if len(fields) != 2:
-            raise UserError(f"{path}: line {number}: expected source<TAB>target, got {len(fields) - 1} tabs: {line[:60]!r}")
+            raise UserError(f"{path}: line {number}: expected source<TAB>target, got {line.count(TAB)} tabs: {line[:60]!r}")
         src, tgt = (" ".join(f.split()) for f in fields)
         if not src or not tgt:
             raise UserError(f"{path}: line {number}: empty {'source' if not src else 'target'}: {line[:60]!r}")

@@ -25,7 +25,7 @@ class Video(Dataset):
     (M, K, H, W) padded, with valid_mask (M, K). Pixels are in [0, 1]. Generated clips (a sprite
     moves over C context frames, then takes one of K known moves: turn up, go straight, turn down)
     or a file: `.npz` with `context` (N, C, H, W), `futures` (N, K, H, W) and optional `num_futures`
-    (N,); or a Moving-MNIST-style uint8 `.npy` (T, N, H, W) of N clips, whose every window of C + 1
+    (N,); or a Moving-MNIST-style `.npy` (T, N, H, W) of N clips (uint8, or floats in [0, 1]), whose every window of C + 1
     frames is a (context, one future) sample. Test clips are held out whole. The distance is the
     per-pixel MSE.
 

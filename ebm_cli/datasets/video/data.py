@@ -1,8 +1,9 @@
 """Toy video clips: the generator (a sprite moves over C context frames, then takes one of K known
 moves) and the file formats (`.npz` with `context` and `futures`, or a Moving-MNIST-style `.npy`
-uint8 array (T, N, H, W)). The generator and the .npz return contexts (N, C, H, W), futures
-(N, K, H, W) zero-padded and the number of valid futures of each sample (N,); the .npy stays a
-memory-mapped array whose windows are read as they are used (windows.py).
+array (T, N, H, W) of uint8 pixels or floats in [0, 1]). The generator and the .npz return
+contexts (N, C, H, W), futures (N, K, H, W) zero-padded and the number of valid futures of each
+sample (N,); a large uint8 .npy stays a memory-mapped array whose windows are read as they are
+used (windows.py).
 """
 
 import logging
@@ -154,14 +155,18 @@ def load_npz(path: str) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     counts = arrays.get("num_futures", np.full(n, k))
     if counts.shape != (n,) or not np.issubdtype(counts.dtype, np.integer) or counts.min() < 1 or counts.max() > k:
         raise _bad(path, f"'num_futures' must be N = {n} integers between 1 and K = {k}")
+    for key in ("context", "futures"):
+        _refuse_black(path, frames[key], 1 / 255, f"'{key}' ")
     return context.astype(np.float32), futures.astype(np.float32), counts.astype(np.int64)
 
 
 def open_npy(path: str, context_frames: int) -> np.ndarray:
-    """A Moving-MNIST-style uint8 (T, N, H, W) array of N clips, checked: every window of C + 1
+    """A Moving-MNIST-style (T, N, H, W) array of N clips, checked: every window of C + 1
     consecutive frames of a clip is a sample, frames [t, t + C) the context and frame t + C its one
-    valid future (windows.py). Up to IN_MEMORY_BYTES it is read whole; a bigger file stays a
-    memory map, whose frames are read from disk as batches use them."""
+    valid future (windows.py). uint8 pixels, or floats in [0, 1] (made uint8); a channel axis of one
+    is dropped. Up to IN_MEMORY_BYTES it is read whole; a bigger uint8 file in C order stays a memory
+    map, whose frames are read from disk as batches use them (a bigger float or Fortran-ordered one
+    is refused in one line: converting it would hold it whole)."""
     try:
         clips = np.load(path, allow_pickle=False, mmap_mode="r")
     except (OSError, ValueError, EOFError) as exc:
@@ -170,18 +175,22 @@ def open_npy(path: str, context_frames: int) -> np.ndarray:
         clips.close()
         raise _bad(path, "is a .npz archive, not a single (T, N, H, W) array: name it .npz")
     if clips.ndim == 5 and 1 in (clips.shape[2], clips.shape[4]):  # one channel: (T, N, 1, H, W) or (T, N, H, W, 1)
-        clips = np.squeeze(clips, axis=2 if clips.shape[2] == 1 else 4)
+        # a reshape keeps the memory map (np.squeeze would give a plain array that maps the file whole)
+        axis = 2 if clips.shape[2] == 1 else 4
+        clips = clips.reshape(clips.shape[:axis] + clips.shape[axis + 1:])
     if clips.ndim != 4 or not (clips.dtype == np.uint8 or np.issubdtype(clips.dtype, np.floating)):
         raise _bad(path, f"must be a uint8 array (T, N, H, W) (or floats in [0, 1]), got {clips.dtype} of shape {clips.shape}")
     if 0 in clips.shape:
         raise _bad(path, f"holds no frames (shape {clips.shape})")
     t, n = clips.shape[:2]
     floats = clips.dtype != np.uint8
-    if floats or not clips.flags.c_contiguous:
+    if floats or not clips.flags.c_contiguous:  # the windows read uint8 frames by their offsets in the file
+        if clips.nbytes > IN_MEMORY_BYTES:
+            raise _bad(path, f"{'float frames' if floats else 'a Fortran-ordered array'} over "
+                             f"{IN_MEMORY_BYTES // 2**20} MB: save it as uint8 (T, N, H, W) in C order, "
+                             "np.save(path, np.ascontiguousarray(np.rint(frames * 255).astype(np.uint8)))")
         clips = _as_uint8(path, clips)
-    if clips[:, :64].max() <= 1:  # black frames: every prediction would be "right"
-        raise _bad(path, "its frames are black (every pixel below 1/255)" if floats else
-                   "its uint8 frames hold only 0 and 1 (a mask?): pixels are 0 to 255, save it as frames * 255")
+    _refuse_black(path, clips[:, :64], 1, "uint8 " if not floats else "")
     if t > n:  # Moving MNIST is (20, 10000, 64, 64); N clips of T frames saved as (N, T, H, W) would mix clips
         log.warning("%s: read as %d clips of %d frames each (T, N, H, W: Moving MNIST's order); a file of "
                     "clips by frames (N, T, H, W) needs np.swapaxes(frames, 0, 1)", path, n, t)
@@ -194,10 +203,21 @@ def open_npy(path: str, context_frames: int) -> np.ndarray:
     return clips
 
 
+def _refuse_black(path: str, frames: np.ndarray, top: float, kind: str) -> None:
+    """Frames no brighter than `top` (1 of 255, or 1/255 of 1): black to the metrics, where every
+    prediction would be "right"; a uint8 file of 0 and 1 is a mask saved without its scale."""
+    if frames.max() > top:
+        return
+    if frames.max() > 0:
+        raise _bad(path, f"its {kind}frames hold only 0 and 1 of 255 (a mask?): save them as frames * 255 "
+                         "(uint8) or frames * 1.0 (floats in [0, 1])")
+    raise _bad(path, f"its {kind}frames are black (every pixel 0)")
+
+
 def _as_uint8(path: str, clips: np.ndarray) -> np.ndarray:
-    """Float frames in [0, 1] (or a Fortran-ordered uint8 file) as a C-ordered uint8 array in memory
-    (T, N, H, W), a chunk of clips at a time: the windows read frames by their offsets in a uint8
-    file, and a float file would take 4 times the memory of its pixels."""
+    """Float frames in [0, 1] (or a Fortran-ordered uint8 array) of at most IN_MEMORY_BYTES as a
+    C-ordered uint8 array in memory (T, N, H, W), a chunk of clips at a time: the windows read uint8
+    frames by their offsets in the file."""
     out = np.empty(clips.shape, np.uint8)
     for start in range(0, clips.shape[1], CHUNK_CLIPS):
         chunk = np.asarray(clips[:, start:start + CHUNK_CLIPS])
