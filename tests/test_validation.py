@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.plugins.hparams import plugin_data_pb2
 
 from ebm_cli.build import build_dataset
 from ebm_cli.datasets.video import Video
@@ -161,6 +162,12 @@ def test_keep_best_evaluates_and_serves_the_best_checkpoint(tmp_path):
     assert best["best"]["value"] == record["best_validation"]["coverage"]
     assert find_checkpoint(tmp_path) == tmp_path / "checkpoints" / "best.pt"  # what task=infer reads
     assert load_checkpoint(tmp_path / "checkpoints" / "last.pt")["step"] == 30
+    # the HParams tab has the kept weights' validation objective beside the test metrics (a sweep's order)
+    acc = EventAccumulator(str(tmp_path / "tb"), size_guidance={"scalars": 0})
+    acc.Reload()
+    exp = plugin_data_pb2.HParamsPluginData.FromString(acc.PluginTagToContent("hparams")["_hparams_/experiment"])
+    assert {"metrics/validation_coverage", "metrics/coverage@0.05"} <= {m.name.tag for m in exp.experiment.metric_infos}
+    assert acc.Scalars("metrics/validation_coverage")[-1].value == pytest.approx(record["best_validation"]["coverage"])
 
 
 def test_patience_stops_a_run_that_no_longer_improves(tmp_path):

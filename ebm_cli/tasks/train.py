@@ -326,7 +326,11 @@ def _train(cfg, run_dir: Path, t, run: Run, baseline, trainer: Trainer, stopper,
         save_figures(figs, run_dir / "figures")
         save_texts(texts, run_dir / "figures")
     params = hparams_of(cfg)
-    tb.hparams(params, {f"metrics/{k}": v for k, v in metrics.items()}, end, first=changed_hparams(params, changed))
+    hp_metrics = {f"metrics/{k}": v for k, v in metrics.items()}
+    if val is not None and kept == stopper.best["step"] and stopper.best["value"] is not None:
+        # the HParams tab can compare runs on validation, as a sweep does (runtime/summary.py)
+        hp_metrics[f"metrics/validation_{cfg.objective}"] = stopper.best["value"]
+    tb.hparams(params, hp_metrics, end, first=changed_hparams(params, changed))
     tb.close()
     record = {"status": "completed", "task": "train", "step": end, "metrics": metrics}
     if collapsed is not None:  # flat: beta * energy_range < logger.collapse_below
