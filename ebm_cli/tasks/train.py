@@ -24,6 +24,7 @@ from ebm_cli.runtime.disk import writing
 from ebm_cli.runtime.run_folder import write_json
 from ebm_cli.runtime.signals import Preempted, StopSignals
 from ebm_cli.runtime.tb import TBLogger
+from ebm_cli.runtime.summary import sweep_objective
 from ebm_cli.tasks.objective import task_config_yaml
 from ebm_cli.tasks.prepare import prepare
 from ebm_cli.tasks.evaluate import evaluate_baseline, evaluate_model
@@ -325,19 +326,19 @@ def _train(cfg, run_dir: Path, t, run: Run, baseline, trainer: Trainer, stopper,
     with writing(run_dir / "figures"):
         save_figures(figs, run_dir / "figures")
         save_texts(texts, run_dir / "figures")
-    params = hparams_of(cfg)
-    hp_metrics = {f"metrics/{k}": v for k, v in metrics.items()}
-    if val is not None and kept == stopper.best["step"] and stopper.best["value"] is not None:
-        # the HParams tab can compare runs on validation, as a sweep does (runtime/summary.py)
-        hp_metrics[f"metrics/validation_{cfg.objective}"] = stopper.best["value"]
-    tb.hparams(params, hp_metrics, end, first=changed_hparams(params, changed))
-    tb.close()
     record = {"status": "completed", "task": "train", "step": end, "metrics": metrics}
     if collapsed is not None:  # flat: beta * energy_range < logger.collapse_below
         record["collapsed"] = collapsed
     if val is not None:  # which weights the test metrics are of, and the best validation objective
         record.update(evaluated_step=kept, best_validation={"step": stopper.best["step"], cfg.objective: stopper.best["value"]},
                       stopped_early=end < t.steps)
+    params = hparams_of(cfg)
+    hp_metrics = {f"metrics/{k}": v for k, v in metrics.items()}
+    value, split = sweep_objective(record, cfg.objective)
+    if split == "validation":  # the HParams tab can compare runs as a sweep compares them
+        hp_metrics[f"metrics/validation_{cfg.objective}"] = value
+    tb.hparams(params, hp_metrics, end, first=changed_hparams(params, changed))
+    tb.close()
     write_json(run_dir / "metrics.json", record)
     title = f"{type(energy).__name__} on {type(data).__name__} data (inference={inference.name})"
     get_console().print(metrics_table(title, {"test": metrics}))

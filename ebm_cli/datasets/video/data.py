@@ -18,7 +18,6 @@ log = logging.getLogger(__name__)
 
 SPRITES = ("square", "plus", "diamond", "glyph")  # glyph: a new random shape in every clip
 IN_MEMORY_BYTES = 512 * 2**20  # a .npy up to this size is read whole; a bigger one frame by frame as batches ask
-CHUNK_CLIPS = 256  # clips per chunk when a float or Fortran-ordered .npy is checked and turned into uint8
 
 
 def glyph(rng: np.random.Generator, size: int) -> np.ndarray:
@@ -146,8 +145,8 @@ def load_npz(path: str) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
         if a.dtype == np.uint8:  # pixels 0..255, as in the .npy
             frames[key] = a.astype(np.float32) / 255.0
             continue
-        if not np.isfinite(a).all() or a.min() < 0 or a.max() > 1:
-            found = f"{a.min():.4g} to {a.max():.4g}" if np.isfinite(a).all() else "NaN or infinite values"
+        found = _outside_unit_range(a)
+        if found:
             raise _bad(path, f"'{key}' must hold finite values in [0, 1] (or be uint8 0..255), found {found} in {a.dtype}")
         frames[key] = a
     context, futures = frames["context"], frames["futures"]
@@ -214,17 +213,20 @@ def _refuse_black(path: str, frames: np.ndarray, top: float, kind: str) -> None:
     raise _bad(path, f"its {kind}frames are black (every pixel 0)")
 
 
+def _outside_unit_range(a: np.ndarray) -> str:
+    """What of float frames a lies outside [0, 1] ("0 to 255", "NaN or infinite values"), or ""."""
+    if not np.isfinite(a).all():
+        return "NaN or infinite values"
+    return f"{a.min():.4g} to {a.max():.4g}" if a.min() < 0 or a.max() > 1 else ""
+
+
 def _as_uint8(path: str, clips: np.ndarray) -> np.ndarray:
     """Float frames in [0, 1] (or a Fortran-ordered uint8 array) of at most IN_MEMORY_BYTES as a
-    C-ordered uint8 array in memory (T, N, H, W), a chunk of clips at a time: the windows read uint8
-    frames by their offsets in the file."""
-    out = np.empty(clips.shape, np.uint8)
-    for start in range(0, clips.shape[1], CHUNK_CLIPS):
-        chunk = np.asarray(clips[:, start:start + CHUNK_CLIPS])
-        if chunk.dtype != np.uint8:
-            if not np.isfinite(chunk).all() or chunk.min() < 0 or chunk.max() > 1:
-                found = f"{chunk.min():.4g} to {chunk.max():.4g}" if np.isfinite(chunk).all() else "NaN or infinite values"
-                raise _bad(path, f"float frames must be in [0, 1], found {found} (divide by 255, or save them as uint8)")
-            chunk = np.rint(chunk * 255.0)
-        out[:, start:start + CHUNK_CLIPS] = chunk
-    return out
+    C-ordered uint8 array in memory (T, N, H, W): the windows read uint8 frames by their offsets."""
+    frames = np.asarray(clips)
+    if frames.dtype != np.uint8:
+        found = _outside_unit_range(frames)
+        if found:
+            raise _bad(path, f"float frames must be in [0, 1], found {found} (divide by 255, or save them as uint8)")
+        frames = np.rint(frames * 255.0).astype(np.uint8)
+    return np.ascontiguousarray(frames)
