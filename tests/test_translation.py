@@ -4,13 +4,16 @@ whose text summaries are read back from the event file."""
 
 import itertools
 import math
+import shutil
 
 import pytest
 import sacrebleu
 import torch
+from omegaconf import OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from ebm_cli.build import build_run
+from ebm_cli.core.energy import ChainEnergy
 from ebm_cli.core.spaces import DiscreteZ, SequenceSpace
 from ebm_cli.datasets.translation import Translation
 from ebm_cli.datasets.translation.data import load_tsv
@@ -108,7 +111,7 @@ def test_chain_dp_matches_brute_force_on_a_tiny_vocabulary(eliminate):
         brute = -torch.logsumexp(-beta * e_all, dim=1) / beta
         assert torch.allclose(f, brute, rtol=1e-5, atol=1e-5)
     # Viterbi per mode is the argmin over all sequences; the NLL is the exact one
-    cands = DPInference(k=2, y_space=y_space)(energy, x)
+    cands = DPInference(k=2, split_prob=1.0, y_space=y_space)(energy, x)  # each mode's argmax only
     for b in range(2):
         best = {tuple(seqs[e_all[b, :, z].argmin()].tolist()) for z in range(2)}
         got = {tuple(cands.y[b, j].tolist()) for j in range(2) if cands.mask[b, j]}
@@ -124,6 +127,71 @@ def test_chain_dp_matches_brute_force_on_a_tiny_vocabulary(eliminate):
     else:
         brute = nll.min(1).values
     assert float(loss.detach()) == pytest.approx(float(brute.detach().mean()), rel=1e-5)
+
+
+class TableChain(ChainEnergy):
+    """A chain energy read from a table: x = [[i]] picks the i-th (K, T, S) unary table; no transition
+    costs. Lets a test set each mode's Gibbs distribution exactly."""
+
+    def __init__(self, unary: torch.Tensor):
+        super().__init__(DiscreteZ(unary.shape[1]))
+        self.unary = unary  # (X, K, T, S)
+
+    def potentials(self, x):
+        k, _, s = self.unary.shape[1:]
+        return self.unary[x[:, 0]], torch.zeros(k, s, s)
+
+
+def sure(*tokens, length=3, states=4, far=30.0):
+    """A mode's unary table (T, S) that allows only this sequence: P ~ 1."""
+    u = torch.full((length, states), far)
+    for t, token in enumerate(tokens):
+        u[t, token] = 0.0
+    return u
+
+
+def test_a_mode_split_between_two_sentences_gives_both_and_one_sentence_is_one_candidate():
+    pad, eos, a, b = 0, 1, 2, 3
+    space = SequenceSpace(states=4, length=3, eos=eos, pad=pad)
+    split = sure(a, eos, pad)
+    split[0, b] = 0.1  # "a" with P = 0.525, "b" with P = 0.475
+    unary = torch.stack([
+        torch.stack([split, sure(a, eos, pad), sure(a, eos, pad)]),  # x 0: mode 0 split, modes 1 and 2 sure of "a"
+        torch.stack([sure(a, eos, pad)] * 3),                         # x 1: every mode sure of "a"
+        torch.stack([sure(a, pad, pad), sure(a, eos, pad), sure(a, pad, pad)]),  # "a <pad> <pad>" reads "a <eos> <pad>"
+    ])
+    energy, x = TableChain(unary), torch.tensor([[0], [1], [2]])
+
+    def sentences(cands, i):
+        return [tuple(cands.y[i, j].tolist()) for j in range(cands.y.shape[1]) if cands.mask[i, j]]
+
+    cands = DPInference(k=4, y_space=space)(energy, x)
+    assert sentences(cands, 0) == [(a, eos, pad), (b, eos, pad)]  # the split mode's runner-up too ...
+    assert int(cands.z[0, 1, 0]) == 0  # ... named by its own mode
+    assert float(cands.energy[0, 1]) == pytest.approx(-math.log(0.475), abs=1e-3)  # ranked by -log P(y | x, z)
+    assert sentences(cands, 1) == [(a, eos, pad)]  # sure modes' runner-ups (P ~ e^-30) stay out
+    assert sentences(cands, 2) == [(a, eos, pad)]  # one sentence, one candidate
+    only_argmax = DPInference(k=4, split_prob=1.0, y_space=space)(energy, x)
+    assert sentences(only_argmax, 0) == [(a, eos, pad)]  # mode 0's argmax repeats the others': "b" is lost
+    # scored as the sentences they read
+    assert torch.equal(space.canonical(torch.tensor([[a, pad, pad], [a, pad, b], [a, b, eos], [b, a, b]])),
+                       torch.tensor([[a, eos, pad], [a, eos, pad], [a, b, eos], [b, a, b]]))
+    assert torch.equal(SequenceSpace(states=4, length=3).canonical(x), x)  # no eos: the ids as they are
+    assert torch.equal(SequenceSpace(states=4, length=3, eos=eos).canonical(torch.tensor([[pad, a, eos, b]])),
+                       torch.tensor([[pad, a, eos, eos]]))  # without a pad symbol, id 0 is a word
+
+
+def test_paths_of_one_mode_that_read_alike_are_one_sentence_with_their_summed_probability():
+    pad, eos, a, b = 0, 1, 2, 3
+    space = SequenceSpace(states=4, length=3, eos=eos, pad=pad)
+    mode = sure(a, eos, pad)
+    mode[1, pad] = 0.0  # "a <eos> <pad>" and "a <pad> <pad>": P = 0.3 each, one sentence "a" with 0.6
+    mode[0, b] = math.log(0.3 / 0.2)  # "b <eos> <pad>" and "b <pad> <pad>": 0.2 each, "b" with 0.4
+    cands = DPInference(k=4, y_space=space)(TableChain(mode[None, None]), torch.tensor([[0]]))
+    assert cands.y[0, : int(cands.mask[0].sum())].tolist() == [[a, eos, pad], [b, eos, pad]]
+    assert torch.allclose(cands.energy[0, :2], -torch.log(torch.tensor([0.6, 0.4])), atol=1e-4)
+    with pytest.raises(UserError, match="split_prob"):
+        DPInference(split_prob=0.001)
 
 
 def test_bleu_figures_agree_with_sacrebleu_called_directly():
@@ -152,6 +220,9 @@ def test_exact_match_metrics_on_hand_made_outputs():
     m2 = translation_metrics(y, mask, data.valid, data.valid_mask, 0.0, data.decode)
     assert m2["precision@0"] == pytest.approx(1 - 3 / float(mask.sum()))
     assert y.shape[1] <= k
+    unended = data.valid.masked_fill(data.valid == 1, 0)  # "w1 w2 <pad>": the same sentences, no <eos>
+    m3 = data.metrics(unended, mask)
+    assert m3["coverage@0"] == 1.0 and m3["precision@0"] == 1.0
 
 
 @pytest.fixture(scope="module")
@@ -171,6 +242,34 @@ def test_smoke_run_logs_translations_as_text_and_reports_the_metrics(smoke_trans
     text = events[-1].tensor_proto.string_val[0].decode()
     assert "| source | valid translations | z | output |" in text and text.count("\n") >= 5 * 4
     assert (run_dir / "figures" / "translations.md").read_text(encoding="utf-8").strip() == text.strip()
+
+
+def test_a_run_saved_before_split_prob_and_end_symbols_is_served_and_resumed_as_it_ran(smoke_translation_run, tmp_path):
+    """A translation run saved by an earlier version (no inference.split_prob, a sequence space
+    without its end symbols) is rebuilt as it ran: each mode's argmax, paths read up to their end;
+    the command line can still change split_prob, and a resume names the difference in one line."""
+    from ebm_cli.runtime.checkpoint import load_checkpoint
+    from ebm_cli.runtime.run_folder import config_difference
+    from ebm_cli.tasks.infer import inference_node, load_run
+
+    old = tmp_path / "old"
+    shutil.copytree(smoke_translation_run[0], old)
+    for path in sorted((old / "checkpoints").glob("*.pt")):
+        state = load_checkpoint(path)
+        cfg = OmegaConf.create(state["config"])
+        del cfg.inference["split_prob"]
+        state["config"] = OmegaConf.to_yaml(cfg)
+        state["meta"]["y_space"] = {k: v for k, v in state["meta"]["y_space"].items() if k not in ("eos", "pad")}
+        torch.save(state, path)
+    saved = load_checkpoint(old / "checkpoints" / "last.pt")["config"]
+    _, run_cfg, state = load_run(old, torch.device("cpu"))
+    assert run_cfg.inference.split_prob == 1.0
+    assert (state["meta"]["y_space"]["eos"], state["meta"]["y_space"]["pad"]) == (1, 0)
+    overrides = ["inference.split_prob=0.5"]
+    assert inference_node(make_cfg(*SMOKE, *overrides), run_cfg, overrides).split_prob == 0.5
+    today = OmegaConf.to_yaml(make_cfg(*SMOKE), resolve=True)
+    assert config_difference(saved, today) == "inference.split_prob: 1.0 there, 0.25 here"
+    assert config_difference(saved, OmegaConf.to_yaml(make_cfg(*SMOKE, "inference.split_prob=1"), resolve=True)) is None
 
 
 def test_a_tsv_in_another_language_pair_trains_and_evaluates(tmp_path):

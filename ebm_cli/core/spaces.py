@@ -8,7 +8,7 @@ enumeration, quadrature, the z-sweep and the figures use (`nodes`).
 
 import math
 from dataclasses import dataclass
-from typing import Sequence, Tuple
+from typing import Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -71,17 +71,36 @@ class BoxSpace:
 
 @dataclass(frozen=True)
 class SequenceSpace:
-    """Token sequences of `length` positions, each one of `states` symbols: y (B, length) ids."""
+    """Token sequences of `length` positions, each one of `states` symbols: y (B, length) ids.
+
+    With `eos` set, a sequence ends at its first `eos` (or `pad`, where set) and what follows is
+    padding: `canonical` writes every sequence so, so that two paths that read as one sentence
+    ("w1 w2 <eos>" and "w1 w2 <pad>") are one candidate, and are scored as the sentence they read.
+    """
 
     states: int
     length: int
+    eos: Optional[int] = None
+    pad: Optional[int] = None
 
     @property
     def shape(self) -> Tuple[int, ...]:
         return (self.length,)
 
+    def canonical(self, y: torch.Tensor) -> torch.Tensor:
+        """y (..., length) ids -> the same sentences, each ended by `eos` and then `pad` (or `eos`
+        again, without a `pad`); without an `eos` the ids as they are."""
+        if self.eos is None:
+            return y
+        filler = self.eos if self.pad is None else self.pad
+        ended = (y == self.eos) | (y == filler)
+        after = ended.long().cumsum(-1) > 0  # at or after the first end symbol
+        first = after & ~torch.cat([torch.zeros_like(after[..., :1]), after[..., :-1]], dim=-1)
+        return torch.where(first, torch.full_like(y, self.eos), torch.where(after, torch.full_like(y, filler), y))
+
     def to_config(self) -> dict:
-        return {"_target_": f"{__name__}.SequenceSpace", "states": self.states, "length": self.length}
+        return {"_target_": f"{__name__}.SequenceSpace", "states": self.states, "length": self.length,
+                "eos": self.eos, "pad": self.pad}
 
 
 def is_continuous(space) -> bool:

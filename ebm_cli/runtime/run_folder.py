@@ -9,6 +9,7 @@ from typing import Any, Dict, Optional
 import yaml
 
 from ebm_cli.errors import UserError
+from ebm_cli.runtime.compat import fill_added_settings
 from ebm_cli.runtime.disk import cannot_write, remove_quietly
 from ebm_cli.runtime.folder_lock import LOCK_NAME
 
@@ -64,7 +65,9 @@ def _flat(node: Any, prefix: str = "") -> Dict[str, Any]:
 def config_difference(saved_yaml: str, current_yaml: str) -> Optional[str]:
     """The first setting that differs between a run's saved config and this command's, ignoring the
     ones a resumed run may change; None when they agree."""
-    saved, current = _flat(yaml.safe_load(saved_yaml) or {}), _flat(yaml.safe_load(current_yaml) or {})
+    saved_tree = yaml.safe_load(saved_yaml) or {}
+    fill_added_settings(saved_tree)  # a run saved by an earlier version: what it ran as, not "<unset>"
+    saved, current = _flat(saved_tree), _flat(yaml.safe_load(current_yaml) or {})
     for key in sorted(set(saved) | set(current)):
         if key in MAY_CHANGE_ON_RESUME or key.startswith("hydra."):
             continue

@@ -4,6 +4,9 @@ format (source<TAB>target; a source on several lines has several valid translati
     python experiments/translation_latent/make_grammar_tsv.py de_en.tsv --grammar de_en --sources 160
     python experiments/translation_latent/make_grammar_tsv.py ja_en.tsv --grammar ja_en --sources 160
     python experiments/translation_latent/make_grammar_tsv.py es_en.tsv --grammar es_en --sources 160
+    python experiments/translation_latent/make_grammar_tsv.py nl_en.tsv --grammar nl_en --sources 160
+    python experiments/translation_latent/make_grammar_tsv.py ru_en.tsv --grammar ru_en --sources 160
+    python experiments/translation_latent/make_grammar_tsv.py tr_en.tsv --grammar tr_en --sources 160
 
 Each grammar has its own words and its own reasons for several translations, unrelated to the
 built-in grammar and to make_tsv.py:
@@ -14,6 +17,15 @@ built-in grammar and to make_tsv.py:
   ending (-masu) leaves the meaning; verb synonyms (taberu: eats | is eating).
 - es_en (Spanish-like, adjectives after the noun): an adjective's synonyms (rapido: fast | quick),
   a manner adverb at the end or before the verb (despacio: "slowly").
+- nl_en (Dutch-like, verb second, separable verbs): the particle at the clause's end in Dutch goes
+  before or after the object in English (picks up the key | picks the key up); a fronted
+  "gisteren" turns the verb to the past tense and "yesterday" goes first or last.
+- ru_en (Russian-like, no articles, case endings): the object is "a" or "the" thing; the source's
+  object-verb-subject order means what subject-verb-object means; aspect (reads | is reading).
+- tr_en (Turkish-like, verb last): aspect (is reading | reads), "bugun" (today) first or last.
+
+nl_en, ru_en and tr_en were written after the inference rule for a mode split between two
+sentences (`inference.split_prob`) was chosen on de_en, es_en and ja_en, to check it.
 
 The sentences are drawn at random without repeats; the runner holds out dataset.test_fraction of
 the sources, which are then new combinations of words seen in training.
@@ -70,7 +82,54 @@ def es_en():
         yield source, targets
 
 
-GRAMMARS = {"de_en": de_en, "ja_en": ja_en, "es_en": es_en}
+def nl_en():
+    subjects = {"de hond": "the dog", "de kat": "the cat", "de vrouw": "the woman", "de jongen": "the boy",
+                "het meisje": "the girl", "de bakker": "the baker"}
+    # present, past; a separable verb's particle goes to the end of the Dutch clause, and English
+    # takes it before or after a noun object ("picks up the key" | "picks the key up")
+    verbs = {("pakt", "pakte", "op"): ("picks", "picked", "up"), ("ziet", "zag", None): ("sees", "saw", None),
+             ("leest", "las", None): ("reads", "read", None),
+             ("brengt", "bracht", "terug"): ("brings", "brought", "back")}
+    objects = {"het boek": "the book", "de brief": "the letter", "de sleutel": "the key", "de tas": "the bag",
+               "het kopje": "the cup"}
+    for subj, (verb, verb_past, particle), obj, yesterday in itertools.product(subjects, verbs, objects, [False, True]):
+        present, past, en_particle = verbs[(verb, verb_past, particle)]
+        tail = f" {particle}" if particle else ""
+        # verb second: a fronted "gisteren" puts the verb (in the past tense) before the subject
+        source = f"gisteren {verb_past} {subj} {obj}{tail}" if yesterday else f"{subj} {verb} {obj}{tail}"
+        v, s, o = (past if yesterday else present), subjects[subj], objects[obj]
+        clauses = [f"{s} {v} {en_particle} {o}", f"{s} {v} {o} {en_particle}"] if en_particle else [f"{s} {v} {o}"]
+        targets = [t for c in clauses for t in ((f"yesterday {c}", f"{c} yesterday") if yesterday else (c,))]
+        yield source, targets
+
+
+def ru_en():
+    subjects = {"koshka": "cat", "sobaka": "dog", "malchik": "boy", "devochka": "girl", "uchitel": "teacher",
+                "vrach": "doctor"}
+    verbs = {"chitaet": ["reads", "is reading"], "vidit": ["sees"], "pishet": ["writes", "is writing"],
+             "derzhit": ["holds"]}
+    objects = {"knigu": "book", "pismo": "letter", "gazetu": "newspaper", "zhurnal": "magazine", "kartu": "map"}
+    # no articles: the object is "a" or "the" thing; the case endings free the word order, so
+    # object-verb-subject means what subject-verb-object means
+    for subj, verb, obj, inverted in itertools.product(subjects, verbs, objects, [False, True]):
+        source = f"{obj} {verb} {subj}" if inverted else f"{subj} {verb} {obj}"
+        yield source, [f"the {subjects[subj]} {v} {art} {objects[obj]}" for v in verbs[verb] for art in ("a", "the")]
+
+
+def tr_en():
+    subjects = {"ali": "ali", "ayse": "ayse", "mehmet": "mehmet", "zeynep": "zeynep", "emre": "emre"}
+    verbs = {"okuyor": ["is reading", "reads"], "goruyor": ["sees"], "yaziyor": ["is writing", "writes"],
+             "aliyor": ["buys", "is buying"]}
+    objects = {"kitabi": "the book", "mektubu": "the letter", "elmayi": "the apple", "arabayi": "the car",
+               "evi": "the house"}
+    # verb last; "bugun" (today) stands before the object and goes first or last in English
+    for subj, verb, obj, today in itertools.product(subjects, verbs, objects, [False, True]):
+        source = f"{subj} bugun {obj} {verb}" if today else f"{subj} {obj} {verb}"
+        clauses = [f"{subjects[subj]} {v} {objects[obj]}" for v in verbs[verb]]
+        yield source, [t for c in clauses for t in ((f"today {c}", f"{c} today") if today else (c,))]
+
+
+GRAMMARS = {"de_en": de_en, "ja_en": ja_en, "es_en": es_en, "nl_en": nl_en, "ru_en": ru_en, "tr_en": tr_en}
 
 
 def main() -> None:

@@ -80,7 +80,7 @@ class Translation(Dataset):
         self.x_train = encode([s for s, _ in rows], s_index, src_len, end=False)
         self.y_train = encode([t for _, t in rows], t_index, tgt_len, end=True)
         self.x_test = encode(test, s_index, src_len, end=False)
-        self.y_space = SequenceSpace(len(self.tgt_vocab), tgt_len)
+        self.y_space = SequenceSpace(len(self.tgt_vocab), tgt_len, eos=t_index[EOS], pad=t_index[PAD])
 
     def decode(self, ids: Sequence[int]) -> str:
         """Target ids -> the sentence (up to EOS)."""
@@ -100,7 +100,9 @@ class Translation(Dataset):
     def metrics(self, y, mask):
         """Exact-match coverage and precision; BLEU too, except on the validation split (scored every
         few hundred steps, where sacrebleu would cost more than the search)."""
-        return translation_metrics(y.cpu(), mask.cpu(), self.valid, self.valid_mask, self.eps, self.decode,
+        # scored as the sentences they read: "w <pad>" is the reference "w <eos>" (the decoded text)
+        y = self.y_space.canonical(y.cpu())
+        return translation_metrics(y, mask.cpu(), self.valid, self.valid_mask, self.eps, self.decode,
                                    bleu=not self.validation_split)
 
     def figures(self, energy, logger, device, candidates=None, baseline=None):
