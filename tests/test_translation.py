@@ -3,6 +3,7 @@ dynamic programming against brute force, BLEU against sacrebleu called directly,
 whose text summaries are read back from the event file."""
 
 import itertools
+import json
 import math
 import shutil
 
@@ -12,7 +13,7 @@ import torch
 from omegaconf import OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from ebm_cli.build import build_run
+from ebm_cli.build import build_dataset, build_run
 from ebm_cli.core.energy import ChainEnergy
 from ebm_cli.core.spaces import DiscreteZ, SequenceSpace
 from ebm_cli.datasets.translation import Translation
@@ -25,7 +26,7 @@ from ebm_cli.free_energy import FreeEnergy
 from ebm_cli.inference.dp import DPInference
 from ebm_cli.losses.nll import NLL
 from ebm_cli.tasks.train import prepare, train
-from helpers import make_cfg
+from helpers import make_cfg, run_cli
 
 SMOKE = ["experiment=translation_latent", "debug=smoke"]
 
@@ -270,6 +271,14 @@ def test_a_run_saved_before_split_prob_and_end_symbols_is_served_and_resumed_as_
     today = OmegaConf.to_yaml(make_cfg(*SMOKE), resolve=True)
     assert config_difference(saved, today) == "inference.split_prob: 1.0 there, 0.25 here"
     assert config_difference(saved, OmegaConf.to_yaml(make_cfg(*SMOKE, "inference.split_prob=1"), resolve=True)) is None
+    # served from the command line as it ran: each mode's argmax, so no mode twice; the column says what it ranks by
+    source = build_dataset(run_cfg).source_text(build_dataset(run_cfg).x_test[0])
+    proc = run_cli(["task=infer", f"run_dir={old}", f"x=[{source!r}]", f"hydra.run.dir={tmp_path / 'served'}"], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "-log P(y | x, z)" in proc.stdout
+    found = json.loads((tmp_path / "served" / "candidates.json").read_text())[0]["candidates"]
+    modes = [c["z"][0] for c in found]
+    assert found and len(modes) == len(set(modes))
 
 
 def test_a_tsv_in_another_language_pair_trains_and_evaluates(tmp_path):

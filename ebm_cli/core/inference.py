@@ -104,6 +104,7 @@ class Inference(ABC):
 
     name = "inference"  # how messages name it: the built-ins' config option, else the class name
     reports: Tuple[str, ...] = ()  # metrics its candidates carry in Candidates.stats (e.g. acceptance)
+    score = "energy F(x, y)"  # what Candidates.energy holds, as task=infer's table names it
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)

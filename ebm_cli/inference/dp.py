@@ -37,6 +37,7 @@ class DPInference(Inference):
     """
 
     name = "dp"
+    score = "-log P(y | x, z)"
 
     def __init__(self, k: int = 3, min_share: float = 0.0, split_prob: float = 0.25, y_space=None):
         super().__init__(k, y_space)

@@ -146,7 +146,7 @@ def infer(cfg, overrides: Sequence[str] = (), trusted: Iterable[str] = (), out_d
             rows.append((str(xv) if rank == 1 else "", rank, item["text"], *z_cell, item["energy"]))
     title = (f"{type(run.energy).__name__} from {cfg.run_dir} (step {run.state['step']}), "
              f"inference={run.inference.name}")
-    columns = ["x", "rank", "y", *(["z"] if latent else []), "energy F(x, y)"]
+    columns = ["x", "rank", "y", *(["z"] if latent else []), run.inference.score]
     get_console().print(simple_table(title, columns, rows))
     if out_dir is not None:
         write_candidates(Path(out_dir), results, latent)
