@@ -182,7 +182,7 @@ def test_a_mode_split_between_two_sentences_gives_both_and_one_sentence_is_one_c
                        torch.tensor([[pad, a, eos, eos]]))  # without a pad symbol, id 0 is a word
 
 
-def test_paths_of_one_mode_that_read_alike_are_one_sentence_with_their_summed_probability():
+def test_a_sentence_is_scored_by_every_path_that_reads_as_it():
     pad, eos, a, b = 0, 1, 2, 3
     space = SequenceSpace(states=4, length=3, eos=eos, pad=pad)
     mode = sure(a, eos, pad)
@@ -191,6 +191,17 @@ def test_paths_of_one_mode_that_read_alike_are_one_sentence_with_their_summed_pr
     cands = DPInference(k=4, y_space=space)(TableChain(mode[None, None]), torch.tensor([[0]]))
     assert cands.y[0, : int(cands.mask[0].sum())].tolist() == [[a, eos, pad], [b, eos, pad]]
     assert torch.allclose(cands.energy[0, :2], -torch.log(torch.tensor([0.6, 0.4])), atol=1e-4)
+    # a sentence is every path that reads as it: here each of "a" (0.55) and "b" (0.45) is 128 paths
+    # (<eos> or <pad>, then any of 4 tokens three times), so no path of "b" is among the mode's best 8
+    spread = torch.zeros(5, 4)
+    spread[0, :] = 30.0
+    spread[0, a], spread[0, b] = 0.0, math.log(0.55 / 0.45)
+    spread[1, :] = 30.0
+    spread[1, eos] = spread[1, pad] = 0.0
+    long_space = SequenceSpace(states=4, length=5, eos=eos, pad=pad)
+    cands = DPInference(k=4, y_space=long_space)(TableChain(spread[None, None]), torch.tensor([[0]]))
+    assert cands.y[0, : int(cands.mask[0].sum())].tolist() == [[a, eos, pad, pad, pad], [b, eos, pad, pad, pad]]
+    assert torch.allclose(cands.energy[0, :2], -torch.log(torch.tensor([0.55, 0.45])), atol=1e-4)
     with pytest.raises(UserError, match="split_prob"):
         DPInference(split_prob=0.001)
 
@@ -246,9 +257,10 @@ def test_smoke_run_logs_translations_as_text_and_reports_the_metrics(smoke_trans
 
 
 def test_a_run_saved_before_split_prob_and_end_symbols_is_served_and_resumed_as_it_ran(smoke_translation_run, tmp_path):
-    """A translation run saved by an earlier version (no inference.split_prob, a sequence space
-    without its end symbols) is rebuilt as it ran: each mode's argmax, paths read up to their end;
-    the command line can still change split_prob, and a resume names the difference in one line."""
+    """A translation run saved by an earlier version (no checkpoint format, no inference.split_prob,
+    a sequence space without its end symbols) is served with each mode's argmax, as it ran, its paths
+    read as sentences; the command line can still change split_prob, and a resume names the
+    difference in one line."""
     from ebm_cli.runtime.checkpoint import load_checkpoint
     from ebm_cli.runtime.run_folder import config_difference
     from ebm_cli.tasks.infer import inference_node, load_run
@@ -261,6 +273,7 @@ def test_a_run_saved_before_split_prob_and_end_symbols_is_served_and_resumed_as_
         del cfg.inference["split_prob"]
         state["config"] = OmegaConf.to_yaml(cfg)
         state["meta"]["y_space"] = {k: v for k, v in state["meta"]["y_space"].items() if k not in ("eos", "pad")}
+        del state["format"]  # written before checkpoints carried their format
         torch.save(state, path)
     saved = load_checkpoint(old / "checkpoints" / "last.pt")["config"]
     _, run_cfg, state = load_run(old, torch.device("cpu"))
@@ -271,6 +284,7 @@ def test_a_run_saved_before_split_prob_and_end_symbols_is_served_and_resumed_as_
     today = OmegaConf.to_yaml(make_cfg(*SMOKE), resolve=True)
     assert config_difference(saved, today) == "inference.split_prob: 1.0 there, 0.25 here"
     assert config_difference(saved, OmegaConf.to_yaml(make_cfg(*SMOKE, "inference.split_prob=1"), resolve=True)) is None
+    assert config_difference(saved, saved) is None  # a config without the key (a user's own yaml) is itself
     # served from the command line as it ran: each mode's argmax, so no mode twice; the column says what it ranks by
     source = build_dataset(run_cfg).source_text(build_dataset(run_cfg).x_test[0])
     proc = run_cli(["task=infer", f"run_dir={old}", f"x=[{source!r}]", f"hydra.run.dir={tmp_path / 'served'}"], tmp_path)

@@ -65,9 +65,10 @@ def _flat(node: Any, prefix: str = "") -> Dict[str, Any]:
 def config_difference(saved_yaml: str, current_yaml: str) -> Optional[str]:
     """The first setting that differs between a run's saved config and this command's, ignoring the
     ones a resumed run may change; None when they agree."""
-    saved_tree = yaml.safe_load(saved_yaml) or {}
-    fill_added_settings(saved_tree)  # a run saved by an earlier version: what it ran as, not "<unset>"
-    saved, current = _flat(saved_tree), _flat(yaml.safe_load(current_yaml) or {})
+    trees = [yaml.safe_load(saved_yaml) or {}, yaml.safe_load(current_yaml) or {}]
+    for tree in trees:  # a setting added later: what a run without it ran as, on both sides alike
+        fill_added_settings(tree)
+    saved, current = map(_flat, trees)
     for key in sorted(set(saved) | set(current)):
         if key in MAY_CHANGE_ON_RESUME or key.startswith("hydra."):
             continue

@@ -17,7 +17,7 @@ from ebm_cli.core.inference import Inference
 from ebm_cli.errors import UserError
 from ebm_cli.plots.figures import save_figures, save_texts
 from ebm_cli.runtime.checkpoint import find_checkpoint, load_checkpoint, restore
-from ebm_cli.runtime.compat import fill_added_meta, fill_added_settings
+from ebm_cli.runtime.compat import fill_added_meta, fill_added_settings, is_old
 from ebm_cli.runtime.console import get_console, simple_table
 from ebm_cli.runtime.disk import writing
 from ebm_cli.runtime.run_folder import write_json
@@ -43,9 +43,10 @@ def load_run(run_dir: Path, device, trusted: Iterable[str] = ()):
     # built from a stored config, so it needs no trust
     built = OmegaConf.masked_copy(run_cfg, [k for k in run_cfg if k not in TRAINING_ONLY])
     check_trusted([built, state.get("meta")], trusted, f"checkpoint {path}")
+    if is_old(state):  # saved by an earlier version: rebuilt as it was trained and evaluated
+        fill_added_settings(run_cfg)
+        fill_added_meta(state["meta"], run_cfg.get("dataset", {}).get("_target_", ""))
     try:
-        fill_added_settings(run_cfg)  # a run saved by an earlier version is rebuilt as it was trained
-        fill_added_meta(state["meta"])
         energy = build_energy(run_cfg.energy, state["meta"])
     except UserError as err:
         raise UserError(f"checkpoint {path}: cannot rebuild its energy ({err})") from None

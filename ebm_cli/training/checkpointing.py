@@ -13,6 +13,7 @@ from pathlib import Path
 from ebm_cli.errors import NotResumable, UserError
 from ebm_cli.runtime.checkpoint import load_latest, remove_stale_temporaries, restore, rng_state, save_checkpoint, \
     set_rng_state
+from ebm_cli.runtime.compat import CHECKPOINT_FORMAT
 from ebm_cli.runtime.run_folder import check_run_folder
 
 log = logging.getLogger("ebm_cli")
@@ -37,6 +38,7 @@ class Checkpointer:
             **trainer.state_dict(),  # optimizer, scheduler, callbacks
             "model": evaluated.state_dict(), "step": step,
             "rng": rng_state(), "config": self.config_yaml, "meta": self.meta, "best": self.stopper.state_dict(),
+            "format": CHECKPOINT_FORMAT,
             **({"train_model": energy.state_dict(), "average": self.average.state_dict()} if evaluated is not energy else {}),
             **({"loss": loss.state_dict()} if loss.state_dict() else {}),
             **({"loss_ranks": loss_ranks} if loss_ranks is not None else {}),
