@@ -21,8 +21,9 @@ ADDED_SETTINGS = (
 
 
 def is_old(state: Mapping) -> bool:
-    """A checkpoint written before its format was recorded."""
-    return int(state.get("format", 1)) < CHECKPOINT_FORMAT
+    """A checkpoint written before its format was recorded (or with a format that is not one)."""
+    written = state.get("format", 1)
+    return not isinstance(written, int) or written < CHECKPOINT_FORMAT
 
 
 def fill_added_settings(cfg: Any) -> None:
@@ -33,11 +34,13 @@ def fill_added_settings(cfg: Any) -> None:
             section[key] = value
 
 
-def fill_added_meta(meta: Any, dataset_target: str) -> None:
+def fill_added_meta(meta: Any, cfg: Any) -> None:
     """Fill, in place, what a saved translation run's data arguments lack: a sequence space saved
     before it knew its end symbols gets <eos> and <pad>, so its paths read as the sentences they
-    decode to."""
-    if dataset_target != "ebm_cli.datasets.translation.Translation" or not isinstance(meta, MutableMapping):
+    decode to. cfg: the run's config (its dataset's _target_ says whether it is one)."""
+    dataset = cfg.get("dataset") if isinstance(cfg, Mapping) else None
+    target = dataset.get("_target_") if isinstance(dataset, Mapping) else None
+    if target != "ebm_cli.datasets.translation.Translation" or not isinstance(meta, MutableMapping):
         return
     space, vocab = meta.get("y_space"), meta.get("tgt_vocab")
     if (isinstance(space, MutableMapping) and "eos" not in space and isinstance(vocab, (list, tuple))

@@ -45,7 +45,7 @@ def load_run(run_dir: Path, device, trusted: Iterable[str] = ()):
     check_trusted([built, state.get("meta")], trusted, f"checkpoint {path}")
     if is_old(state):  # saved by an earlier version: rebuilt as it was trained and evaluated
         fill_added_settings(run_cfg)
-        fill_added_meta(state["meta"], run_cfg.get("dataset", {}).get("_target_", ""))
+        fill_added_meta(state["meta"], run_cfg)
     try:
         energy = build_energy(run_cfg.energy, state["meta"])
     except UserError as err:
