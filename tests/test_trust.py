@@ -130,3 +130,15 @@ def test_a_runs_own_hydra_copy_under_the_config_dir_vouches_for_nothing(tmp_path
     (tmp_path / "downloaded_run" / ".hydra").mkdir(parents=True)
     (tmp_path / "downloaded_run" / ".hydra" / "config.yaml").write_text("energy:\n  _target_: os.system\n")
     assert targets_in_config_dirs([str(tmp_path)]) == {"my_module.MyEnergy"}
+
+
+def test_hydras_blocklist_still_refuses_what_trust_would_let_through(tmp_path):
+    """trust=[...] lifts ebm-run's own check only; the components are built by Hydra's instantiate,
+    whose blocklist (hydra-core >= 1.3.4, the package's floor) refuses a config that would run a
+    command: nothing runs."""
+    from hydra.utils import instantiate
+
+    marker = tmp_path / "ran"
+    with pytest.raises(Exception):
+        instantiate({"_target_": "os.system", "_args_": [f"touch {marker}"]})
+    assert not marker.exists()
