@@ -87,15 +87,28 @@ class SequenceSpace:
     def shape(self) -> Tuple[int, ...]:
         return (self.length,)
 
+    @property
+    def end_ids(self) -> Tuple[int, ...]:
+        """The symbols that end a sentence: (eos, pad), (eos) without a pad, () without an eos."""
+        return tuple(i for i in (self.eos, self.pad) if i is not None) if self.eos is not None else ()
+
+    def ends(self, y: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Where each sequence y (..., length) ends: its first end symbol (a bool mask, one position or
+        none), and every position after it."""
+        ended = torch.zeros_like(y, dtype=torch.bool)
+        for i in self.end_ids:
+            ended |= y == i
+        at_or_after = ended.long().cumsum(-1) > 0
+        first = at_or_after & ~torch.cat([torch.zeros_like(at_or_after[..., :1]), at_or_after[..., :-1]], dim=-1)
+        return first, at_or_after & ~first
+
     def canonical(self, y: torch.Tensor) -> torch.Tensor:
         """y (..., length) ids -> the same sentences, each ended by `eos` and then `pad` (or `eos`
         again, without a `pad`); without an `eos` the ids as they are."""
         if self.eos is None:
             return y
-        filler = self.eos if self.pad is None else self.pad
-        ended = (y == self.eos) | (y == filler)
-        after = ended.long().cumsum(-1) > 0  # at or after the first end symbol
-        first = after & ~torch.cat([torch.zeros_like(after[..., :1]), after[..., :-1]], dim=-1)
+        first, after = self.ends(y)
+        filler = self.end_ids[-1]
         return torch.where(first, torch.full_like(y, self.eos), torch.where(after, torch.full_like(y, filler), y))
 
     def to_config(self) -> dict:

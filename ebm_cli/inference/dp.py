@@ -115,12 +115,11 @@ class DPInference(Inference):
         instead of every continuation of each. The same p where sequences are not sentences."""
         if not self.reads_sentences:
             return p
-        space, states = self.y_space, p.shape[-1]
-        filler = space.eos if space.pad is None else space.pad
+        end_ids, states = self.y_space.end_ids, p.shape[-1]
         ends = torch.zeros(states, dtype=torch.bool, device=p.device)
-        ends[[space.eos, filler]] = True
+        ends[list(end_ids)] = True
         onward = torch.ones(states, dtype=torch.bool, device=p.device)
-        onward[filler] = False
+        onward[end_ids[-1]] = False  # after an end, the filler only
         return p.masked_fill(ends.unsqueeze(1) & onward.unsqueeze(0), RULED_OUT)
 
     def readable(self, paths: torch.Tensor) -> torch.Tensor:
@@ -138,15 +137,11 @@ class DPInference(Inference):
         n, r, steps = y.shape
         allowed = F.one_hot(y, u.shape[2]).bool()  # (N, R, T, S): the sequence itself
         if self.reads_sentences:
-            space = self.y_space
-            ended = (y == space.eos).long().cumsum(-1) > 0  # canonical: the first <eos> ends it
-            at_end = ended & (y == space.eos) & (torch.cumsum(ended.long(), -1) == 1)
+            first, after = self.y_space.ends(y)
             ends = torch.zeros(u.shape[2], dtype=torch.bool, device=u.device)
-            ends[space.eos] = True
-            if space.pad is not None:
-                ends[space.pad] = True
-            allowed = torch.where(at_end.unsqueeze(-1), ends, allowed)  # <eos> or <pad> where it ends
-            allowed = allowed | (ended & ~at_end).unsqueeze(-1)  # anything after
+            ends[list(self.y_space.end_ids)] = True
+            allowed = torch.where(first.unsqueeze(-1), ends, allowed)  # <eos> or <pad> where it ends
+            allowed = allowed | after.unsqueeze(-1)  # anything after
         clamped = u.unsqueeze(1).masked_fill(~allowed, RULED_OUT).reshape(n * r, steps, -1)
         p_r = p.unsqueeze(1).expand(n, r, *p.shape[1:]).reshape(n * r, *p.shape[1:])
         return forward_free_energy(clamped, p_r, 1.0).view(n, r) - free.unsqueeze(1)
