@@ -66,22 +66,35 @@ def assert_clean_failure(run_dir: Path, code: int, out: str, err: str, reason: s
 
 def test_a_full_disk_at_any_moment_is_one_line_and_leaves_nothing_half_written(small_disk):
     """The same run with less and less free space: it fails at start, at a checkpoint, at best.pt,
-    in TensorBoard's writer thread, at the figures, or completes; never a traceback."""
-    failed_in = set()
-    for leave_kib in (0, 8, 40, 120, 240, 280, 300, 330, 450, 900):  # TensorBoard fails somewhere in 240-330
+    in TensorBoard's writer thread, at the figures, or completes; never a traceback.
+
+    Where TensorBoard's writer is the first to meet the full disk is a window of some tens of KiB
+    whose place moves with the libraries' file sizes, so it is found by bisection between a disk
+    that fails at a checkpoint and one that fails later (at the figures, or not at all)."""
+    run_dir = small_disk / "run"
+
+    def failure_with(leave_kib: int) -> str:
+        """Run QUICK with about leave_kib KiB free; where it failed ("completed" if it did not)."""
         for old in small_disk.iterdir():
             if old.name != "filler":
                 subprocess.run(["rm", "-rf", str(old)], check=True)
         fill(small_disk, leave_kib)
-        run_dir = small_disk / "run"
         result = run_cli([*QUICK, f"hydra.run.dir={run_dir}"], small_disk.parent)
         if result.returncode == 0:
             assert json.loads((run_dir / "metrics.json").read_text())["status"] == "completed"
-            continue
+            return "completed"
         line = assert_clean_failure(run_dir, result.returncode, result.stdout, result.stderr, "No space left on device")
         assert str(small_disk) in line  # names the path it could not write
-        failed_in.add("checkpoint" if "checkpoint" in line else "TensorBoard" if "TensorBoard" in line else "other")
-    assert {"checkpoint", "TensorBoard", "other"} <= failed_in, failed_in
+        return "checkpoint" if "checkpoint" in line else "TensorBoard" if "TensorBoard" in line else "other"
+
+    failed_in = {leave: failure_with(leave) for leave in (0, 120, 600)}
+    assert failed_in[0] == "other" and failed_in[120] == "checkpoint", failed_in
+    low, high = 120, 600
+    while "TensorBoard" not in failed_in.values() and high - low > 8:
+        middle = (low + high) // 2
+        failed_in[middle] = failure_with(middle)
+        low, high = (middle, high) if failed_in[middle] == "checkpoint" else (low, middle)
+    assert "TensorBoard" in failed_in.values(), failed_in
 
 
 def _interrupt_mid_run(tmp_path, env, run_dir: Path, fault) -> subprocess.CompletedProcess:
