@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from ebm_cli.errors import Rejected, UserError, one_line
 from ebm_cli.runtime.folder_lock import hold, release_all
-from ebm_cli.runtime.run_folder import check_sweep_folder, write_json
+from ebm_cli.runtime.run_folder import check_sweep_folder, too_long_name, write_json
 from ebm_cli.runtime.summary import print_summary, summarise
 
 log = logging.getLogger("ebm_cli")
@@ -176,13 +176,19 @@ class ValidateConfig(Callback):
                     raise UserError(f"hydra.sweep.subdir={raw_subdir}: jobs {folders[str(folder)]} and {number} would "
                                     f"both write into {folder} (put ${{hydra.job.num}} in it)")
                 folders[str(folder)] = number
+                too_long = too_long_name(folder)
+                if too_long:  # a long sweep value in the job's name (hydra.job.override_dirname)
+                    raise UserError(f"its folder has {too_long}; shorten the values, or set "
+                                    "hydra.sweep.subdir=${hydra.job.num}")
                 check_hydra_outputs(job, folder)
                 check_before_writing(job, sweep_dir / f"job{number}", overrides, trusted_targets(config.hydra))
             except Exception as exc:
                 raise _refused(exc, where) from None
         try:
-            hold(Path(str(config.hydra.sweep.dir)), "sweep")
+            hold(sweep_dir, "sweep")
+            check_sweep_folder(sweep_dir)  # again, now held: another sweep may have begun into it meanwhile
         except UserError as exc:
+            release_all()
             raise _refused(exc) from None
 
 

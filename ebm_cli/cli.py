@@ -24,8 +24,8 @@ from ebm_cli.errors import NotResumable, Rejected, UserError, is_config_error, o
 from ebm_cli.runtime import summary
 from ebm_cli.runtime.disk import cannot_write, is_disk_error, os_error_in
 from ebm_cli.runtime.folder_lock import held_folder, release_all
-from ebm_cli.runtime.signals import (SWEEP_PARENT, OutsideTheLoop, Preempted, end_as_signalled, is_sweep_worker,
-                                     mark_as_sweep_parent, watch_parent)
+from ebm_cli.runtime.signals import (SWEEP_PARENT, OutsideTheLoop, Preempted, Stopped, as_preempted, end_as_signalled,
+                                     is_sweep_worker, mark_as_sweep_parent, watch_parent)
 from ebm_cli.schema import register_configs
 
 log = logging.getLogger("ebm_cli")
@@ -99,9 +99,9 @@ def hydra_main(cfg: DictConfig) -> Optional[float]:
                             "must raise an exception, not exit") from None
         finally:
             _release_followers()  # a submitit job's task 0 that stopped before its ranks met
-    except Exception as exc:
-        exc = _disk_error_named(exc, run_dir)
-        if isinstance(exc, Preempted) and cfg.task.name == "train" and hydra_cfg.mode != RunMode.MULTIRUN:
+    except (Exception, Stopped, KeyboardInterrupt) as caught:
+        exc = _disk_error_named(as_preempted(caught), run_dir)
+        if isinstance(exc, Preempted) and cfg.task.name == "train":  # a sweep's job too: the command that continues it
             exc = exc.continued_by(resume_command(hydra_cfg, run_dir))
         _log_to_file(one_line(exc))
         record_failure(run_dir, exc)
@@ -110,6 +110,8 @@ def hydra_main(cfg: DictConfig) -> Optional[float]:
         _failures.append(exc)
         if isinstance(exc, Preempted) and worker:
             end_as_signalled(exc.signal_name)  # its job saved: the worker ends as the signal asked
+        if isinstance(exc, Preempted) and hydra_cfg.mode == RunMode.MULTIRUN:
+            raise Stopped(exc.signal_name or "SIGINT", said=True)  # the basic launcher's sweep: no later job starts
         return float("nan")  # a sweeper that optimises (optuna) records the trial as failed
 
 
@@ -240,9 +242,9 @@ def main() -> None:
             hydra_main()
     except Rejected as rejected:
         _exit_with(rejected.error, show_traceback)
-    except KeyboardInterrupt:
-        print("ebm-run: interrupted", file=sys.stderr)
-        sys.exit(130)
+    except (Stopped, KeyboardInterrupt) as stopped:  # a signal during Hydra's own work, or a sweep's
+        if not getattr(stopped, "said", False):
+            _exit_with(as_preempted(stopped, began=held_folder() is not None), show_traceback)
     except Exception as exc:
         _exit_with(_disk_error_named(exc), show_traceback)
     finally:
@@ -253,6 +255,10 @@ def main() -> None:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+    stop = next((e for e in _failures if isinstance(e, Preempted)), None)
+    if stop is not None and _sweeping:  # a sweep stopped by a signal (in its job): the job's line, exit 75
+        _exit_with(Preempted(f"sweep stopped, its later jobs not started: {stop.stem}", stop.signal_name, stop.command),
+                   show_traceback)
     if _failures:  # a single run exits with its error's own code; a sweep with a failed job with 1
         error = _failures[0]
         _exit_with(UserError(one_line(error)) if _sweeping else error, show_traceback)

@@ -7,6 +7,7 @@ and that a resumed run ends exactly where an uninterrupted one does.
 import errno
 import json
 import os
+import re
 import shlex
 import signal
 import subprocess
@@ -190,17 +191,18 @@ def test_sigkill_mid_run_then_resume_equals_uninterrupted(tmp_path, subprocess_e
 
 
 @pytest.mark.slow
-def test_sigterm_via_cli_exits_with_the_documented_code(tmp_path, subprocess_env):
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT"])
+def test_a_signal_via_cli_exits_with_the_documented_code(tmp_path, subprocess_env, sig):
     run_dir = tmp_path / "run"
     proc = subprocess.Popen(ebm_run_command() + SHORT + ["trainer.steps=100000", f"hydra.run.dir={run_dir}"],
                             cwd=tmp_path, env=subprocess_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
     while not (run_dir / "checkpoints" / "last.pt").exists() and time.time() < deadline:
         time.sleep(0.05)
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(getattr(signal, sig))
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == PREEMPTED_EXIT_CODE
-    assert err.strip().splitlines()[-1].startswith("ebm-run: error: stopped by SIGTERM at step")
+    assert err.strip().splitlines()[-1].startswith(f"ebm-run: error: stopped by {sig} at step")
     state = json.loads((run_dir / "metrics.json").read_text())
     assert state["status"] == "preempted"
     assert torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)["step"] == state["step"]
@@ -333,19 +335,38 @@ def test_non_finite_weights_or_inputs_are_refused_not_served(smoke_run, tmp_path
     assert result.stderr.count("\n") == 1 and expected in result.stderr
 
 
-def test_two_commands_into_one_folder_at_the_same_instant_one_runs_one_is_refused(tmp_path, subprocess_env):
-    """Both pass the checks (the folder does not exist yet); the folder's lock lets one write."""
-    run_dir = tmp_path / "run"
-    cmd = ebm_run_command() + ["debug=smoke", "logger.progress=false", f"hydra.run.dir={run_dir}"]
-    procs = [subprocess.Popen(cmd, cwd=tmp_path, env=subprocess_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True) for _ in range(2)]
+@pytest.mark.parametrize("kind", ["run", "sweep", "resume"])
+def test_two_commands_into_one_folder_at_the_same_instant_one_runs_one_is_refused(tmp_path, subprocess_env,
+                                                                                  monkeypatch, kind):
+    """Two runs, two sweeps, or two trainer.resume=auto of one interrupted run, started together:
+    both pass the checks (the folder does not exist yet, or holds the run to continue); the folder's
+    lock lets one write, the other gets one line and writes nothing."""
+    folder = tmp_path / kind
+    args = ["debug=smoke", "logger.progress=false"]
+    if kind == "resume":  # a run stopped at step 14, its checkpoint at 10
+        sigterm_at_call(monkeypatch, NLL, 15)
+        args = [*SHORT, "logger.progress=false", "trainer.eval_every=0"]
+        assert run_cli([*args, f"hydra.run.dir={folder}"], tmp_path).returncode == PREEMPTED_EXIT_CODE
+        monkeypatch.undo()
+        args.append("trainer.resume=auto")
+    where = [f"hydra.sweep.dir={folder}", "seed=0,1"] if kind == "sweep" else [f"hydra.run.dir={folder}"]
+    procs = [subprocess.Popen(ebm_run_command() + ["-m"] * (kind == "sweep") + args + where, cwd=tmp_path, env=subprocess_env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
     results = [(p.wait(timeout=300), p.stderr.read()) for p in procs]
     codes = sorted(code for code, _ in results)
     assert codes == [0, 1], results
     refused = next(err for code, err in results if code == 1)
-    assert len(refused.strip().splitlines()) == 1 and refused.startswith("ebm-run: error: ")
-    assert len(list((run_dir / "tb").glob("events.out.tfevents.*"))) == 1
-    assert json.loads((run_dir / "metrics.json").read_text())["status"] == "completed"
+    assert len(refused.strip().splitlines()) == 1 and refused.startswith("ebm-run: error: "), refused
+    assert "another ebm-run (pid" in refused or "holds an earlier sweep" in refused or "already holds a finished" in refused
+    runs = sorted(folder.glob("*/metrics.json")) if kind == "sweep" else [folder / "metrics.json"]
+    assert len(runs) == (2 if kind == "sweep" else 1)
+    for record in runs:
+        assert json.loads(record.read_text())["status"] == "completed"
+        assert len(list((record.parent / "tb").glob("events.out.tfevents.*"))) == (2 if kind == "resume" else 1)
+    if kind == "resume":  # TensorBoard has each step once: the resumed writer purged what followed step 10
+        events = EventAccumulator(str(folder / "tb")).Reload()
+        steps = [e.step for e in events.Scalars("Training/loss")]
+        assert len(steps) == len(set(steps)) and max(steps) == 40
 
 
 def test_a_held_folder_refuses_a_second_writer(tmp_path):
@@ -366,7 +387,8 @@ def test_a_held_folder_refuses_a_second_writer(tmp_path):
     folder_lock.release_all()
 
 
-@pytest.mark.parametrize("damage", ["both_corrupt", "no_rng", "last_is_a_folder"])
+@pytest.mark.parametrize("damage", ["both_corrupt", "no_rng", "last_is_a_folder", "optimizer_shape", "nan_weights",
+                                    "nan_moments"])
 def test_a_refused_resume_changes_nothing_and_the_run_stays_resumable(tmp_path, damage):
     """trainer.resume=auto on a folder whose checkpoints cannot continue it: one line, exit 1, no
     metrics.json written; once a good checkpoint is back, the same command resumes."""
@@ -382,19 +404,34 @@ def test_a_refused_resume_changes_nothing_and_the_run_stays_resumable(tmp_path, 
     if damage == "both_corrupt":
         for name in good:
             (folder / name).write_bytes(os.urandom(512))
-    elif damage == "no_rng":
+    elif damage in ("no_rng", "optimizer_shape", "nan_weights", "nan_moments"):
         for name in good:
             state = torch.load(folder / name, weights_only=True)
-            del state["rng"]
+            moments = state["optimizer"]["state"][0]
+            if damage == "no_rng":
+                del state["rng"]
+            elif damage == "optimizer_shape":  # another run's moments: a parameter's, of another shape
+                moments["exp_avg"] = moments["exp_avg"].flatten()[:3].clone()
+            elif damage == "nan_moments":
+                moments["exp_avg_sq"] = torch.full_like(moments["exp_avg_sq"], float("nan"))
+            else:
+                for key in ("model", "train_model"):
+                    weights = state.get(key, {})
+                    for weight in [k for k, v in weights.items() if v.is_floating_point()][:1]:
+                        weights[weight] = torch.full_like(weights[weight], float("inf"))
             torch.save(state, folder / name)
     else:
         (folder / "last.pt").unlink()
         (folder / "last.pt").mkdir()
         (folder / "previous.pt").write_bytes(os.urandom(512))
+    before = {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()}
     refused = run_cli([*args, "trainer.resume=auto"], tmp_path)
     assert refused.returncode == 1 and refused.stderr.count("\n") == 1, refused.stderr
     assert "trainer.resume=auto" in refused.stderr
-    assert not (run_dir / "metrics.json").exists()
+    said = {"optimizer_shape": "has shape (3,), the parameter", "nan_weights": "non-finite weights in",
+            "nan_moments": "non-finite values in the optimiser's exp_avg_sq of"}.get(damage, "")
+    assert said in refused.stderr, refused.stderr
+    assert {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()} == before  # nothing written
     if (folder / "last.pt").is_dir():
         (folder / "last.pt").rmdir()
     for name, data in good.items():
@@ -485,5 +522,117 @@ def test_sigterm_during_the_final_evaluation_is_one_line_and_the_run_resumes(tmp
     assert json.loads((run_dir / "metrics.json").read_text())["status"] == "preempted"
     monkeypatch.undo()
     done = run_cli(command[1:], tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert json.loads((run_dir / "metrics.json").read_text())["status"] == "completed"
+
+
+# Where a signal can reach a training command, and the object whose call sends it there.
+SIGNAL_PHASES = {
+    "the start-up checks": ("ebm_cli.tasks.checks", "check_first_step"),
+    "building the run": ("ebm_cli.tasks.train", "prepare"),
+    "a training step": ("ebm_cli.losses.nll.NLL", "__call__"),
+    "the final evaluation": ("ebm_cli.tasks.train", "evaluate_model"),
+    "the figures": ("ebm_cli.tasks.train", "save_figures"),
+}
+
+
+@pytest.mark.parametrize("phase", list(SIGNAL_PHASES))
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT", "SIGHUP", "SIGUSR1"])
+def test_every_stop_signal_at_every_phase_is_one_line_and_the_run_continues(tmp_path, monkeypatch, sig, phase):
+    """A real signal to this process at each phase of `ebm-run`: exit 75 and one line; before the
+    folder exists nothing is written, afterwards metrics.json says "preempted", and the command the
+    line gives finishes the run (a checkpoint where there was a step to save)."""
+    import importlib
+
+    where, name = SIGNAL_PHASES[phase]
+    module_name, _, class_name = where.rpartition(".") if where.endswith("NLL") else (where, "", "")
+    owner = getattr(importlib.import_module(module_name), class_name) if class_name else importlib.import_module(where)
+    real, calls = getattr(owner, name), []
+
+    def signalled(*args, **kwargs):
+        calls.append(None)
+        if len(calls) == (12 if phase == "a training step" else 1):
+            os.kill(os.getpid(), getattr(signal, sig))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(owner, name, signalled)
+    run_dir = tmp_path / "run"
+    args = [*SHORT, "logger.progress=false", "trainer.eval_every=0", f"hydra.run.dir={run_dir}"]
+    stopped = run_cli(args, tmp_path)
+    monkeypatch.undo()
+    assert calls, f"{where}.{name} was not called"
+    assert stopped.returncode == PREEMPTED_EXIT_CODE, stopped.stderr
+    [line] = stopped.stderr.strip().splitlines()
+    assert "Traceback" not in stopped.stdout + stopped.stderr
+    if phase == "the start-up checks":
+        assert line == f"ebm-run: error: stopped by {sig} before anything was written; run the same command again"
+        assert not run_dir.exists()
+        return
+    said = "at step 11; checkpoint saved" if phase == "a training step" else "outside the training steps"
+    assert line.startswith(f"ebm-run: error: stopped by {sig} {said}"), line
+    assert json.loads((run_dir / "metrics.json").read_text())["status"] == "preempted"
+    command = shlex.split(line.split("continue with: " if "continue with: " in line else "with: ", 1)[1])
+    done = run_cli(command[1:], tmp_path)
+    assert done.returncode == 0, done.stderr
+    record = json.loads((run_dir / "metrics.json").read_text())
+    assert record["status"] == "completed" and record["step"] == 40
+
+
+def test_a_signal_stops_a_sweep_whole_and_says_how_its_job_continues(tmp_path, monkeypatch):
+    """`ebm-run -m` (the basic launcher, jobs in this process): a SIGINT in the first job's steps
+    saves it and starts no later job (one Ctrl-C, not one per job); the line's command finishes it."""
+    calls = []
+    real = NLL.__call__
+
+    def call(self, *args):
+        calls.append(None)
+        if len(calls) == 12:
+            os.kill(os.getpid(), signal.SIGINT)
+        return real(self, *args)
+
+    monkeypatch.setattr(NLL, "__call__", call)
+    sweep = tmp_path / "sweep"
+    stopped = run_cli(["-m", *SHORT, "logger.progress=false", "trainer.eval_every=0", "seed=0,1,2",
+                       f"hydra.sweep.dir={sweep}"], tmp_path)
+    monkeypatch.undo()
+    assert stopped.returncode == PREEMPTED_EXIT_CODE, stopped.stderr
+    [line] = stopped.stderr.strip().splitlines()
+    said = re.match(r"ebm-run: error: sweep stopped, its later jobs not started: stopped by SIGINT at step \d+; "
+                    r"checkpoint saved, continue with: ", line)
+    assert said, line
+    [job] = [p for p in sweep.iterdir() if p.is_dir()]  # no later job began
+    assert job.name.startswith("0_") and "seed=0" in job.name
+    assert json.loads((job / "metrics.json").read_text())["status"] == "preempted"
+    command = shlex.split(line[said.end():])
+    assert "seed=0" in command and f"hydra.run.dir='{job}'" in command and "-m" not in command
+    done = run_cli(command[1:], tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert json.loads((job / "metrics.json").read_text())["step"] == 40
+
+
+def test_a_second_ctrl_c_stops_at_once_and_the_run_continues_from_its_last_checkpoint(tmp_path, monkeypatch):
+    """Two SIGINTs within one step: no wait for the step's end; one line; the last periodic
+    checkpoint is kept and the line's command finishes the run."""
+    real, calls = NLL.__call__, []
+
+    def call(self, *args):
+        calls.append(None)
+        if len(calls) == 25:
+            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), signal.SIGINT)
+        return real(self, *args)
+
+    monkeypatch.setattr(NLL, "__call__", call)
+    run_dir = tmp_path / "run"
+    stopped = run_cli([*SHORT, "logger.progress=false", "trainer.eval_every=0", f"hydra.run.dir={run_dir}"], tmp_path)
+    monkeypatch.undo()
+    assert stopped.returncode == PREEMPTED_EXIT_CODE, stopped.stderr
+    [line] = stopped.stderr.strip().splitlines()
+    said = ("ebm-run: error: stopped at once by a second SIGINT; the last checkpoint is kept, and the run continues "
+            "from it with: ")
+    assert line.startswith(said), line
+    assert torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)["step"] == 20
+    assert json.loads((run_dir / "metrics.json").read_text())["status"] == "preempted"
+    done = run_cli(shlex.split(line[len(said):])[1:], tmp_path)
     assert done.returncode == 0, done.stderr
     assert json.loads((run_dir / "metrics.json").read_text())["status"] == "completed"

@@ -87,14 +87,14 @@ def test_a_full_disk_at_any_moment_is_one_line_and_leaves_nothing_half_written(s
         assert str(small_disk) in line  # names the path it could not write
         return "checkpoint" if "checkpoint" in line else "TensorBoard" if "TensorBoard" in line else "other"
 
-    failed_in = {leave: failure_with(leave) for leave in (0, 120, 600)}
-    assert failed_in[0] == "other" and failed_in[120] == "checkpoint", failed_in
-    low, high = 120, 600
-    while "TensorBoard" not in failed_in.values() and high - low > 8:
-        middle = (low + high) // 2
-        failed_in[middle] = failure_with(middle)
-        low, high = (middle, high) if failed_in[middle] == "checkpoint" else (low, middle)
-    assert "TensorBoard" in failed_in.values(), failed_in
+    failed_in = {leave: failure_with(leave) for leave in (0, 40, 120, 240, 360, 600)}
+    while "TensorBoard" not in failed_in.values():  # between a checkpoint's failure and a later one's (or none)
+        low = max((leave for leave, where in failed_in.items() if where == "checkpoint"), default=None)
+        high = min((leave for leave, where in failed_in.items() if low is not None and leave > low), default=None)
+        if low is None or high is None or high - low <= 8:
+            break
+        failed_in[(low + high) // 2] = failure_with((low + high) // 2)
+    assert {"checkpoint", "TensorBoard", "other"} <= set(failed_in.values()), failed_in
 
 
 def _interrupt_mid_run(tmp_path, env, run_dir: Path, fault) -> subprocess.CompletedProcess:

@@ -218,3 +218,22 @@ def test_hydra_writes_only_inside_the_commands_folder(runs, tmp_path, args, frag
     refused(ebm_run([*flags, *SMOKE, *[a for a in args if a != "-m"], where], runs), fragment)
     assert snapshot(runs / "finished") == before
     assert not (tmp_path / "run").exists() and not (tmp_path / "sweep").exists()
+
+
+@pytest.mark.parametrize("kind", ["run", "sweep"])
+def test_a_folder_name_too_long_for_the_file_system_is_one_line_and_nothing_is_written(tmp_path, kind):
+    """hydra.run.dir with a 300-byte name, or a sweep whose job name (its overrides) is over 255
+    bytes: refused before any folder or multirun.yaml exists, saying what to shorten."""
+    from helpers import run_cli
+
+    if kind == "run":
+        args, said = ["debug=smoke", f"hydra.run.dir={tmp_path / ('r' * 300)}"], "hydra.run.dir: a folder name of 300 bytes"
+    else:
+        values = "[" + ",".join(str(i / 100) for i in range(80)) + "]"
+        args = ["-m", "debug=smoke", f"x={values}", "seed=0,1", f"hydra.sweep.dir={tmp_path / 'sweep'}"]
+        said = "set hydra.sweep.subdir=${hydra.job.num}"
+    result = run_cli(args, tmp_path)
+    assert result.returncode == 1
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("ebm-run: error: ") and said in line and "longer than file systems allow (255)" in line, line
+    assert sorted(p.name for p in tmp_path.iterdir()) == []

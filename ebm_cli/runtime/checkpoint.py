@@ -142,8 +142,17 @@ def load_checkpoint(path: Path, map_location: Optional[str] = "cpu") -> Dict[str
     return state
 
 
+# torch.optim's optimizers whose state holds, per parameter, tensors of the parameter's own shape
+# (moments, momentum buffers, accumulators); a user's optimizer may keep other shapes (factored moments)
+MIRRORING_OPTIMIZERS = (torch.optim.Adam, torch.optim.AdamW, torch.optim.SGD, torch.optim.RMSprop, torch.optim.Adagrad,
+                        torch.optim.Adadelta, torch.optim.Adamax, torch.optim.NAdam, torch.optim.RAdam, torch.optim.ASGD)
+
+
 def restore(path: Path, state: Dict[str, Any], energy, optimizer=None) -> None:
-    """Load the weights (and optimiser state) of `state`, read from `path`, all or nothing."""
+    """Load the weights (and optimiser state) of `state`, read from `path`, all or nothing: weights
+    or optimiser moments that are not finite, or moments of another shape than their parameter, are
+    refused here (served or trained on, they would give NaN energies, or fail at the first step after
+    the run had started)."""
     try:
         energy.load_state_dict(state["model"])
         if optimizer is not None:
@@ -151,6 +160,30 @@ def restore(path: Path, state: Dict[str, Any], energy, optimizer=None) -> None:
     except (RuntimeError, ValueError, KeyError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UserError(f"checkpoint {path} does not match this run's energy or optimiser ({first})") from None
+    bad = [name for name, t in energy.state_dict().items()
+           if isinstance(t, torch.Tensor) and t.is_floating_point() and not torch.isfinite(t).all()]
+    if bad:
+        raise UserError(f"checkpoint {path}: non-finite weights in {bad[0]}" + (f" and {len(bad) - 1} more" if len(bad) > 1 else "")
+                        + ": the run diverged or the file was changed; use another checkpoint")
+    if optimizer is not None:
+        _check_optimizer_state(path, optimizer, energy)
+
+
+def _check_optimizer_state(path: Path, optimizer, energy) -> None:
+    """torch's load_state_dict matches the parameter groups, not the saved tensors: check those."""
+    names = {id(p): name for name, p in energy.named_parameters()}
+    for group in optimizer.param_groups:
+        for param in group["params"]:
+            for key, value in optimizer.state.get(param, {}).items():
+                if not isinstance(value, torch.Tensor) or value.dim() == 0:
+                    continue
+                where = f"the optimiser's {key} of {names.get(id(param), 'a parameter')}"
+                if isinstance(optimizer, MIRRORING_OPTIMIZERS) and value.shape != param.shape:
+                    raise UserError(f"checkpoint {path} does not match this run's energy or optimiser ({where} has "
+                                    f"shape {tuple(value.shape)}, the parameter {tuple(param.shape)})")
+                if value.is_floating_point() and not torch.isfinite(value).all():
+                    raise UserError(f"checkpoint {path}: non-finite values in {where}: the file was changed; use "
+                                    "another checkpoint")
 
 
 def find_checkpoint(run_dir: Path) -> Path:

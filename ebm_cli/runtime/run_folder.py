@@ -40,8 +40,22 @@ def run_status(run_dir: Path) -> Optional[str]:
         return "unreadable"
 
 
+NAME_MAX = 255  # bytes in one file or folder name: ext4, xfs, btrfs, tmpfs, NFS
+
+
+def too_long_name(folder: Path) -> Optional[str]:
+    """What of folder's path the file system cannot name (a part over NAME_MAX bytes), or None."""
+    for part in Path(os.path.abspath(folder)).parts:
+        if len(os.fsencode(part)) > NAME_MAX:
+            return f"a folder name of {len(os.fsencode(part))} bytes, longer than file systems allow ({NAME_MAX}): {part[:40]}..."
+    return None
+
+
 def check_writable(folder: Path, key: str) -> None:
     """The folder can be created (or is) a writable folder; else one line naming `key`."""
+    too_long = too_long_name(folder)
+    if too_long:  # before any stat: the file system itself would answer ENAMETOOLONG
+        raise UserError(f"{key}: {too_long}")
     if folder.exists() and not folder.is_dir():
         raise UserError(f"{key}={folder}: is a file, not a folder")
     existing = folder
@@ -151,6 +165,6 @@ def check_sweep_folder(sweep_dir: Path) -> None:
     """A sweep writes into a folder of its own: refuse one that holds anything (an earlier sweep's
     jobs and summary would be overwritten)."""
     check_writable(sweep_dir, "hydra.sweep.dir")
-    if sweep_dir.is_dir() and any(sweep_dir.iterdir()):
+    if sweep_dir.is_dir() and any(p.name != LOCK_NAME for p in sweep_dir.iterdir()):
         raise UserError(f"hydra.sweep.dir={sweep_dir}: holds an earlier sweep's files; a sweep writes into a folder "
                         "of its own (leave hydra.sweep.dir out, or name a new folder)")

@@ -29,7 +29,7 @@ class Preempted(UserError):
 
     def __init__(self, message: str, signal_name: Optional[str] = None, command: Optional[str] = None):
         super().__init__(f"{message}: {command}" if command else f"{message} trainer.resume=auto", PREEMPTED_EXIT_CODE)
-        self.stem, self.signal_name = message, signal_name
+        self.stem, self.signal_name, self.command = message, signal_name, command
 
     def continued_by(self, command: str) -> "Preempted":
         """The same stop, saying the exact command that continues the run."""
@@ -89,14 +89,45 @@ def watch_parent(poll_s: float = 1.0) -> None:
     _watching[0].start()
 
 
-class OutsideTheLoop:
-    """Context manager for a whole command: SIGTERM or SIGHUP outside the training loop (during the
-    start-up checks, before the first step, during the final evaluation and figures) raises
-    Preempted where the command is, so that it ends in one line with a consistent metrics.json
-    instead of dying silently; inside the loop StopSignals takes over (it saves at the step).
-    Outside the main thread it does nothing."""
+class Stopped(BaseException):
+    """A stop signal outside the training steps (OutsideTheLoop). Like KeyboardInterrupt it is not
+    an Exception, so that no `except Exception` on its way (the compiler's eager fallback, a build
+    check) takes it for a failure of its own; the command turns it into Preempted (as_preempted)."""
 
-    SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
+    def __init__(self, signal_name: str, again: bool = False, said: bool = False):
+        super().__init__(signal_name)
+        self.signal_name = signal_name
+        self.again = again  # a second signal of the kind inside the steps: stopped at once, not at a step
+        self.said = said  # the job's Preempted is reported already: this only ends a sweep
+
+
+def as_preempted(exc: BaseException, began: bool = True) -> BaseException:
+    """Stopped (or a KeyboardInterrupt: SIGINT where our handlers were not installed) as the
+    Preempted it reports, in one line: a run continues from its last checkpoint; `began` False: the
+    command had not yet taken its folder (the checks), nothing was written. Anything else as it is."""
+    if isinstance(exc, KeyboardInterrupt):
+        exc = Stopped("SIGINT")
+    if not isinstance(exc, Stopped):
+        return exc
+    if not began:
+        return UserError(f"stopped by {exc.signal_name} before anything was written; run the same command again",
+                         PREEMPTED_EXIT_CODE)
+    if exc.again:
+        return Preempted(f"stopped at once by a second {exc.signal_name}; the last checkpoint is kept, and the run "
+                         "continues from it with", exc.signal_name)
+    return Preempted(f"stopped by {exc.signal_name} outside the training steps; what was saved is kept, and a run "
+                     "continues from its last checkpoint with", exc.signal_name)
+
+
+class OutsideTheLoop:
+    """Context manager for a whole command: a stop signal (SIGTERM, SIGINT, SIGHUP, SIGUSR1) outside
+    the training loop (during the start-up checks, before the first step, during the final evaluation
+    and figures) raises Stopped where the command is, so that it ends in one line with a consistent
+    metrics.json instead of dying silently (SIGUSR1's default) or with a traceback (SIGINT's);
+    inside the loop StopSignals takes over (it saves at the step). Outside the main thread it does
+    nothing."""
+
+    SIGNALS = STOP_SIGNALS
 
     def __init__(self):
         self._previous = {}
@@ -104,9 +135,7 @@ class OutsideTheLoop:
     @staticmethod
     def _raise(signum, frame):
         stop_workers(signum)  # a joblib sweep's: each saves its job, then ends
-        name = signal.Signals(signum).name
-        raise Preempted(f"stopped by {name} outside the training steps; what was saved is kept, and a run continues "
-                        "from its last checkpoint with", name)
+        raise Stopped(signal.Signals(signum).name)
 
     def __enter__(self) -> "OutsideTheLoop":
         if threading.current_thread() is threading.main_thread():
@@ -123,7 +152,7 @@ class OutsideTheLoop:
 class StopSignals:
     """Context manager: while inside, a stop signal sets `received` (its name); the loop polls it.
 
-    A second signal of the same kind raises KeyboardInterrupt at once, for a user who means it.
+    A second signal of the same kind raises Stopped at once, for a user who means it.
     After the checkpoint is saved, `pass_on()` lets a launcher's own handler (submitit's
     requeue-on-preemption) see the signal too.
     Outside the main thread (where Python allows no handlers) it does nothing.
@@ -136,7 +165,7 @@ class StopSignals:
     def _handle(self, signum, frame):
         name = signal.Signals(signum).name
         if self.received == name:
-            raise KeyboardInterrupt
+            raise Stopped(name, again=True)
         self.received = name
 
     def __enter__(self) -> "StopSignals":

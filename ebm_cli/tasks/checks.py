@@ -21,6 +21,9 @@ from ebm_cli.runtime.run_folder import check_run_folder
 from ebm_cli.tasks.infer import open_run
 from ebm_cli.tasks.objective import task_config_yaml
 from ebm_cli.tasks.prepare import prepare
+from ebm_cli.training.checkpointing import check_resumable
+from ebm_cli.training.distributed import launched
+from ebm_cli.training.ema import WeightAverage
 from ebm_cli.validate import validate
 
 
@@ -86,7 +89,12 @@ def check_before_writing(cfg, out_dir: Path, overrides: Sequence[str] = (), trus
     task = cfg.task.name
     check_folder_for(cfg, out_dir)
     if task == "train":
-        run, _, trainer = prepare(cfg)  # data, energy, inference, loss, optimizer, callbacks: built and checked
+        run, baseline, trainer = prepare(cfg)  # data, energy, inference, loss, optimizer, callbacks: built and checked
+        if cfg.trainer.resume == "auto" and out_dir.is_dir():
+            average = next((cb for cb in trainer.callbacks.values() if isinstance(cb, WeightAverage)), None)
+            launch = launched()  # torchrun's processes: as many as it started
+            check_resumable(out_dir, run.energy, trainer.optimizer, run.loss, baseline, average, trainer,
+                            launch[1] if launch else int(cfg.trainer.get("devices", 1)))
         check_first_step(cfg, run, trainer)
         return
     if task == "bench":

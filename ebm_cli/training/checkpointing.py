@@ -59,6 +59,23 @@ def resume(run_dir: Path, mode: str, energy, opt, device, loss_fn=None, baseline
     if mode == "never":
         return 0
     remove_stale_temporaries(folder)
+    return _restore_or_refuse(folder, energy, opt, loss_fn, baseline, stopper, average, trainer, world)
+
+
+def check_resumable(run_dir: Path, energy, opt, loss_fn=None, baseline=None, average=None, trainer=None,
+                    world: int = 1) -> None:
+    """The pre-run check of trainer.resume=auto: the checkpoint the run would continue from, restored
+    into the check's own throwaway build (weights, optimiser moments and their shapes, finiteness,
+    RNG state, loss and callback states), so that a checkpoint that cannot continue the run is
+    refused before Hydra writes into its folder. Reads only; the random state is put back."""
+    before = rng_state()
+    try:
+        _restore_or_refuse(Path(run_dir) / "checkpoints", energy, opt, loss_fn, baseline, None, average, trainer, world)
+    finally:
+        set_rng_state(before)
+
+
+def _restore_or_refuse(folder: Path, energy, opt, loss_fn, baseline, stopper, average, trainer, world: int) -> int:
     try:
         return restore_latest(folder, energy, opt, loss_fn, baseline, stopper, average, trainer, world=world)
     except UserError as err:  # the run stays as it was (cli.record_failure leaves its metrics.json alone)
