@@ -146,6 +146,7 @@ def test_ebm_run_task_bench(tmp_path, subprocess_env):
     assert {r["case"] for r in rows} == {"chain_logz", "chain_viterbi", "free_energy"}
     assert "ebm-run bench (tiny)" in proc.stdout and "per-row loop" in proc.stdout
     assert (run_dir / "bench_env.json").is_file() and not (tmp_path / "outputs").exists()
+    assert proc.stdout.strip().splitlines()[-1] == f"results: {run_dir} (bench.json, bench_env.json)"
 
 
 @pytest.mark.slow

@@ -39,7 +39,8 @@ def test_smoke_run_then_infer(tmp_path, subprocess_env):
     assert [r["x"] for r in found] == [0.0, 0.5] and all(r["candidates"] for r in found)
     lines = (infer_dir / "candidates.csv").read_text().splitlines()
     assert lines[0] == "x,rank,y,text,energy" and len(lines) == 1 + sum(len(r["candidates"]) for r in found)
-    assert f"candidates: {infer_dir / 'candidates.json'}, {infer_dir / 'candidates.csv'}" in infer.stdout
+    assert f"results: {infer_dir} (candidates.json, candidates.csv)" in infer.stdout
+    assert "TensorBoard" not in infer.stdout  # it logged nothing there
 
     # the same folder again would overwrite a finished run: refused, nothing touched
     before = (run_dir / "metrics.json").read_bytes()
@@ -180,3 +181,22 @@ def test_a_path_under_the_home_folder_is_the_home_folder(tmp_path, monkeypatch):
     proc = run_cli(["dataset=curves_csv", "dataset.path=~/four.csv", "--cfg", "job"], tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert f"path: {tmp_path}/four.csv" in proc.stdout
+
+
+def test_every_task_ends_saying_where_its_results_are(smoke_run, tmp_path):
+    """The last lines of compare_inference and landscape name their folder and files; a training
+    run without TensorBoard (logger.tensorboard=false) prints no `tensorboard --logdir` line."""
+    run_dir = smoke_run[0]
+    for task, files in (("compare_inference", "compare_inference.json"), ("landscape", "energy.png")):
+        out = tmp_path / task
+        result = run_cli([f"task={task}", f"run_dir={run_dir}", f"hydra.run.dir={out}"], tmp_path)
+        assert result.returncode == 0, result.stderr
+        last = result.stdout.strip().splitlines()[-1]
+        where = out / "figures" if task == "landscape" else out
+        assert last.startswith(f"results: {where} (") and files in last, last
+        assert all((where / name).is_file() for name in last[last.index("(") + 1:-1].split(", "))
+    quiet = tmp_path / "quiet"
+    result = run_cli(["debug=smoke", "trainer.steps=20", "logger.tensorboard=false", f"hydra.run.dir={quiet}"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == f"results: {quiet} (metrics.json, figures/, checkpoints/)"
+    assert "tensorboard --logdir" not in result.stdout and not (quiet / "tb").exists()

@@ -131,6 +131,12 @@ def test_a_user_energy_and_data_kind_train_then_infer(plugin, subprocess_env):
                      "trust=[plugin_mod.SquareEnergy,plugin_mod.Plusminus]"],
                     elsewhere, {**subprocess_env, "PYTHONPATH": str(plugin)})
     assert again.returncode == 0, again.stderr
+    # ... and without it on PYTHONPATH: one line naming the module, nothing of Hydra's own logger, no folder
+    lost = ebm_run(["task=infer", f"run_dir={run_dir}", "x=[[0.5,0.25]]", f"hydra.run.dir={elsewhere / 'lost'}",
+                    "trust=[plugin_mod.SquareEnergy,plugin_mod.Plusminus]"], elsewhere, subprocess_env)
+    assert lost.returncode == 1 and not (elsewhere / "lost").exists()
+    [line] = (lost.stdout + lost.stderr).strip().splitlines()
+    assert line.startswith("ebm-run: error: ") and "cannot import plugin_mod." in line and "(No module named 'plugin_mod')" in line, line
     # a wrong input size for this run's 2-D x is one line
     wrong = ebm_run(["--config-dir", "conf", "task=infer", f"run_dir={run_dir}", "x=[0.5]",
                      f"hydra.run.dir={plugin / 'bad'}"], plugin, subprocess_env)

@@ -19,7 +19,10 @@ def test_six_job_sweep_writes_a_sorted_summary(tmp_path, subprocess_env):
                     "trainer.eval_every=10", f"hydra.sweep.dir={sweep}"], tmp_path)
     assert proc.returncode == 0, proc.stderr
     printed = " ".join(proc.stdout.split())  # a long sweep path wraps the table's title
-    assert "6 jobs, best first by the validation coverage" in printed and "summary written to" in printed
+    assert "6 jobs, best first by the validation coverage" in printed
+    # where the results are, and the one TensorBoard command that shows every job (each a run of its own)
+    assert proc.stdout.strip().splitlines()[-2:] == [f"results: {sweep} (summary.csv, one folder per job)",
+                                                     f"TensorBoard: tensorboard --logdir {sweep}"]
     jobs = sorted(p for p in sweep.iterdir() if p.is_dir())
     assert [j.name.split("_", 1)[0] for j in jobs] == [str(i) for i in range(6)]
     assert jobs[0].name == "0_debug=smoke,energy.hidden=32,logger.landscape_every=0,seed=0,trainer.eval_every=10"

@@ -123,6 +123,11 @@ USER_MODULE = textwrap.dedent('''
     class Broken(Callback):
         def on_after_backward(self, trainer):
             raise RuntimeError("my hook is broken")
+
+    class SeesTheEnd(Callback):
+        """Writes what ended the run (on_exception) into the run folder."""
+        def on_exception(self, trainer, step, error):
+            (trainer.run_dir / "ended_by.json").write_text(json.dumps({"step": step, "error": type(error).__name__}))
 ''')
 
 
@@ -160,6 +165,19 @@ def test_a_users_optimizer_scheduler_and_callback_run_from_their_config_dir(user
     elsewhere.mkdir()
     served = run_cli(["task=infer", f"run_dir={run_dir}", "x=[0.0]", f"hydra.run.dir={elsewhere / 'infer'}"], elsewhere)
     assert served.returncode == 0, served.stderr
+
+
+def test_a_users_callback_sees_the_step_that_diverged_and_the_run_still_reports_it(user_dir):
+    """on_exception: a user's callback gets the Diverged of step 1 (its update not applied); the
+    run's own divergence report is written beside it, exit 3."""
+    run_dir = user_dir / "diverged"
+    result = run_cli(["+callbacks.watch._target_=my_training.SeesTheEnd", "trainer.max_abs=1e-6", *SHORT,
+                      f"hydra.run.dir={run_dir}"], user_dir)
+    assert result.returncode == 3, result.stderr
+    assert json.loads((run_dir / "ended_by.json").read_text()) == {"step": 0, "error": "Diverged"}
+    report = json.loads((run_dir / "divergence.json").read_text())
+    assert report["step"] == 1 and report["last_finite"] == {} and report["seed"] == 0
+    assert json.loads((run_dir / "metrics.json").read_text())["status"] == "diverged"
 
 
 @pytest.mark.parametrize("override,message", [

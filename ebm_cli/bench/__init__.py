@@ -25,6 +25,8 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List
 
+from ebm_cli.runtime.console import print_results
+
 log = logging.getLogger("ebm_cli")
 
 
@@ -71,6 +73,8 @@ def run_bench(cfg, run_dir) -> List[Dict[str, Any]]:
     env = report.environment(device, settings, time.perf_counter() - start)
     report.write(run_dir, rows, env)
     report.show(rows, env)
+    print_results(run_dir, ["bench.json", "bench_env.json"] + [p.name + "/" for p in sorted(Path(run_dir).iterdir())
+                                                               if p.is_dir() and not p.name.startswith(".")])
     failed = [r for r in rows if r["check"] == FAILED]
     if failed:
         first = failed[0]

@@ -81,3 +81,12 @@ def _fmt(v) -> str:
     if isinstance(v, float):
         return f"{v:.4g}"
     return str(v)
+
+
+def print_results(folder, files: Sequence[str], tensorboard=None) -> None:
+    """The last lines of a command: where its results are (its folder and what it wrote there) and,
+    where it logged to TensorBoard, the command that opens them. Plain text, never wrapped: a path to copy."""
+    lines = [f"results: {folder} ({', '.join(files)})"]
+    if tensorboard is not None:
+        lines.append(f"TensorBoard: tensorboard --logdir {tensorboard}")
+    get_console().print("\n".join(lines), markup=False, highlight=False, soft_wrap=True)

@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
-from ebm_cli.runtime.console import get_console, simple_table
+from ebm_cli.runtime.console import get_console, print_results, simple_table
 from ebm_cli.runtime.disk import cannot_write, remove_quietly
 
 log = logging.getLogger("ebm_cli")
@@ -126,4 +126,5 @@ def print_summary(rows: List[Dict[str, Any]], sweep_dir: Path, objective: str) -
     title = f"sweep {sweep_dir}: {len(rows)} jobs, best first by the {label}" + (f" (all with {' '.join(sorted(common))})" if common else "")
     console = get_console()
     console.print(simple_table(title, header, body))
-    console.print(f"summary written to {sweep_dir / 'summary.csv'}")
+    tensorboard = sweep_dir if any(Path(sweep_dir).glob("*/tb")) else None  # each job's tb/ a run of its own there
+    print_results(sweep_dir, ["summary.csv", "one folder per job"], tensorboard)

@@ -15,7 +15,6 @@ import torch
 from ebm_cli.build import resolve_device
 from ebm_cli.core.energy import LatentEnergy
 from ebm_cli.errors import UserError, memory_detail, out_of_memory
-from ebm_cli.runtime.accelerate import autocast
 from ebm_cli.runtime.memory import bounded_memory
 from ebm_cli.runtime.run_folder import check_run_folder
 from ebm_cli.tasks.infer import open_run
@@ -24,14 +23,16 @@ from ebm_cli.tasks.prepare import prepare
 from ebm_cli.training.checkpointing import check_resumable
 from ebm_cli.training.distributed import launched
 from ebm_cli.training.ema import WeightAverage
+from ebm_cli.training.trainer import CallbackFailed
 from ebm_cli.validate import validate
 
 
 def check_first_step(cfg, run, trainer) -> None:
-    """One training step's loss and gradients on a full batch, and the inference method on two
-    held-out inputs, computed and thrown away: a loss, an energy or a search that fails in training
-    or evaluation (not only in a forward pass), or a batch or grid that does not fit in memory, is
-    found before anything is written. The random state is restored afterwards."""
+    """One training step's loss and gradients on a full batch (Trainer.forward and .backward, the
+    run's own step up to its update, with the config's callbacks), and the inference method on two
+    held-out inputs, computed and thrown away: a loss, an energy, a callback or a search that fails
+    in training or evaluation (not only in a forward pass), or a batch or grid that does not fit in
+    memory, is found before anything is written. The random state is restored afterwards."""
     data, energy = run.data, run.energy
     bounded = bounded_memory() if run.device.type == "cpu" else contextlib.nullcontext()
     with torch.random.fork_rng(devices=[]), bounded:
@@ -43,24 +44,15 @@ def check_first_step(cfg, run, trainer) -> None:
         try:
             idx = torch.randint(0, data.num_rows, (run.batch_size,), device="cpu")  # rows of the host data
             x, y = data.augment(*data.batch(idx, run.device))
-            with autocast(trainer.precision, run.device):
-                loss, stats = run.loss(energy, x, y, beta)
-            if not (isinstance(loss, torch.Tensor) and loss.dim() == 0 and loss.requires_grad):
-                raise UserError(f"loss {type(run.loss).__name__}: must return a scalar tensor with a gradient, "
-                                f"and a dict of scalars; it returned {type(loss).__name__}"
-                                f"{tuple(loss.shape) if isinstance(loss, torch.Tensor) else ''}")
-            if not all(isinstance(v, torch.Tensor) and v.numel() == 1 for v in stats.values()):
-                raise UserError(f"loss {type(run.loss).__name__}: its dict of statistics must hold one-number tensors")
-            loss.backward()
-            for name, callback in trainer.callbacks.items():  # a user's hook that fails on real gradients fails here
-                phase = f"callbacks.{name} ({type(callback).__name__}.on_after_backward)"
-                callback.on_after_backward(trainer)
+            trainer.backward(*trainer.forward(x, y, beta))
             energy.eval()
             phase = f"inference={run.inference.name} on two held-out inputs"
             run.inference(energy, data.x_test[:2].to(run.device))  # the evaluation's search
         except UserError:
             raise
         except Exception as exc:
+            if isinstance(exc, CallbackFailed):  # a user's hook that fails on real gradients
+                phase, exc = exc.where, exc.error
             first = (str(exc).strip().splitlines() or [""])[0]
             if out_of_memory(exc):
                 raise UserError(f"{phase} does not fit in memory ({memory_detail(exc)}): lower trainer.batch_size, "

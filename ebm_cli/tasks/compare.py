@@ -11,7 +11,7 @@ from omegaconf import OmegaConf
 
 from ebm_cli.build import build_inference
 from ebm_cli.errors import UserError
-from ebm_cli.runtime.console import get_console, simple_table
+from ebm_cli.runtime.console import get_console, print_results, simple_table
 from ebm_cli.runtime.run_folder import write_json
 from ebm_cli.tasks.infer import open_run
 
@@ -70,4 +70,5 @@ def compare_inference(cfg, out_dir: Path, trusted: Iterable[str] = ()) -> List[D
     get_console().print(simple_table(title, ["method", f"coverage@{tag}", f"precision@{tag}", "chamfer",
                                              "mean F of candidates", "energy evals", "wall ms"], rows))
     write_json(Path(out_dir) / "compare_inference.json", {"run_dir": str(cfg.run_dir), "k": k, "results": results})
+    print_results(out_dir, ["compare_inference.json"])
     return results

@@ -18,7 +18,7 @@ from ebm_cli.errors import UserError
 from ebm_cli.plots.figures import save_figures, save_texts
 from ebm_cli.runtime.checkpoint import find_checkpoint, load_checkpoint, restore
 from ebm_cli.runtime.compat import fill_added_meta, fill_added_settings, is_old
-from ebm_cli.runtime.console import get_console, simple_table
+from ebm_cli.runtime.console import get_console, print_results, simple_table
 from ebm_cli.runtime.disk import writing
 from ebm_cli.runtime.run_folder import write_json
 from ebm_cli.runtime.trust import check_trusted
@@ -160,8 +160,7 @@ def write_candidates(folder: Path, results: List[Dict[str, Any]], latent: bool) 
             for rank, item in enumerate(result["candidates"], start=1):
                 table.writerow([json.dumps(result["x"]), rank, json.dumps(item["y"]), item["text"],
                                 *([json.dumps(item["z"])] if latent else []), item["energy"]])
-    get_console().print(f"candidates: {folder / 'candidates.json'}, {folder / 'candidates.csv'}", markup=False,
-                        highlight=False, soft_wrap=True)
+    print_results(folder, ["candidates.json", "candidates.csv"])
 
 
 def landscape(cfg, out_dir: Path, overrides: Sequence[str] = (), trusted: Iterable[str] = ()) -> List[Path]:
@@ -178,4 +177,5 @@ def landscape(cfg, out_dir: Path, overrides: Sequence[str] = (), trusted: Iterab
     folder = Path(out_dir) / "figures"
     paths = save_figures(figs, folder) + save_texts(texts, folder)
     log.info("wrote %s", ", ".join(str(p) for p in paths))
+    print_results(folder, [p.name for p in paths])
     return paths

@@ -19,7 +19,7 @@ from ebm_cli.errors import UserError
 from ebm_cli.plots.figures import save_figures, save_texts
 from ebm_cli.runtime.accelerate import compile_energy, set_precision, wants_compile
 from ebm_cli.runtime.checkpoint import BEST, load_checkpoint, restore
-from ebm_cli.runtime.console import TrainingProgress, get_console, metrics_table
+from ebm_cli.runtime.console import TrainingProgress, get_console, metrics_table, print_results
 from ebm_cli.runtime.disk import writing
 from ebm_cli.runtime.run_folder import write_json
 from ebm_cli.runtime.signals import Preempted, StopSignals
@@ -28,12 +28,12 @@ from ebm_cli.runtime.summary import sweep_objective
 from ebm_cli.tasks.objective import task_config_yaml
 from ebm_cli.tasks.prepare import prepare
 from ebm_cli.tasks.evaluate import evaluate_baseline, evaluate_model
-from ebm_cli.tasks.spread import energy_spread, is_flat
 from ebm_cli.training.checkpointing import Checkpointer, restore_latest, resume
 from ebm_cli.training.distributed import Group, Ranks, Single, launched
 from ebm_cli.training.early_stopping import ValidationStopper
 from ebm_cli.training.ema import WeightAverage
-from ebm_cli.training.run_callbacks import Landscapes, PeriodicCheckpoint, ScalarLogging, Validation
+from ebm_cli.training.run_callbacks import (CollapseCheck, DivergenceReport, Landscapes, PeriodicCheckpoint, ScalarLogging,
+                                           Validation)
 from ebm_cli.training.trainer import Diverged, Trainer
 
 log = logging.getLogger("ebm_cli")
@@ -241,6 +241,9 @@ def _train(cfg, run_dir: Path, t, run: Run, baseline, trainer: Trainer, stopper,
             t.eval_every, t.steps, val, inference, average, stopper, checkpointer, beta, cfg.objective,
             cfg.objective_direction == "maximize", cfg.seed, t.keep == "best", t.lr_drop, t.patience, device)
     trainer.callbacks["checkpoint"] = PeriodicCheckpoint(t.ckpt_every, t.steps, checkpointer)
+    trainer.callbacks["divergence"] = DivergenceReport(run_dir, cfg.seed)
+    collapse = CollapseCheck(evaluated, data, device, cfg.logger.collapse_below, loss_fn.name)
+    trainer.callbacks = {"collapse": collapse, **trainer.callbacks}  # first at the end: the others' metrics hold it
 
     def stop(status: str, step: int, error: UserError, then=None) -> None:
         for record in (tb.close, lambda: write_json(run_dir / "metrics.json", {
@@ -252,7 +255,6 @@ def _train(cfg, run_dir: Path, t, run: Run, baseline, trainer: Trainer, stopper,
         raise error
 
     start_time = time.perf_counter()
-    last_healthy: Dict[str, float] = {}
     # earlier when the validation objective stops improving (trainer.patience); a run resumed after it
     # stopped early (killed during its final evaluation) does not train on
     end = stopper.stopped_at if stopper.stopped_at is not None else t.steps
@@ -279,13 +281,12 @@ def _train(cfg, run_dir: Path, t, run: Run, baseline, trainer: Trainer, stopper,
             try:  # the stop comes within the step that diverged, before its update reaches the weights
                 values = trainer.step(xb, yb, b)  # ... and the callbacks: scalars, landscapes, validation, checkpoint
             except Diverged as diverged:  # on every rank at once (the values are averaged over them)
+                for callback in trainer.callbacks.values():
+                    callback.on_exception(trainer, step, diverged)  # divergence.json (DivergenceReport)
                 if not main:
                     return {}
-                report = {"step": step + 1, "values": diverged.values, "last_finite": last_healthy, "seed": cfg.seed}
-                write_json(run_dir / "divergence.json", report)
                 stop("diverged", step, UserError(f"training diverged at step {step + 1}: {diverged} (see divergence.json; "
                                                  "the last checkpoint is untouched)", DIVERGED_EXIT_CODE))
-            last_healthy = {**values, "step": step + 1}
             done = step + 1
             progress.update(done, values["loss"])
             if sync.any(bool(trainer.should_stop)):  # patience ran out, or a callback's reason (on any rank)
@@ -308,20 +309,12 @@ def _train(cfg, run_dir: Path, t, run: Run, baseline, trainer: Trainer, stopper,
 
     result = evaluate_model(evaluated, inference, data, device)
     metrics = {**result["metrics"], "train_time_s": train_seconds}
-    spread = energy_spread(evaluated, data, device)
-    collapsed = None
-    if spread is not None:
-        metrics.update(spread)
-        final_beta = beta(kept)
-        collapsed = is_flat(spread["energy_range"], final_beta, cfg.logger.collapse_below)
-        if collapsed:
-            log.warning("the energy collapsed: flat over the y box (beta * energy_range = %.3g < "
-                        "logger.collapse_below=%g: P_beta(y | x) is nearly uniform; loss=%s)",
-                        final_beta * spread["energy_range"], cfg.logger.collapse_below, loss_fn.name)
     if baseline is not None:
         metrics.update(evaluate_baseline(baseline.model, data, device))
-    for callback in trainer.callbacks.values():
+    trainer.last_beta = beta(kept)  # the evaluated weights' (the collapse check measures at it)
+    for callback in trainer.callbacks.values():  # the collapse check first: energy_range, energy_gap
         callback.on_train_end(trainer, end, metrics)
+    collapsed = collapse.collapsed
     figs, texts = landscapes.draw(tb, end, candidates=result["candidates"])
     with writing(run_dir / "figures"):
         save_figures(figs, run_dir / "figures")
@@ -342,8 +335,7 @@ def _train(cfg, run_dir: Path, t, run: Run, baseline, trainer: Trainer, stopper,
     write_json(run_dir / "metrics.json", record)
     title = f"{type(energy).__name__} on {type(data).__name__} data (inference={inference.name})"
     get_console().print(metrics_table(title, {"test": metrics}))
-    get_console().print(f"results: {run_dir} (metrics.json, figures/, checkpoints/)\n"
-                        f"TensorBoard: tensorboard --logdir {run_dir / 'tb'}", markup=False, highlight=False,
-                        soft_wrap=True)
+    print_results(run_dir, ["metrics.json", "figures/", "checkpoints/"],
+                  run_dir / "tb" if cfg.logger.tensorboard else None)
     return metrics
 

@@ -39,7 +39,10 @@ class Callback:
         """After an evaluation on the validation split: its loss and metrics at `step`."""
 
     def on_train_end(self, trainer, step: int, metrics: Dict[str, float]) -> None:
-        """After the test metrics are computed (metrics) and before metrics.json is written."""
+        """After the test metrics are computed (metrics: add to it) and before metrics.json is written."""
+
+    def on_exception(self, trainer, step: int, error: BaseException) -> None:
+        """The step after `step` raised `error` (e.g. training/trainer.py's Diverged), before the run ends with it."""
 
     def state_dict(self) -> Dict[str, Any]:
         """What a resumed run needs to continue as the uninterrupted one (tensors, numbers, strings)."""

@@ -1,11 +1,13 @@
 """The training run's own callbacks (training/callbacks.py's hooks), after the config's (callbacks=):
 the Training/* scalars, the landscape figures, validation with early stopping, and the periodic
-checkpoint, in that order at the end of every step. tasks/train.py adds them; each reaches the run
+checkpoint, in that order at the end of every step; the divergence report (when a step diverges)
+and the collapse check (at the end). tasks/train.py adds them; each reaches the run
 through the Trainer (`tb`, `sync`, `last_beta`, `last_lr`) and through what it is built with.
 """
 
 import copy
 import logging
+from pathlib import Path
 from typing import Any, Callable, Dict, Optional
 
 import torch
@@ -15,9 +17,11 @@ from ebm_cli.runtime.checkpoint import BEST
 from ebm_cli.runtime.summary import metric_key
 from ebm_cli.tasks.objective import TIMINGS
 from ebm_cli.tasks.evaluate import evaluate_model
-from ebm_cli.tasks.spread import energy_spread
+from ebm_cli.runtime.run_folder import write_json
+from ebm_cli.tasks.spread import energy_spread, is_flat
 from ebm_cli.training.callbacks import Callback
 from ebm_cli.training.checkpointing import Checkpointer
+from ebm_cli.training.trainer import Diverged
 
 log = logging.getLogger("ebm_cli")
 
@@ -131,3 +135,45 @@ class PeriodicCheckpoint(Callback):
     def on_step_end(self, trainer, step: int, stats: Dict[str, float]) -> None:
         if self.every and step % self.every == 0 and step != self.last_step and not trainer.should_stop:
             self.checkpointer.save(step)
+
+
+class DivergenceReport(Callback):
+    """A step that diverged (Diverged: a non-finite value, or one beyond trainer.max_abs; its update
+    not applied): divergence.json in the run folder (the step, its values, the last finite ones and
+    the seed), to reproduce it. Rank 0."""
+
+    def __init__(self, run_dir: Path, seed: int):
+        self.run_dir, self.seed = Path(run_dir), seed
+        self.last_healthy: Dict[str, float] = {}
+
+    def on_step_end(self, trainer, step: int, stats: Dict[str, float]) -> None:
+        self.last_healthy = {**stats, "step": step}
+
+    def on_exception(self, trainer, step: int, error: BaseException) -> None:
+        if isinstance(error, Diverged) and trainer.sync.is_main:
+            write_json(self.run_dir / "divergence.json", {"step": step + 1, "values": error.values,
+                                                          "last_finite": self.last_healthy, "seed": self.seed})
+
+
+class CollapseCheck(Callback):
+    """At the end: the evaluated energy's spread over the y box at the held-out inputs
+    (tasks/spread.py) joins the test metrics, and `collapsed` says whether it is flat at the beta of
+    the evaluated weights (beta * energy_range < logger.collapse_below: P_beta(y | x) nearly
+    uniform), with a warning. None for token sequences (no box)."""
+
+    def __init__(self, evaluated: torch.nn.Module, data, device: torch.device, collapse_below: float, loss_name: str):
+        self.evaluated, self.data, self.device = evaluated, data, device
+        self.collapse_below, self.loss_name = collapse_below, loss_name
+        self.collapsed: Optional[bool] = None
+
+    def on_train_end(self, trainer, step: int, metrics: Dict[str, float]) -> None:
+        spread = energy_spread(self.evaluated, self.data, self.device)
+        if spread is None:
+            return
+        metrics.update(spread)
+        beta = trainer.last_beta  # the run sets it to the evaluated weights' beta before the end
+        self.collapsed = is_flat(spread["energy_range"], beta, self.collapse_below)
+        if self.collapsed:
+            log.warning("the energy collapsed: flat over the y box (beta * energy_range = %.3g < "
+                        "logger.collapse_below=%g: P_beta(y | x) is nearly uniform; loss=%s)",
+                        beta * spread["energy_range"], self.collapse_below, self.loss_name)

@@ -2,11 +2,12 @@
 case all run (TorchEBM's BaseTrainer.train_step; a subclass may override `step`)."""
 
 import math
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import torch
 from torch.optim.lr_scheduler import ReduceLROnPlateau
 
+from ebm_cli.errors import UserError
 from ebm_cli.runtime.accelerate import autocast
 from ebm_cli.training.callbacks import Callback
 from ebm_cli.training.distributed import Single
@@ -19,6 +20,14 @@ class Diverged(Exception):
     def __init__(self, values: Dict[str, float], bad: List[str]):
         super().__init__(", ".join(f"{k}={values[k]:.3g}" for k in bad))
         self.values, self.bad = values, bad
+
+
+class CallbackFailed(Exception):
+    """A callback's hook raised `error`; `where`: "callbacks.<name> (<Class>.<hook>)"."""
+
+    def __init__(self, where: str, error: BaseException):
+        super().__init__(f"{where} fails ({type(error).__name__})")  # one_line adds the error's own first line
+        self.where, self.error = where, error
 
 
 class Trainer:
@@ -66,18 +75,10 @@ class Trainer:
         """One update on a batch; the step's values: loss, grad_norm (before clipping) and the loss's
         statistics (+ baseline_mse). Raises Diverged, with the weights untouched, on a bad value."""
         self.last_beta, self.last_lr = beta, self.lr  # the scheduler moves the lr after the update
-        with autocast(self.precision, self.device), self.sync.sampling(self.step_count):
-            loss, stats = self.loss(self.energy, x, y, beta)
+        loss, stats = self.forward(x, y, beta)
         if self.baseline is not None:  # the same batch, its own optimiser, this step's learning rate
             stats["baseline_mse"] = self.baseline.step(x, y, self.lr, self.sync)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        # Averaged over the ranks before clipping, with the loss and statistics: every rank clips the
-        # same gradient and sees the same values, and so the same divergence.
-        local = self.sync.average_gradients(self.parameters, torch.stack([loss.detach(), *stats.values()]).float())
-        self.grad_norm = None
-        for callback in self.callbacks.values():
-            callback.on_after_backward(self)
+        local = self.backward(loss, stats)
         grad_norm = self.grad_norm if self.grad_norm is not None else torch.nn.utils.clip_grad_norm_(self.parameters, math.inf)
         # One read-back per step, before the update is applied: a diverging step never reaches the weights.
         stacked = torch.cat([local[:1], grad_norm.reshape(1).float(), local[1:]])
@@ -92,6 +93,37 @@ class Trainer:
         for callback in self.callbacks.values():
             callback.on_step_end(self, self.step_count, values)
         return values
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor, beta: float) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
+        """The loss on a batch x: (B, *x_shape), y: (B, *y_shape) at beta: (scalar tensor with a
+        gradient, {name: one-number tensor}); UserError where the loss breaks that contract."""
+        with autocast(self.precision, self.device), self.sync.sampling(self.step_count):
+            loss, stats = self.loss(self.energy, x, y, beta)
+        if not (isinstance(loss, torch.Tensor) and loss.dim() == 0 and loss.requires_grad):
+            raise UserError(f"loss {type(self.loss).__name__}: must return a scalar tensor with a gradient, and a dict "
+                            f"of scalars; it returned {type(loss).__name__}"
+                            f"{tuple(loss.shape) if isinstance(loss, torch.Tensor) else ''}")
+        if not all(isinstance(v, torch.Tensor) and v.numel() == 1 for v in stats.values()):
+            raise UserError(f"loss {type(self.loss).__name__}: its dict of statistics must hold one-number tensors")
+        return loss, stats
+
+    def backward(self, loss: torch.Tensor, stats: Dict[str, torch.Tensor]) -> torch.Tensor:
+        """The step's gradients, averaged over the ranks, then each callback's on_after_backward (a
+        failure there is CallbackFailed, naming the callback); the loss and statistics (1 + n,), averaged."""
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        # Averaged over the ranks before clipping, with the loss and statistics: every rank clips the
+        # same gradient and sees the same values, and so the same divergence.
+        local = self.sync.average_gradients(self.parameters, torch.stack([loss.detach(), *stats.values()]).float())
+        self.grad_norm = None
+        for name, callback in self.callbacks.items():
+            try:
+                callback.on_after_backward(self)
+            except UserError:
+                raise
+            except Exception as exc:
+                raise CallbackFailed(f"callbacks.{name} ({type(callback).__name__}.on_after_backward)", exc) from exc
+        return local
 
     def validated(self, objective: Optional[float], maximize: bool) -> None:
         """An evaluation's objective: what a plateau scheduler (ReduceLROnPlateau, mode=min) steps on."""
