@@ -100,7 +100,7 @@ def hydra_main(cfg: DictConfig) -> Optional[float]:
         finally:
             _release_followers()  # a submitit job's task 0 that stopped before its ranks met
     except (Exception, Stopped, KeyboardInterrupt) as caught:
-        exc = _disk_error_named(as_preempted(caught), run_dir)
+        exc = _disk_error_named(as_preempted(caught, task=cfg.task.name), run_dir)
         if isinstance(exc, Preempted) and cfg.task.name == "train":  # a sweep's job too: the command that continues it
             exc = exc.continued_by(resume_command(hydra_cfg, run_dir))
         _log_to_file(one_line(exc))

@@ -388,7 +388,7 @@ def test_a_held_folder_refuses_a_second_writer(tmp_path):
 
 
 @pytest.mark.parametrize("damage", ["both_corrupt", "no_rng", "last_is_a_folder", "optimizer_shape", "nan_weights",
-                                    "nan_moments"])
+                                    "nan_moments", "negative_step", "unexpected_weight"])
 def test_a_refused_resume_changes_nothing_and_the_run_stays_resumable(tmp_path, damage):
     """trainer.resume=auto on a folder whose checkpoints cannot continue it: one line, exit 1, no
     metrics.json written; once a good checkpoint is back, the same command resumes."""
@@ -404,7 +404,7 @@ def test_a_refused_resume_changes_nothing_and_the_run_stays_resumable(tmp_path, 
     if damage == "both_corrupt":
         for name in good:
             (folder / name).write_bytes(os.urandom(512))
-    elif damage in ("no_rng", "optimizer_shape", "nan_weights", "nan_moments"):
+    elif damage in ("no_rng", "optimizer_shape", "nan_weights", "nan_moments", "negative_step", "unexpected_weight"):
         for name in good:
             state = torch.load(folder / name, weights_only=True)
             moments = state["optimizer"]["state"][0]
@@ -414,6 +414,10 @@ def test_a_refused_resume_changes_nothing_and_the_run_stays_resumable(tmp_path, 
                 moments["exp_avg"] = moments["exp_avg"].flatten()[:3].clone()
             elif damage == "nan_moments":
                 moments["exp_avg_sq"] = torch.full_like(moments["exp_avg_sq"], float("nan"))
+            elif damage == "negative_step":
+                state["step"] = -5
+            elif damage == "unexpected_weight":
+                state["model"]["extra"] = torch.zeros(1)
             else:
                 for key in ("model", "train_model"):
                     weights = state.get(key, {})
@@ -429,7 +433,9 @@ def test_a_refused_resume_changes_nothing_and_the_run_stays_resumable(tmp_path, 
     assert refused.returncode == 1 and refused.stderr.count("\n") == 1, refused.stderr
     assert "trainer.resume=auto" in refused.stderr
     said = {"optimizer_shape": "has shape (3,), the parameter", "nan_weights": "non-finite weights in",
-            "nan_moments": "non-finite values in the optimiser's exp_avg_sq of"}.get(damage, "")
+            "nan_moments": "non-finite values in the optimiser's exp_avg_sq of",
+            "negative_step": "its step -5 is not a count of steps",
+            "unexpected_weight": 'Unexpected key(s) in state_dict: "extra"'}.get(damage, "")
     assert said in refused.stderr, refused.stderr
     assert {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()} == before  # nothing written
     if (folder / "last.pt").is_dir():
@@ -636,3 +642,32 @@ def test_a_second_ctrl_c_stops_at_once_and_the_run_continues_from_its_last_check
     done = run_cli(shlex.split(line[len(said):])[1:], tmp_path)
     assert done.returncode == 0, done.stderr
     assert json.loads((run_dir / "metrics.json").read_text())["status"] == "completed"
+
+
+@pytest.mark.parametrize("task", ["infer", "landscape"])
+def test_a_signal_during_a_task_that_reads_a_run_is_one_line_and_the_run_is_untouched(smoke_run, tmp_path, monkeypatch,
+                                                                                     task):
+    """task=infer / landscape stopped by a signal: exit 75, one line saying to run it again into a new
+    folder (there is no checkpoint of its own to continue); the run it read is not changed."""
+    from ebm_cli.tasks import infer as infer_module
+
+    run_dir = smoke_run[0]
+    before = {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()}
+    name = "write_candidates" if task == "infer" else "save_figures"
+    real = getattr(infer_module, name)
+
+    def signalled(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGUSR1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(infer_module, name, signalled)
+    out = tmp_path / "out"
+    stopped = run_cli([f"task={task}", f"run_dir={run_dir}", "x=[0.1]", f"hydra.run.dir={out}"], tmp_path)
+    monkeypatch.undo()
+    assert stopped.returncode == PREEMPTED_EXIT_CODE, stopped.stderr
+    assert stopped.stderr.strip().splitlines() == [
+        f"ebm-run: error: stopped by SIGUSR1 during task={task}, before it finished; run it again into a new folder "
+        "(this one is left incomplete)"]
+    assert {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()} == before
+    again = run_cli([f"task={task}", f"run_dir={run_dir}", "x=[0.1]", f"hydra.run.dir={tmp_path / 'again'}"], tmp_path)
+    assert again.returncode == 0, again.stderr

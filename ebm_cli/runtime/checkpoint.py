@@ -158,8 +158,9 @@ def restore(path: Path, state: Dict[str, Any], energy, optimizer=None) -> None:
         if optimizer is not None:
             optimizer.load_state_dict(state["optimizer"])
     except (RuntimeError, ValueError, KeyError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"checkpoint {path} does not match this run's energy or optimiser ({first})") from None
+        lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()] or [type(exc).__name__]
+        first = f"{lines[0]} {lines[1]}" if lines[0].endswith(":") and len(lines) > 1 else lines[0]  # torch's "Error(s) ...:"
+        raise UserError(f"checkpoint {path} does not match this run's energy or optimiser ({first[:300]})") from None
     bad = [name for name, t in energy.state_dict().items()
            if isinstance(t, torch.Tensor) and t.is_floating_point() and not torch.isfinite(t).all()]
     if bad:

@@ -28,7 +28,9 @@ class Preempted(UserError):
     is known (`continued_by`), the whole command that continues the run."""
 
     def __init__(self, message: str, signal_name: Optional[str] = None, command: Optional[str] = None):
-        super().__init__(f"{message}: {command}" if command else f"{message} trainer.resume=auto", PREEMPTED_EXIT_CODE)
+        # command: the whole command that continues the run; "" where there is none to give
+        super().__init__(f"{message}: {command}" if command else message if command == "" else
+                         f"{message} trainer.resume=auto", PREEMPTED_EXIT_CODE)
         self.stem, self.signal_name, self.command = message, signal_name, command
 
     def continued_by(self, command: str) -> "Preempted":
@@ -101,10 +103,11 @@ class Stopped(BaseException):
         self.said = said  # the job's Preempted is reported already: this only ends a sweep
 
 
-def as_preempted(exc: BaseException, began: bool = True) -> BaseException:
+def as_preempted(exc: BaseException, began: bool = True, task: str = "train") -> BaseException:
     """Stopped (or a KeyboardInterrupt: SIGINT where our handlers were not installed) as the
     Preempted it reports, in one line: a run continues from its last checkpoint; `began` False: the
-    command had not yet taken its folder (the checks), nothing was written. Anything else as it is."""
+    command had not yet taken its folder (the checks), nothing was written; a task other than
+    train has nothing to continue: it is run again. Anything else as it is."""
     if isinstance(exc, KeyboardInterrupt):
         exc = Stopped("SIGINT")
     if not isinstance(exc, Stopped):
@@ -112,6 +115,9 @@ def as_preempted(exc: BaseException, began: bool = True) -> BaseException:
     if not began:
         return UserError(f"stopped by {exc.signal_name} before anything was written; run the same command again",
                          PREEMPTED_EXIT_CODE)
+    if task != "train":
+        return Preempted(f"stopped by {exc.signal_name} during task={task}, before it finished; run it again into a "
+                         "new folder (this one is left incomplete)", exc.signal_name, command="")
     if exc.again:
         return Preempted(f"stopped at once by a second {exc.signal_name}; the last checkpoint is kept, and the run "
                          "continues from it with", exc.signal_name)

@@ -95,6 +95,8 @@ def restore_latest(folder: Path, energy, opt, loss_fn, baseline, stopper, averag
     state, path = load_latest(folder, map_location="cpu")
     if state is None:
         return 0
+    if isinstance(state["step"], bool) or not isinstance(state["step"], int) or state["step"] < 0:
+        raise UserError(f"checkpoint {path}: its step {state['step']!r} is not a count of steps (a whole number >= 0)")
     if not isinstance(state.get("rng"), dict):
         raise UserError(f"checkpoint {path} has no RNG state: it cannot continue the run exactly")
     saved_ranks = len(state["loss_ranks"]) if "loss_ranks" in state else 1
