@@ -75,7 +75,7 @@ def test_without_callbacks_the_trained_weights_are_evaluated_and_nothing_is_clip
 
 
 USER_MODULE = textwrap.dedent('''
-    import json, torch
+    import json, os, signal, torch
     from ebm_cli.training.callbacks import Callback
 
     class Lion(torch.optim.Optimizer):
@@ -124,6 +124,13 @@ USER_MODULE = textwrap.dedent('''
         def on_after_backward(self, trainer):
             raise RuntimeError("my hook is broken")
 
+    class StopAndSignal(Callback):
+        """Asks the run to stop at step 12 and, within the same step, sends this process SIGTERM."""
+        def on_step_end(self, trainer, step, stats):
+            if step == 12:
+                trainer.should_stop = "enough at step 12"
+                os.kill(os.getpid(), signal.SIGTERM)
+
     class SeesTheEnd(Callback):
         """Writes what ended the run (on_exception) into the run folder."""
         def on_exception(self, trainer, step, error):
@@ -165,6 +172,17 @@ def test_a_users_optimizer_scheduler_and_callback_run_from_their_config_dir(user
     elsewhere.mkdir()
     served = run_cli(["task=infer", f"run_dir={run_dir}", "x=[0.0]", f"hydra.run.dir={elsewhere / 'infer'}"], elsewhere)
     assert served.returncode == 0, served.stderr
+
+
+def test_a_signal_in_the_step_where_the_run_stops_lets_it_finish_there(user_dir):
+    """A stop asked for (patience, a callback) and a stop signal in the same step: the run ends at that
+    step as a finished one (its final evaluation, "completed"), not as preempted and resumable past it."""
+    run_dir = user_dir / "both"
+    result = run_cli(["+callbacks.both._target_=my_training.StopAndSignal", *SHORT, "trainer.eval_every=0",
+                      f"hydra.run.dir={run_dir}"], user_dir)
+    assert result.returncode == 0, result.stderr
+    record = json.loads((run_dir / "metrics.json").read_text())
+    assert record["status"] == "completed" and record["step"] == 12
 
 
 def test_a_users_callback_sees_the_step_that_diverged_and_the_run_still_reports_it(user_dir):

@@ -33,7 +33,7 @@ from ebm_cli.training.distributed import Group, Ranks, Single, launched
 from ebm_cli.training.early_stopping import ValidationStopper
 from ebm_cli.training.ema import WeightAverage
 from ebm_cli.training.run_callbacks import (CollapseCheck, DivergenceReport, Landscapes, PeriodicCheckpoint, ScalarLogging,
-                                           Validation)
+                                           StopOnSignal, Validation)
 from ebm_cli.training.trainer import Diverged, Trainer
 
 log = logging.getLogger("ebm_cli")
@@ -264,15 +264,8 @@ def _train(cfg, run_dir: Path, t, run: Run, baseline, trainer: Trainer, stopper,
     for callback in trainer.callbacks.values():
         callback.on_train_start(trainer)
     with StopSignals() as signals, TrainingProgress(t.steps, start, cfg.logger.progress and main, t.log_every) as progress:
+        trainer.callbacks["stop_on_signal"] = StopOnSignal(signals, checkpointer)  # the last: after the step's saves
         for step in range(start, end):
-            if sync.any(signals.received is not None):  # a signal to any rank stops them all at this step
-                checkpointer.save(step)
-                if not main:
-                    return {}
-                # pass_on: e.g. submitit requeues the job, which continues here with trainer.resume=auto
-                stop("preempted", step, Preempted(f"stopped by {signals.received or 'a signal to another rank'} at step "
-                                                  f"{step}; checkpoint saved, continue with",
-                                                  signals.received), then=signals.pass_on)
             b = beta(step)
             average.set_beta(b)  # the one place a latent energy's F_beta gets the loss's beta
             idx = torch.randint(0, data.num_rows, (run.batch_size,), device="cpu")  # rows of the host data, moved as a batch
@@ -287,6 +280,11 @@ def _train(cfg, run_dir: Path, t, run: Run, baseline, trainer: Trainer, stopper,
                     return {}
                 stop("diverged", step, UserError(f"training diverged at step {step + 1}: {diverged} (see divergence.json; "
                                                  "the last checkpoint is untouched)", DIVERGED_EXIT_CODE))
+            except Preempted as preempted:  # StopOnSignal, at the end of this step: its checkpoint is saved
+                if not main:
+                    return {}
+                # pass_on: e.g. submitit requeues the job, which continues here with trainer.resume=auto
+                stop("preempted", step + 1, preempted, then=signals.pass_on)
             done = step + 1
             progress.update(done, values["loss"])
             if sync.any(bool(trainer.should_stop)):  # patience ran out, or a callback's reason (on any rank)

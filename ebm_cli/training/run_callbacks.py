@@ -1,7 +1,7 @@
 """The training run's own callbacks (training/callbacks.py's hooks), after the config's (callbacks=):
 the Training/* scalars, the landscape figures, validation with early stopping, and the periodic
-checkpoint, in that order at the end of every step; the divergence report (when a step diverges)
-and the collapse check (at the end). tasks/train.py adds them; each reaches the run
+checkpoint, in that order at the end of every step, then the stop on a signal; the divergence
+report (when a step diverges) and the collapse check (at the end). tasks/train.py adds them; each reaches the run
 through the Trainer (`tb`, `sync`, `last_beta`, `last_lr`) and through what it is built with.
 """
 
@@ -18,6 +18,7 @@ from ebm_cli.runtime.summary import metric_key
 from ebm_cli.tasks.objective import TIMINGS
 from ebm_cli.tasks.evaluate import evaluate_model
 from ebm_cli.runtime.run_folder import write_json
+from ebm_cli.runtime.signals import Preempted, StopSignals
 from ebm_cli.tasks.spread import energy_spread, is_flat
 from ebm_cli.training.callbacks import Callback
 from ebm_cli.training.checkpointing import Checkpointer
@@ -177,3 +178,23 @@ class CollapseCheck(Callback):
             log.warning("the energy collapsed: flat over the y box (beta * energy_range = %.3g < "
                         "logger.collapse_below=%g: P_beta(y | x) is nearly uniform; loss=%s)",
                         beta * spread["energy_range"], self.collapse_below, self.loss_name)
+
+
+class StopOnSignal(Callback):
+    """A stop signal (SIGTERM, SIGINT, SIGHUP, SIGUSR1: runtime/signals.StopSignals, which the run holds
+    around its loop) to any rank ends the run at the end of the step in which it came: every rank
+    saves that step's checkpoint, and the step raises Preempted (exit 75; the run then records
+    "preempted" and hands the signal on to a launcher's handler). The last of the run's callbacks:
+    the step's validation and periodic checkpoint come first."""
+
+    def __init__(self, signals: StopSignals, checkpointer: Checkpointer):
+        self.signals, self.checkpointer = signals, checkpointer
+
+    def on_step_end(self, trainer, step: int, stats: Dict[str, float]) -> None:
+        if not trainer.sync.any(self.signals.received is not None):  # a collective: every rank decides alike
+            return
+        if trainer.sync.any(bool(trainer.should_stop)):  # the run ends at this step anyway (patience): it
+            return  # finishes, its final checkpoint saying where it stopped, rather than resume past it
+        self.checkpointer.save(step)
+        raise Preempted(f"stopped by {self.signals.received or 'a signal to another rank'} at step {step}; "
+                        "checkpoint saved, continue with", self.signals.received)
