@@ -25,7 +25,7 @@ from ebm_cli.runtime import summary
 from ebm_cli.runtime.disk import cannot_write, is_disk_error, os_error_in
 from ebm_cli.runtime.folder_lock import held_folder, release_all
 from ebm_cli.runtime.signals import (SWEEP_PARENT, OutsideTheLoop, Preempted, Stopped, as_preempted, end_as_signalled,
-                                     is_sweep_worker, mark_as_sweep_parent, watch_parent)
+                                     is_sweep_worker, mark_as_sweep_parent, runs_in_the_command, watch_parent)
 from ebm_cli.schema import register_configs
 
 log = logging.getLogger("ebm_cli")
@@ -110,7 +110,7 @@ def hydra_main(cfg: DictConfig) -> Optional[float]:
         _failures.append(exc)
         if isinstance(exc, Preempted) and worker:
             end_as_signalled(exc.signal_name)  # its job saved: the worker ends as the signal asked
-        if isinstance(exc, Preempted) and hydra_cfg.mode == RunMode.MULTIRUN:
+        if isinstance(exc, Preempted) and hydra_cfg.mode == RunMode.MULTIRUN and runs_in_the_command():
             raise Stopped(exc.signal_name or "SIGINT", said=True)  # the basic launcher's sweep: no later job starts
         return float("nan")  # a sweeper that optimises (optuna) records the trial as failed
 

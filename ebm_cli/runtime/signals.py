@@ -43,6 +43,12 @@ def mark_as_sweep_parent() -> None:
     os.environ[SWEEP_PARENT] = str(os.getpid())
 
 
+def runs_in_the_command() -> bool:
+    """True in the ebm-run process itself (its jobs, with Hydra's basic launcher), not in a process it
+    or a launcher started (a joblib worker, a submitit job)."""
+    return os.environ.get(SWEEP_PARENT) == str(os.getpid())
+
+
 def is_sweep_worker() -> bool:
     """True in a process started by an ebm-run to run its jobs (launcher=joblib)."""
     return os.environ.get(SWEEP_PARENT) == str(os.getppid())

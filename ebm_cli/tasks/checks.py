@@ -22,7 +22,7 @@ from ebm_cli.tasks.objective import task_config_yaml
 from ebm_cli.tasks.prepare import prepare
 from ebm_cli.training.checkpointing import check_resumable
 from ebm_cli.training.distributed import launched
-from ebm_cli.training.ema import WeightAverage
+from ebm_cli.training.ema import weight_average_of
 from ebm_cli.training.trainer import CallbackFailed
 from ebm_cli.validate import validate
 
@@ -83,7 +83,7 @@ def check_before_writing(cfg, out_dir: Path, overrides: Sequence[str] = (), trus
     if task == "train":
         run, baseline, trainer = prepare(cfg)  # data, energy, inference, loss, optimizer, callbacks: built and checked
         if cfg.trainer.resume == "auto" and out_dir.is_dir():
-            average = next((cb for cb in trainer.callbacks.values() if isinstance(cb, WeightAverage)), None)
+            average = weight_average_of(trainer)
             launch = launched()  # torchrun's processes: as many as it started
             check_resumable(out_dir, run.energy, trainer.optimizer, run.loss, baseline, average, trainer,
                             launch[1] if launch else int(cfg.trainer.get("devices", 1)))

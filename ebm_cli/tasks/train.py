@@ -31,7 +31,7 @@ from ebm_cli.tasks.evaluate import evaluate_baseline, evaluate_model
 from ebm_cli.training.checkpointing import Checkpointer, restore_latest, resume
 from ebm_cli.training.distributed import Group, Ranks, Single, launched
 from ebm_cli.training.early_stopping import ValidationStopper
-from ebm_cli.training.ema import WeightAverage
+from ebm_cli.training.ema import WeightAverage, weight_average_of
 from ebm_cli.training.run_callbacks import (CollapseCheck, DivergenceReport, Landscapes, PeriodicCheckpoint, ScalarLogging,
                                            StopOnSignal, Validation)
 from ebm_cli.training.trainer import Diverged, Trainer
@@ -125,7 +125,7 @@ def train(cfg, run_dir: Path, rank: int = 0, init_file: Optional[str] = None, re
     set_precision(t.precision, device)
     # callbacks.ema, built before compiling (the average is only evaluated, eager); without it the
     # trained weights are evaluated
-    average = next((cb for cb in trainer.callbacks.values() if isinstance(cb, WeightAverage)), None) or WeightAverage(energy, 0.0)
+    average = weight_average_of(trainer) or WeightAverage(energy, 0.0)
     if wants_compile(t.compile, device, t.steps):
         if getattr(loss_fn, "needs_double_backward", False):
             log.info("trainer.compile: the energy stays eager: loss=%s differentiates through grad_y F, and "

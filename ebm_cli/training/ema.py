@@ -74,3 +74,8 @@ class WeightAverage(Callback):
         if self.average is not None and state:
             self.updates = int(state["updates"])
             self.average.n_averaged.fill_(self.updates)
+
+
+def weight_average_of(trainer) -> Optional[WeightAverage]:
+    """The moving average among the trainer's callbacks (the config's callbacks.ema), or None."""
+    return next((cb for cb in trainer.callbacks.values() if isinstance(cb, WeightAverage)), None)
